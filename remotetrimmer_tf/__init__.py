@@ -1,0 +1,58 @@
+"""remotetrimmer_tf: RemoteTrimmer structural channel pruning for Keras 3.
+
+Public API only. Names are resolved lazily so that ``import remotetrimmer_tf``
+never imports TensorFlow (the core runs under ``KERAS_BACKEND=jax`` without it).
+
+Example:
+
+```python
+import remotetrimmer_tf as rt
+
+model = rt.models.resnet18(10, (64, 64, 3), se=True)
+attention = rt.collect_attention(model, train_batches)
+plain = rt.fold_attention(model, attention)
+pruned = rt.Pruner(plain, importance="cap", ratio=0.7).prune()
+```
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "DependencyGraph": "remotetrimmer_tf.graph",
+    "ChannelGroup": "remotetrimmer_tf.graph",
+    "Member": "remotetrimmer_tf.graph",
+    "LayerHandler": "remotetrimmer_tf.graph",
+    "register_handler": "remotetrimmer_tf.graph",
+    "prune_channels": "remotetrimmer_tf.surgeon",
+    "count_macs": "remotetrimmer_tf.metrics",
+    "count_params": "remotetrimmer_tf.metrics",
+    "SqueezeExcite": "remotetrimmer_tf.models",
+    "collect_attention": "remotetrimmer_tf.attention",
+    "fold_attention": "remotetrimmer_tf.attention",
+    "get_importance": "remotetrimmer_tf.importance",
+    "Pruner": "remotetrimmer_tf.pruner",
+    "recalibrate_bn": "remotetrimmer_tf.training.bn_recalibration",
+    "AdaptiveMiningLoss": "remotetrimmer_tf.losses",
+}
+_SUBMODULES = ("models", "graph", "importance", "training", "data", "export",
+               "pipeline", "attention", "surgeon", "metrics", "losses", "pruner")
+
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"remotetrimmer_tf.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'remotetrimmer_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,42 @@
+"""remotetrimmer_tf: structural channel pruning (RemoteTrimmer) for Keras 3."""
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="remotetrimmer_tf",
+    version="0.1.0",
+    description=(
+        "RemoteTrimmer for Keras 3: channel-attention structural pruning and "
+        "the Adaptive Mining Loss for remote-sensing scene classifiers"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8")
+    if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["remotetrimmer_tf", "remotetrimmer_tf.*"]),
+    package_data={"remotetrimmer_tf": ["assets/*", "assets/**/*"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.6",
+        "numpy",
+        "absl-py",
+        "ml-collections",
+        "tensorflow>=2.16",
+        "tensorflow-datasets",
+        "importlib_resources",
+        "pillow",
+        "ai-edge-litert",
+    ],
+    extras_require={
+        "test": ["pytest", "jax[cpu]", "matplotlib"],
+        "jax": ["jax"],
+        "plot": ["matplotlib"],
+        "qat": ["tensorflow-model-optimization", "tf_keras"],
+    },
+    entry_points={
+        "console_scripts": ["remotetrimmer=remotetrimmer_tf.prune:run"],
+    },
+)
