@@ -1,0 +1,189 @@
+"""The full config schema of `python -m remotetrimmer_tf.prune`, with defaults.
+
+Every field exists here, so every field can be overridden on the command line
+as `--config.<section>.<field>=value` (the config is locked: a misspelt field
+is an error, never a silently ignored setting). Experiment files build on
+`get_config()` / `experiment()` and change values only.
+
+Sections:
+  data        dataset name, folder, image size, batch size, split seed.
+  model       architecture ("resnet18" | "vgg16_bn"), SE gates, classes.
+  train       training recipe for the unpruned model (see `recipe()`).
+  attention   how many batches to average the SE gates over (None = all).
+  prune       importance criterion, ratio, scope, rounding, ignored layers.
+  recalibrate BN-statistics re-estimation after pruning (steps, 0 = off).
+  finetune    fine-tuning recipe of the pruned model (Adaptive Mining Loss).
+  evaluate    which split the accuracies are measured on.
+  export      LiteRT files to write and whether to check them against Keras.
+
+Example:
+  python -m remotetrimmer_tf.prune --config=configs/eurosat_resnet18_modern.py \
+      --config.prune.ratio=0.5 --config.finetune.epochs=10
+"""
+import importlib.util
+import pathlib
+import sys
+
+from ml_collections import config_dict
+
+ARCHS = ("resnet18", "vgg16_bn")
+DATASETS = ("eurosat", "uc_merced")
+IMPORTANCES = ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random")
+REDUCTIONS = ("mean", "max", "sum", "prod", "first")
+SCOPES = ("local", "global")
+QUANTIZE = ("none", "float16", "dynamic", "int8")
+RECIPES = ("published", "modern")
+
+# Input size of the published experiments (EuroSAT is natively 64x64; UC Merced
+# is about 256x256). Class counts and normalisation come from the dataset
+# registry (remotetrimmer_tf.data), not from configs.
+DATASET_IMAGE_SIZE = {"eurosat": 64, "uc_merced": 256}
+
+
+def _recipes_module():
+    """`remotetrimmer_tf.training.recipes` (pure ml_collections).
+
+    Loaded from its file when the training package is not imported yet, so
+    that reading a config does not import Keras/TensorFlow (bad flags are
+    then reported in a fraction of a second).
+    """
+    name = "remotetrimmer_tf.training.recipes"
+    if name in sys.modules:
+        return sys.modules[name]
+    import remotetrimmer_tf
+    path = pathlib.Path(remotetrimmer_tf.__file__).parent / "training" / "recipes.py"
+    alias = "remotetrimmer_configs_recipes"
+    if alias not in sys.modules:
+        spec = importlib.util.spec_from_file_location(alias, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[alias] = module
+    return sys.modules[alias]
+
+
+def recipe(kind="published", stage="train", *, epochs=None):
+    """A training recipe: `remotetrimmer_tf.training.recipes.get(kind, stage)`
+    plus the config-only field `steps_per_epoch`.
+
+    Args:
+      kind: "published" (RemoteTrimmer paper: plain SGD lr 0.01, x0.1 at 50%
+        and 75% of the epochs, no augmentation; 160 train / 40 fine-tune
+        epochs) or "modern" (SGD momentum 0.9 + Nesterov, weight decay 5e-4,
+        one-cycle, flips + rot90; 60 / 30 epochs).
+      stage: "train" (cross-entropy) or "finetune" (Adaptive Mining Loss).
+      epochs: overrides the recipe's number of epochs.
+
+    Returns:
+      A `ConfigDict` with the recipe fields of the interface contract, plus
+      `steps_per_epoch` (None = one pass over the training split; a small
+      number bounds each epoch, for smoke tests).
+
+    Example:
+      >>> recipe("modern", "finetune", epochs=15).loss
+      'aml'
+    """
+    recipes = _recipes_module()
+    if kind not in RECIPES:
+        raise ValueError(f"recipe kind {kind!r} is not one of {RECIPES}")
+    r = recipes.get(kind, stage)
+    if epochs is not None:
+        r.epochs = int(epochs)
+    r.steps_per_epoch = config_dict.placeholder(int)
+    return r
+
+
+def get_config():
+    """The full schema with its defaults (EuroSAT, ResNet-18 + SE, published).
+
+    Returns:
+      A `ConfigDict`; the CLI locks it, so only existing fields can be set.
+    """
+    c = config_dict.ConfigDict()
+    c.name = "base"
+
+    c.data = config_dict.ConfigDict()
+    c.data.name = "eurosat"
+    # None: the default lookup of `remotetrimmer_tf.data` (TFDS / known folders).
+    c.data.data_dir = config_dict.placeholder(str)
+    c.data.image_size = 64
+    c.data.batch_size = 64        # batches of the non-training passes
+    c.data.seed = 0
+    c.data.train_fraction = 0.7   # the published random 70/30 train/test split
+    # Share of the train split carved out for validation during training
+    # (0: no validation set; accuracies are always measured on the test split).
+    c.data.val_fraction = 0.0
+
+    c.model = config_dict.ConfigDict()
+    c.model.arch = "resnet18"
+    c.model.se = True
+    c.model.num_classes = config_dict.placeholder(int)   # None: from the data
+
+    c.train = recipe("published", "train")
+
+    c.attention = config_dict.ConfigDict()
+    c.attention.steps = config_dict.placeholder(int)     # None: whole split
+
+    c.prune = config_dict.ConfigDict()
+    c.prune.importance = "cap"
+    c.prune.ratio = 0.7
+    c.prune.scope = "local"
+    c.prune.round_to = 1
+    c.prune.min_channels = 1
+    c.prune.reduction = "mean"
+    c.prune.ignore = ()      # names of layers never pruned
+    c.prune.seed = 0
+    c.prune.steps = 8        # batches the data-driven criteria (taylor) use
+
+    c.recalibrate = config_dict.ConfigDict()
+    c.recalibrate.steps = 0  # batches for BN re-estimation; 0 = off
+
+    c.finetune = recipe("published", "finetune")
+
+    c.evaluate = config_dict.ConfigDict()
+    c.evaluate.split = "test"
+    c.evaluate.steps = config_dict.placeholder(int)      # None: whole split
+
+    c.export = config_dict.ConfigDict()
+    c.export.quantize = ("none", "int8")
+    c.export.check = True
+    c.export.representative_steps = 8   # training batches for int8 calibration
+    c.export.check_samples = 512        # test images the LiteRT files are checked on
+    return c
+
+
+def experiment(dataset, arch, kind):
+    """Config of one published experiment (dataset x architecture x recipe).
+
+    Args:
+      dataset: "eurosat" or "uc_merced".
+      arch: "resnet18" or "vgg16_bn".
+      kind: "published" (160 + 40 epochs, the paper's recipe) or "modern"
+        (60 + 30 epochs, momentum/Nesterov, one-cycle, flips + rot90).
+
+    Returns:
+      The `get_config()` schema with that experiment's values.
+
+    Example:
+      >>> experiment("uc_merced", "vgg16_bn", "modern").data.image_size
+      256
+    """
+    if dataset not in DATASET_IMAGE_SIZE:
+        raise ValueError(f"dataset {dataset!r} is not one of {DATASETS}")
+    if arch not in ARCHS:
+        raise ValueError(f"arch {arch!r} is not one of {ARCHS}")
+    c = get_config()
+    c.name = f"{dataset.replace('_', '')}_{arch.replace('_', '')}_{kind}"
+    c.data.name = dataset
+    c.data.image_size = DATASET_IMAGE_SIZE[dataset]
+    c.model.arch = arch
+    if kind not in RECIPES:
+        raise ValueError(f"recipe kind {kind!r} is not one of {RECIPES}")
+    c.train = recipe(kind, "train")
+    c.finetune = recipe(kind, "finetune")
+    # The published pipeline fine-tunes straight after pruning; the modern
+    # recipe first re-estimates the BN statistics of the thinner model.
+    c.recalibrate.steps = 0 if kind == "published" else 100
+    if dataset == "uc_merced":
+        # 2,100 images at 256x256: smaller batches keep VGG16-BN in memory.
+        c.data.batch_size = c.train.batch_size = c.finetune.batch_size = 32
+    return c

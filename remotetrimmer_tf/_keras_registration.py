@@ -1,0 +1,89 @@
+"""Make ``keras.saving.load_model(path)`` find remotetrimmer_tf classes.
+
+Keras resolves custom classes (``"remotetrimmer_tf>AdaptiveMiningLoss"``)
+only through its registry, which is filled when the defining module is
+imported. ``import remotetrimmer_tf`` is lazy and must not import Keras (under
+the TensorFlow backend that would import TensorFlow), so :func:`install`
+registers the classes as soon as Keras is imported:
+
+- if ``keras`` is already imported, the modules are imported now;
+- otherwise a one-shot import hook runs :func:`register_keras_objects`
+  right after ``import keras`` finishes.
+
+This module imports neither Keras nor TensorFlow.
+"""
+import importlib
+import importlib.abc
+import sys
+import warnings
+
+__all__ = ["SERIALIZABLE_MODULES", "register_keras_objects", "install"]
+
+# Every module that defines a @keras.saving.register_keras_serializable class.
+SERIALIZABLE_MODULES = [
+    "remotetrimmer_tf.losses",
+    "remotetrimmer_tf.training.schedules",
+    "remotetrimmer_tf.training.augment",
+    "remotetrimmer_tf.models.se",
+]
+
+
+def register_keras_objects():
+    """Import every module in :data:`SERIALIZABLE_MODULES` (registers classes).
+
+    A module that does not exist (yet) is skipped; other errors propagate.
+    """
+    for name in SERIALIZABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and name.startswith(e.name):
+                continue
+            raise
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Wraps the loader of the top-level ``keras`` module (one shot)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        _remove_hook()
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module):
+            original(module)
+            try:
+                register_keras_objects()
+            except Exception as e:  # never break `import keras`
+                warnings.warn(f"remotetrimmer_tf: could not register Keras classes "
+                              f"({type(e).__name__}: {e}); import remotetrimmer_tf.losses "
+                              "etc. before keras.saving.load_model.", stacklevel=2)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _remove_hook():
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterKerasImport)]
+
+
+def install():
+    """Register now if Keras is loaded, else right after ``import keras``."""
+    keras_module = sys.modules.get("keras")
+    if keras_module is not None and hasattr(keras_module, "saving"):
+        register_keras_objects()
+        return
+    if not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasImport())

@@ -1,0 +1,72 @@
+"""Channel groups: sets of channels that must be removed together."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Member:
+    """One layer's view of a channel group.
+
+    Args:
+        layer: Name of the layer (``"outer/inner"`` inside nested models).
+        indices: ``indices[j]`` is the channel index inside that layer for the
+            group's channel ``j``; shape ``(size,)``, or ``(size, k)`` when a
+            channel maps to ``k`` positions (e.g. the ``k`` kernel rows of a
+            Dense layer after a Flatten).
+
+    Example:
+        >>> Member("conv1", np.arange(4)).indices.tolist()
+        [0, 1, 2, 3]
+    """
+
+    layer: str
+    indices: np.ndarray
+
+    def __repr__(self):  # compact
+        return f"Member({self.layer!r}, shape={tuple(self.indices.shape)})"
+
+
+@dataclasses.dataclass
+class ChannelGroup:
+    """A set of coupled channels across layers.
+
+    Args:
+        index: Position in ``DependencyGraph.groups``.
+        size: Number of channels in the group.
+        layers: Names of all layers that read or write these channels.
+        prunable: False when the channels cannot shrink (model input/output,
+            depthwise multiplier > 1, a Reshape that mixes the channel axis...).
+        reason: Why the group is not prunable (None when prunable).
+        producers: Layers whose kernel output axis creates the channels.
+        channelwise: Layers with per-channel parameters passing them through.
+        consumers: Layers whose kernel input axis reads the channels.
+
+    Example:
+        >>> g = ChannelGroup(index=0, size=8)
+        >>> g.prunable
+        True
+    """
+
+    index: int
+    size: int
+    layers: List[str] = dataclasses.field(default_factory=list)
+    prunable: bool = True
+    reason: Optional[str] = None
+    producers: List[Member] = dataclasses.field(default_factory=list)
+    channelwise: List[Member] = dataclasses.field(default_factory=list)
+    consumers: List[Member] = dataclasses.field(default_factory=list)
+
+    @property
+    def members(self) -> List[Member]:
+        """All members: producers, then channel-wise layers, then consumers."""
+        return list(self.producers) + list(self.channelwise) + list(self.consumers)
+
+    def __repr__(self):
+        state = "prunable" if self.prunable else f"frozen: {self.reason}"
+        return (f"ChannelGroup(index={self.index}, size={self.size}, "
+                f"producers={[m.layer for m in self.producers]}, {state})")

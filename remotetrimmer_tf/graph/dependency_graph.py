@@ -1,0 +1,489 @@
+"""Dependency graph over a Keras 3 functional model.
+
+Every symbolic tensor gets a *channel map*: an int array over its last axis
+whose entries are channel-atom ids. Producers (Conv, Dense...) create fresh
+atoms; channel-wise layers pass maps through; couplings (Add, Multiply...)
+union atoms position by position; Concatenate joins maps; Flatten tiles them.
+Afterwards atoms that were united form one *channel*, and the channels of
+producers linked by any coupling form one ``ChannelGroup``. Channels that touch
+the model's inputs/outputs, or pass a layer that cannot follow them, are
+*frozen*; a group holding any frozen channel is not prunable.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+
+from .channel_group import ChannelGroup, Member
+from .handlers.registry import get_handler
+
+
+class NodeView:
+    """What a handler sees of one call of a layer/operation.
+
+    Attributes:
+        layer: the layer or operation object.
+        name: its name (``"outer/inner"`` inside nested models).
+        in_maps: channel maps of the tensor inputs (flattened order).
+        in_shapes / out_shapes: shapes (batch axis included) of inputs/outputs.
+        args / kwargs: the call's arguments; ``constants`` the non-tensor ones.
+    """
+
+    __slots__ = ("layer", "name", "in_maps", "in_shapes", "out_shapes",
+                 "args", "kwargs", "constants", "node_index")
+
+    def __init__(self, layer, name, in_maps, in_shapes, out_shapes, args,
+                 kwargs, constants, node_index):
+        self.layer = layer
+        self.name = name
+        self.in_maps = in_maps
+        self.in_shapes = in_shapes
+        self.out_shapes = out_shapes
+        self.args = args
+        self.kwargs = kwargs
+        self.constants = constants
+        self.node_index = node_index
+
+    def out_channels(self, i=0) -> int:
+        shape = self.out_shapes[i]
+        if not shape or shape[-1] is None:
+            return 0
+        return int(shape[-1])
+
+
+def _shape(t):
+    return tuple(t.shape)
+
+
+def _is_functional(op) -> bool:
+    return isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth") \
+        and not isinstance(op, keras.Sequential)
+
+
+def _functional_of(model):
+    """The functional graph behind a Functional or (built) Sequential model."""
+    if isinstance(model, keras.Sequential):
+        fn = getattr(model, "_functional", None)
+        if fn is None:
+            raise TypeError(
+                f"Sequential model '{model.name}' has no defined input, so it has "
+                "no graph to analyse. Way out: start it with keras.Input(shape) "
+                "(or build it), or convert it to a functional model.")
+        return fn
+    if _is_functional(model):
+        return model
+    raise TypeError(
+        f"Model '{getattr(model, 'name', model)}' of class "
+        f"{type(model).__name__} is not a functional model: subclassed models "
+        "have no inspectable graph. Way out: convert it to a functional model "
+        "(keras.Model(inputs, outputs)) or a Sequential model with an Input.")
+
+
+class _Builder:
+    """Union-find over channel atoms plus the records handlers write."""
+
+    def __init__(self, unknown: str, ignore: Sequence[str]):
+        self.parent: List[int] = []
+        self.source: List[int] = []          # source id per atom
+        self.source_kind: List[str] = []     # "producer" | "input" | "opaque"
+        self.source_name: List[str] = []
+        self.frozen: List[tuple] = []        # (atoms, reason)
+        self.records: List[tuple] = []       # (role, layer name, map)
+        self.nodes: Dict[str, dict] = {}     # layer name -> info
+        self.touch: List[tuple] = []         # (layer name, [maps])
+        self.fresh_cache: Dict[tuple, np.ndarray] = {}
+        self.unknown = unknown
+        self.ignore = set(ignore)
+        self._cur_name = None
+
+    # ----------------------------------------------------------- atoms
+    def _new_source(self, n, kind, name):
+        sid = len(self.source_kind)
+        self.source_kind.append(kind)
+        self.source_name.append(name)
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        self.source.extend([sid] * n)
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def fresh(self, node, n, frozen: Optional[str] = None, out_index: int = 0):
+        """New atoms for output ``out_index`` of ``node``'s layer (cached per layer)."""
+        key = (id(node.layer), node.name, out_index)
+        cached = self.fresh_cache.get(key)
+        if cached is not None:
+            if cached.shape[0] != n:
+                raise ValueError(
+                    f"Layer '{node.name}' is shared and used at different widths "
+                    f"({cached.shape[0]} vs {n} output channels); a shared layer "
+                    "must keep one width. Way out: use separate layers, or "
+                    "exclude it from pruning.")
+            return cached
+        kind = "opaque" if frozen else "producer"
+        atoms = self._new_source(int(n), kind, node.name)
+        if frozen:
+            self.frozen.append((atoms, frozen))
+        elif node.name in self.ignore:
+            self.frozen.append((atoms, f"layer '{node.name}' is in ignore"))
+        self.fresh_cache[key] = atoms
+        return atoms
+
+    def find(self, a):
+        parent = self.parent
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def couple(self, a, b):
+        """Couple two channel maps position by position."""
+        a = np.asarray(a)
+        b = np.asarray(b)
+        if a.shape != b.shape:
+            raise ValueError(
+                f"Layer '{self._cur_name}': cannot couple channel maps of "
+                f"widths {a.shape[0]} and {b.shape[0]}.")
+        if a is b or np.array_equal(a, b):
+            return
+        find = self.find
+        parent = self.parent
+        for x, y in zip(a.tolist(), b.tolist()):
+            rx, ry = find(x), find(y)
+            if rx != ry:
+                if rx < ry:
+                    parent[ry] = rx
+                else:
+                    parent[rx] = ry
+
+    def freeze(self, m, reason: str):
+        """Mark the channels of map ``m`` as not prunable, with a reason."""
+        if m is not None and len(m):
+            self.frozen.append((np.asarray(m), reason))
+
+    # --------------------------------------------------------- members
+    def producer(self, node, m):
+        self.records.append(("producers", node.name, np.asarray(m)))
+
+    def channelwise(self, node, m):
+        self.records.append(("channelwise", node.name, np.asarray(m)))
+
+    def consumer(self, node, m):
+        self.records.append(("consumers", node.name, np.asarray(m)))
+
+
+class DependencyGraph:
+    """Groups of channels that must be removed together in a functional model.
+
+    Args:
+        model: a built Keras 3 functional model (or Sequential with an Input).
+        unknown: what to do with a layer type that has no handler: ``"error"``
+            (default) raises; ``"freeze"`` leaves its input and output
+            channels unpruned (safe, but those groups cannot shrink).
+        ignore: layer names whose output channels must not be pruned.
+
+    Attributes:
+        model: the analysed model (never modified).
+        groups: list of ``ChannelGroup``.
+
+    Example:
+        >>> inp = keras.Input((8, 8, 3))
+        >>> x = keras.layers.Conv2D(4, 3, name="c1")(inp)
+        >>> out = keras.layers.Conv2D(2, 1, name="c2")(x)
+        >>> g = DependencyGraph(keras.Model(inp, out))
+        >>> [(x.size, x.prunable) for x in g.groups]
+        [(3, False), (4, True), (2, False)]
+    """
+
+    def __init__(self, model, unknown: str = "error", ignore: Sequence[str] = ()):
+        if unknown not in ("error", "freeze"):
+            raise ValueError(f"unknown must be 'error' or 'freeze', got {unknown!r}.")
+        self.model = model
+        fn = _functional_of(model)
+        b = _Builder(unknown, ignore)
+        self._b = b
+        in_maps = []
+        for t in keras.tree.flatten(fn.inputs):
+            c = _shape(t)[-1] if len(_shape(t)) else 1
+            if c is None:
+                raise ValueError(
+                    f"Model input '{t.name}' has an unknown channel (last) "
+                    f"dimension {_shape(t)}; give the Input a fixed channel count.")
+            atoms = b._new_source(int(c), "input", t.name)
+            b.freeze(atoms, f"model input '{t.name}'")
+            in_maps.append(atoms)
+        out_maps = self._run(fn, in_maps, prefix="")
+        for t, m in zip(keras.tree.flatten(fn.outputs), out_maps):
+            b.freeze(m, f"model output '{getattr(t, 'name', t)}'")
+        self._finish()
+
+    # --------------------------------------------------------------- walk
+    def _run(self, fn, in_maps, prefix):
+        b = self._b
+        tmap = {}
+        inputs = keras.tree.flatten(fn.inputs)
+        if len(inputs) != len(in_maps):
+            raise ValueError(f"Model '{fn.name}': expected {len(inputs)} inputs.")
+        for t, m in zip(inputs, in_maps):
+            tmap[id(t)] = m
+            layer = t._keras_history[0]
+            name = prefix + layer.name
+            if prefix:  # the InputLayer of a nested model: its shape may shrink
+                b.nodes.setdefault(name, {"layer": layer, "handler": _INPUT_HANDLER,
+                                          "in_maps": [m], "out_maps": [m]})
+        for depth in sorted(fn._nodes_by_depth, reverse=True):
+            for node in fn._nodes_by_depth[depth]:
+                op = node.operation
+                if isinstance(op, keras.layers.InputLayer):
+                    continue
+                name = prefix + op.name
+                b._cur_name = name
+                ins = node.arguments.keras_tensors
+                try:
+                    maps = [tmap[id(t)] for t in ins]
+                except KeyError:
+                    raise ValueError(
+                        f"Layer '{name}' reads a tensor that is not produced "
+                        "inside the model.") from None
+                if _is_functional(op) or isinstance(op, keras.Sequential):
+                    inner = _functional_of(op)
+                    outs = self._run(inner, maps, prefix=name + "/")
+                    b.nodes.setdefault(name, {"layer": op, "handler": None,
+                                              "nested": True, "in_maps": maps,
+                                              "out_maps": outs})
+                else:
+                    outs = self._call_handler(op, node, name, maps, ins)
+                outputs = node.outputs
+                if len(outs) != len(outputs):
+                    raise ValueError(
+                        f"Handler for '{name}' returned {len(outs)} channel maps "
+                        f"for {len(outputs)} outputs.")
+                for t, m in zip(outputs, outs):
+                    c = _shape(t)[-1] if len(_shape(t)) else None
+                    if m is None or (c is not None and m.shape[0] != c):
+                        raise ValueError(
+                            f"Handler for '{name}' returned a channel map of "
+                            f"width {None if m is None else m.shape[0]} for an "
+                            f"output with {c} channels.")
+                    tmap[id(t)] = m
+                b.touch.append((name, list(maps) + list(outs)))
+        return [tmap[id(t)] for t in keras.tree.flatten(fn.outputs)]
+
+    def _call_handler(self, op, node, name, maps, ins):
+        b = self._b
+        handler = get_handler(op)
+        args = node.arguments.args
+        kwargs = node.arguments.kwargs
+        consts = [a for a in keras.tree.flatten((args, kwargs))
+                  if not isinstance(a, keras.KerasTensor)]
+        view = NodeView(op, name, maps, [_shape(t) for t in ins],
+                        [_shape(t) for t in node.outputs], args, kwargs, consts,
+                        len(b.nodes.get(name, {}).get("all", [])))
+        if handler is None:
+            kind = "layer" if isinstance(op, keras.layers.Layer) else "operation"
+            msg = (f"No channel handler for {kind} '{name}' of type "
+                   f"{type(op).__module__}.{type(op).__name__}.")
+            if b.unknown == "error":
+                raise ValueError(
+                    msg + " Way out: register one with "
+                    "remotetrimmer_tf.graph.register_handler(<class>, <LayerHandler>) "
+                    "(see docs/custom_layers.md), or pass unknown='freeze' to "
+                    "DependencyGraph to leave the channels around it unpruned, "
+                    "or replace the layer (Lambda layers cannot be analysed).")
+            why = f"{kind} '{name}' ({type(op).__name__}) has no handler"
+            for m in maps:
+                b.freeze(m, why)
+            outs = [b.fresh(view, view.out_channels(i), frozen=why, out_index=i)
+                    for i in range(len(node.outputs))]
+            handler = _FROZEN_HANDLER
+        else:
+            outs = handler.propagate(view, b)
+            outs = [np.asarray(m, dtype=np.int64) for m in outs]
+        info = b.nodes.get(name)
+        if info is None:
+            b.nodes[name] = {"layer": op, "handler": handler, "in_maps": maps,
+                             "out_maps": outs}
+        else:  # shared layer: its weights force equal channels at every call
+            if getattr(op, "weights", None):
+                for pa, pb in zip(info["in_maps"], maps):
+                    if pa.shape != pb.shape:
+                        raise ValueError(
+                            f"Layer '{name}' is shared and used at different "
+                            f"widths ({pa.shape[0]} vs {pb.shape[0]} input "
+                            "channels). Way out: use separate layers, or exclude "
+                            "it from pruning.")
+                    b.couple(pa, pb)
+                for pa, pb in zip(info["out_maps"], outs):
+                    if pa.shape == pb.shape:
+                        b.couple(pa, pb)
+        return outs
+
+    # ------------------------------------------------------------- groups
+    def _finish(self):
+        b = self._b
+        n = len(b.parent)
+        find = b.find
+        roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
+        # dense channel ids, numbered by smallest atom (roots are minimal atoms)
+        uniq, cls = np.unique(roots, return_inverse=True)
+        self._atom_class = cls.astype(np.int64)
+        n_cls = uniq.shape[0]
+        src = np.asarray(b.source, dtype=np.int64)
+        # union sources whose atoms share a channel
+        n_src = len(b.source_kind)
+        sp = list(range(n_src))
+
+        def sfind(x):
+            while sp[x] != x:
+                sp[x] = sp[sp[x]]
+                x = sp[x]
+            return x
+
+        first_src = np.full(n_cls, -1, dtype=np.int64)
+        first_src[cls[::-1]] = src[::-1]
+        diff = np.nonzero(src != first_src[cls])[0]
+        for a in diff.tolist():
+            ra, rb = sfind(int(src[a])), sfind(int(first_src[cls[a]]))
+            if ra != rb:
+                sp[max(ra, rb)] = min(ra, rb)
+        cls_src_root = np.fromiter((sfind(int(s)) for s in first_src.tolist()),
+                                   dtype=np.int64, count=n_cls)
+        groot, cls_group = np.unique(cls_src_root, return_inverse=True)
+        # order groups by their first channel (topological order of creation)
+        first_cls = np.full(groot.shape[0], n_cls, dtype=np.int64)
+        np.minimum.at(first_cls, cls_group, np.arange(n_cls))
+        order = np.argsort(first_cls, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.shape[0])
+        cls_group = rank[cls_group]
+        n_groups = order.shape[0]
+        # position of each channel inside its group (by channel id order)
+        sorter = np.lexsort((np.arange(n_cls), cls_group))
+        counts = np.bincount(cls_group, minlength=n_groups)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        cls_pos = np.empty(n_cls, dtype=np.int64)
+        cls_pos[sorter] = np.arange(n_cls) - np.repeat(starts, counts)
+        self._cls_group = cls_group
+        self._cls_pos = cls_pos
+        self._group_classes = [sorter[starts[g]:starts[g] + counts[g]]
+                               for g in range(n_groups)]
+
+        groups = [ChannelGroup(index=g, size=int(counts[g])) for g in range(n_groups)]
+        # frozen reasons
+        for atoms, reason in b.frozen:
+            gs = np.unique(cls_group[cls[atoms]])
+            for g in gs.tolist():
+                if groups[g].prunable:
+                    groups[g].prunable = False
+                    groups[g].reason = reason
+        # groups without a producer cannot shrink
+        has_prod = np.zeros(n_groups, dtype=bool)
+        kinds = np.asarray([k == "producer" for k in b.source_kind], dtype=bool)
+        atom_prod = kinds[src]
+        has_prod[np.unique(cls_group[cls[atom_prod]])] = True
+        for g in range(n_groups):
+            if groups[g].prunable and not has_prod[g]:
+                groups[g].prunable = False
+                groups[g].reason = "no layer produces these channels"
+        # members
+        for role, name, m in b.records:
+            c = cls[m]
+            gs = cls_group[c]
+            for g in np.unique(gs).tolist():
+                pos = np.nonzero(gs == g)[0]
+                j = cls_pos[c[pos]]
+                size = groups[g].size
+                cnt = np.bincount(j, minlength=size)
+                k = int(cnt.max())
+                if k == 1 and cnt.min() == 1:
+                    idx = np.empty(size, dtype=np.int64)
+                    idx[j] = pos
+                elif cnt.min() == k:
+                    o = np.lexsort((pos, j))
+                    idx = pos[o].reshape(size, k)
+                else:
+                    idx = np.full(size, -1, dtype=np.int64)
+                    idx[j[::-1]] = pos[::-1]
+                getattr(groups[g], role).append(Member(name, idx))
+        # layers touching each group
+        layer_sets: List[dict] = [dict() for _ in range(n_groups)]
+        for name, maps in b.touch:
+            maps = [m for m in maps if m is not None and len(m)]
+            if not maps:
+                continue
+            gs = np.unique(cls_group[cls[np.concatenate(maps)]])
+            for g in gs.tolist():
+                layer_sets[g][name] = None
+        for g in range(n_groups):
+            groups[g].layers = list(layer_sets[g])
+        self.groups: List[ChannelGroup] = groups
+
+    # ------------------------------------------------------------ helpers
+    def channel_mask(self, keep: Dict[int, Sequence[int]]) -> np.ndarray:
+        """Boolean array over channel ids: True where kept (validates ``keep``)."""
+        kept = np.ones(self._cls_group.shape[0], dtype=bool)
+        if not isinstance(keep, dict):
+            raise TypeError(f"keep must be a dict {{group index: kept indices}}, "
+                            f"got {type(keep).__name__}.")
+        for gi, idx in keep.items():
+            if isinstance(gi, (bool, np.bool_)) or not isinstance(gi, (int, np.integer)):
+                raise TypeError(f"keep keys must be group indices (int), got {gi!r}.")
+            if not 0 <= gi < len(self.groups):
+                raise ValueError(f"keep names group {gi}, but the graph has "
+                                 f"{len(self.groups)} groups (0..{len(self.groups) - 1}).")
+            g = self.groups[gi]
+            idx = np.asarray(idx)
+            if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+                raise ValueError(f"keep[{gi}] must be a 1-D sequence of ints.")
+            idx = idx.astype(np.int64)
+            if idx.size == 0:
+                raise ValueError(
+                    f"keep[{gi}] is empty: it would remove every channel of group "
+                    f"{gi} (layers {g.layers[:4]}...). Keep at least one channel.")
+            if idx.min() < 0 or idx.max() >= g.size:
+                raise ValueError(f"keep[{gi}] has indices out of range [0, {g.size}) "
+                                 f"for group {gi} (layers {g.layers[:4]}).")
+            if np.any(np.diff(idx) <= 0):
+                raise ValueError(f"keep[{gi}] must be sorted and without duplicates.")
+            if idx.size == g.size:
+                continue
+            if not g.prunable:
+                raise ValueError(
+                    f"Group {gi} (layers {g.layers[:4]}) is not prunable: "
+                    f"{g.reason}. Leave it out of keep (or keep all its channels).")
+            drop = np.ones(g.size, dtype=bool)
+            drop[idx] = False
+            kept[self._group_classes[gi][drop]] = False
+        return kept
+
+    def mask_of(self, m, kept_channels) -> np.ndarray:
+        """Kept positions of a tensor with channel map ``m``."""
+        return kept_channels[self._atom_class[m]]
+
+    def __repr__(self):
+        n = sum(g.prunable for g in self.groups)
+        return (f"DependencyGraph(model={self.model.name!r}, groups={len(self.groups)}, "
+                f"prunable={n})")
+
+
+class _InputHandler:
+    """A nested model's InputLayer: its batch_shape follows the channels."""
+
+    def prune(self, layer, config, weights, in_masks, out_masks):
+        shape = list(config.get("batch_shape") or config.get("batch_input_shape"))
+        shape[-1] = int(out_masks[0].sum())
+        key = "batch_shape" if "batch_shape" in config else "batch_input_shape"
+        config[key] = shape
+        return config, weights
+
+
+class _FrozenHandler:
+    def prune(self, layer, config, weights, in_masks, out_masks):
+        return config, weights
+
+
+_INPUT_HANDLER = _InputHandler()
+_FROZEN_HANDLER = _FrozenHandler()

@@ -1,0 +1,58 @@
+"""Weight-free layers that keep every channel in place (activations, pooling...)."""
+
+from __future__ import annotations
+
+from keras import layers
+
+from .registry import LayerHandler, register_handler
+
+
+class PassThroughHandler(LayerHandler):
+    """Output channel ``c`` is input channel ``c``; nothing to slice."""
+
+    def propagate(self, node, ctx):
+        fmt = getattr(node.layer, "data_format", None)
+        if fmt == "channels_first":
+            why = f"layer '{node.name}' uses data_format='channels_first'"
+            ctx.freeze(node.in_maps[0], why)
+            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return [node.in_maps[0]]
+
+
+class SoftmaxHandler(LayerHandler):
+    """Softmax over the channel axis couples all channels: freeze them."""
+
+    def propagate(self, node, ctx):
+        axis = getattr(node.layer, "axis", -1)
+        rank = len(node.in_shapes[0])
+        axes = axis if isinstance(axis, (list, tuple)) else [axis]
+        if any(a in (-1, rank - 1) for a in axes):
+            why = f"softmax '{node.name}' normalises over the channel axis"
+            ctx.freeze(node.in_maps[0], why)
+            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return [node.in_maps[0]]
+
+
+_PASS = [
+    "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+    "Identity", "Masking",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Cropping1D", "Cropping2D", "Cropping3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "Rescaling", "Resizing", "CenterCrop",
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+    "RandomContrast", "RandomCrop", "RandomBrightness",
+]
+
+for _n in _PASS:
+    _c = getattr(layers, _n, None)
+    if _c is not None:
+        register_handler(_c, PassThroughHandler())
+register_handler(layers.Softmax, SoftmaxHandler())
+register_handler("keras.src.applications.convnext.StochasticDepth", PassThroughHandler())

@@ -1,0 +1,101 @@
+"""Model cost: multiply-accumulates of conv/dense layers and parameter counts."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+__all__ = ["count_macs", "count_params"]
+
+
+def _prod(xs, what):
+    p = 1
+    for x in xs:
+        if x is None:
+            raise ValueError(
+                f"count_macs needs fixed shapes, but {what} has an unknown "
+                "dimension; build the model with a fixed input shape.")
+        p *= int(x)
+    return p
+
+
+def _layer_macs(layer, in_shape, out_shape):
+    L = keras.layers
+    name = layer.name
+    if isinstance(layer, L.Dense):
+        cin, cout = int(in_shape[-1]), int(out_shape[-1])
+        return _prod(out_shape[1:-1], name) * cin * cout
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+        k = _prod(layer.kernel_size, name)
+        cin = int(in_shape[-1])
+        mult = int(layer.depth_multiplier)
+        spatial = _prod(out_shape[1:-1], name)
+        return spatial * k * cin * mult + spatial * cin * mult * int(out_shape[-1])
+    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        k = _prod(layer.kernel_size, name)
+        return _prod(out_shape[1:-1], name) * k * int(out_shape[-1])
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        k = _prod(layer.kernel_size, name)
+        return _prod(in_shape[1:-1], name) * k * int(in_shape[-1]) * int(out_shape[-1])
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        k = _prod(layer.kernel_size, name)
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if getattr(layer, "data_format", "channels_last") == "channels_first":
+            cin, spatial, cout = int(in_shape[1]), _prod(out_shape[2:], name), int(out_shape[1])
+        else:
+            cin, spatial, cout = int(in_shape[-1]), _prod(out_shape[1:-1], name), int(out_shape[-1])
+        return spatial * k * (cin // groups) * cout
+    return 0
+
+
+def _graph_of(model):
+    from .graph.dependency_graph import _functional_of
+    return _functional_of(model)
+
+
+def count_macs(model) -> int:
+    """Conv + dense multiply-accumulates for one input at the model's input shape.
+
+    Args:
+        model: a functional or Sequential-with-Input Keras model (nested
+            functional sub-models are counted once per call).
+
+    Returns:
+        int: MACs for a batch of one.
+
+    Example:
+        >>> inp = keras.Input((8, 8, 3))
+        >>> m = keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp))
+        >>> count_macs(m)   # 8*8 * 3*3*3 * 4
+        6912
+    """
+    fn = _graph_of(model)
+    total = 0
+    for depth in fn._nodes_by_depth:
+        for node in fn._nodes_by_depth[depth]:
+            op = node.operation
+            if isinstance(op, keras.layers.InputLayer):
+                continue
+            if isinstance(op, keras.Model):
+                total += count_macs(op)
+                continue
+            if not isinstance(op, keras.layers.Layer):
+                continue
+            ins = node.arguments.keras_tensors
+            if not ins or not node.outputs:
+                continue
+            total += _layer_macs(op, tuple(ins[0].shape), tuple(node.outputs[0].shape))
+    return int(total)
+
+
+def count_params(model, trainable_only: bool = True) -> int:
+    """Number of parameters (trainable only by default).
+
+    Example:
+        >>> inp = keras.Input((4,))
+        >>> count_params(keras.Model(inp, keras.layers.Dense(2)(inp)))
+        10
+    """
+    ws = model.trainable_weights if trainable_only else model.weights
+    return int(sum(math.prod(w.shape) for w in ws))

@@ -1,0 +1,274 @@
+"""The run report: report.json, report.md and a per-layer width plot.
+
+Every parameter / MAC count is computed here from the saved `.keras` files
+(`remotetrimmer_tf.count_params` / `count_macs`), so the report always agrees
+with the models in the run folder.
+
+Example:
+  artifacts, info = write_report(run)     # run: a pipeline.stages.Run
+  print(format_table(json.load(open(run.wd / "report.json"))))
+"""
+import datetime
+import os
+import platform
+import sys
+
+MODEL_FILES = (("trained", "model_trained.keras"),
+               ("folded", "model_folded.keras"),
+               ("pruned", "model_pruned.keras"),
+               ("recalibrated", "model_recalibrated.keras"),
+               ("finetuned", "model_finetuned.keras"))
+
+
+def layer_widths(model):
+    """`{layer name: output channels}` of every conv / dense layer, in order."""
+    out = {}
+    for layer in model.layers:
+        width = getattr(layer, "filters", None)
+        if width is None and hasattr(layer, "units"):
+            width = layer.units
+        if width is not None:
+            out[layer.name] = int(width)
+    return out
+
+
+def model_stats(model, path):
+    """Parameter/MAC counts, file size and widths of one saved model."""
+    from remotetrimmer_tf.metrics import count_macs, count_params
+    return {
+        "file": os.path.basename(path),
+        "file_bytes": os.path.getsize(path),
+        "params": int(count_params(model)),
+        "params_total": int(count_params(model, trainable_only=False)),
+        "macs": int(count_macs(model)),
+    }
+
+
+def versions():
+    """Versions of the software stack (TensorFlow only if already imported)."""
+    import keras
+    import numpy as np
+    import remotetrimmer_tf
+    out = {"python": platform.python_version(), "keras": keras.__version__,
+           "keras_backend": keras.backend.backend(), "numpy": np.__version__,
+           "remotetrimmer_tf": remotetrimmer_tf.__version__}
+    for mod in ("tensorflow", "jax", "ml_collections", "ai_edge_litert"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def hardware():
+    """CPU / accelerator description of this machine."""
+    out = {"platform": platform.platform(), "machine": platform.machine(),
+           "processor": platform.processor() or None,
+           "cpu_count": os.cpu_count()}
+    try:
+        out["cpus_usable"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            out["accelerators"] = [d.name for d in tf.config.list_physical_devices()
+                                   if d.device_type != "CPU"]
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+def build_report(run):
+    """Assembles the report dict from the run folder and its ledger."""
+    from remotetrimmer_tf.pipeline.stages import accuracies
+    wd = run.wd
+    models, widths = {}, {}
+    for label, fname in MODEL_FILES:
+        if not wd.exists(fname):
+            continue
+        model = run.load_model(fname)
+        models[label] = model_stats(model, wd / fname)
+        widths[label] = layer_widths(model)
+        del model
+    rep = {
+        "name": run.cfg.get("name", "config"),
+        "workdir": str(wd.path),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+        "models": models,
+    }
+    before = models.get("folded") or models.get("trained")
+    after = models.get("finetuned") or models.get("pruned")
+    if before and after:
+        rep["reduction"] = {
+            "params_kept": after["params"] / max(before["params"], 1),
+            "macs_kept": after["macs"] / max(before["macs"], 1),
+            "params_removed": 1 - after["params"] / max(before["params"], 1),
+            "macs_removed": 1 - after["macs"] / max(before["macs"], 1),
+        }
+    acc = accuracies(wd)
+    if wd.exists("metrics.json"):
+        acc["finetuned"] = wd.read_json("metrics.json").get(
+            "accuracy", {}).get("finetuned", acc.get("finetuned"))
+    export_info = (wd.entry("export") or {}).get("info", {}).get("files", {})
+    for mode, e in export_info.items():
+        if "accuracy" in e:
+            acc[f"litert_{mode}"] = e["accuracy"]
+    rep["accuracy"] = acc
+    rep["accuracy_split"] = run.cfg.evaluate.split
+    files = {}
+    for p in sorted(wd.path.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix in (
+                ".keras", ".tflite", ".npz", ".json"):
+            files[p.name] = p.stat().st_size
+    rep["files"] = files
+    rep["litert"] = export_info
+    base = widths.get("folded") or widths.get("trained") or {}
+    final = widths.get("finetuned") or widths.get("pruned") or {}
+    rep["widths"] = {name: {"before": w, "after": final.get(name)}
+                     for name, w in base.items()}
+    stages = (wd.ledger or {}).get("stages", {})
+    rep["timings_s"] = {s: e.get("seconds") for s, e in stages.items()}
+    rep["timings_s"]["total"] = round(sum(v or 0 for v in rep["timings_s"].values()), 3)
+    rep["stages"] = {s: {k: v for k, v in e.get("info", {}).items()
+                         if k not in ("per_gate",)} for s, e in stages.items()}
+    rep["config"] = (wd.ledger or {}).get("config")
+    rep["versions"] = versions()
+    rep["hardware"] = hardware()
+    return rep
+
+
+def _fmt_int(v):
+    return f"{v:,}" if isinstance(v, int) else "-"
+
+
+def _fmt_acc(v):
+    return f"{100 * v:.2f}%" if isinstance(v, (int, float)) else "-"
+
+
+def _fmt_bytes(v):
+    if not isinstance(v, int):
+        return "-"
+    return f"{v / 2**20:.2f} MiB" if v >= 2**20 else f"{v / 1024:.1f} KiB"
+
+
+def table_rows(rep):
+    """Rows (model, params, MACs, accuracy, file size) of the summary table."""
+    acc = rep.get("accuracy", {})
+    rows = []
+    for label, _ in MODEL_FILES:
+        m = rep["models"].get(label)
+        if m is None:
+            continue
+        rows.append((label, _fmt_int(m["params"]), _fmt_int(m["macs"]),
+                     _fmt_acc(acc.get(label)), _fmt_bytes(m["file_bytes"])))
+    for mode, e in rep.get("litert", {}).items():
+        name = e.get("path", mode)
+        rows.append((f"LiteRT {mode}", "", "", _fmt_acc(e.get("accuracy")),
+                     _fmt_bytes(e.get("size_bytes"))))
+        del name
+    return rows
+
+
+HEADER = ("model", "params", "MACs", "accuracy", "file")
+
+
+def format_table(rep):
+    """The plain-text summary table printed at the end of a run."""
+    rows = [HEADER] + table_rows(rep)
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(HEADER))]
+    lines = []
+    for n, r in enumerate(rows):
+        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    red = rep.get("reduction")
+    if red:
+        lines.append(f"params removed {100 * red['params_removed']:.1f}%, "
+                     f"MACs removed {100 * red['macs_removed']:.1f}% "
+                     f"(accuracy on the {rep.get('accuracy_split', 'test')} split)")
+    return "\n".join(lines)
+
+
+def format_markdown(rep):
+    """report.md: summary table, widths, timings, environment."""
+    out = [f"# RemoteTrimmer run: {rep.get('name')}", "",
+           f"Run folder: `{rep.get('workdir')}` — {rep.get('created')}", "",
+           "| " + " | ".join(HEADER) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in table_rows(rep)]
+    red = rep.get("reduction")
+    if red:
+        out += ["", f"Parameters removed: {100 * red['params_removed']:.1f}%; "
+                    f"MACs removed: {100 * red['macs_removed']:.1f}%. "
+                    f"Accuracies on the `{rep.get('accuracy_split')}` split."]
+    acc = rep.get("accuracy", {})
+    if acc:
+        out += ["", "## Accuracy by stage", "", "| stage | accuracy |",
+                "|---|---:|"]
+        out += [f"| {k} | {_fmt_acc(v)} |" for k, v in acc.items()]
+    if rep.get("widths"):
+        out += ["", "## Per-layer widths (output channels)", "",
+                "| layer | before | after |", "|---|---:|---:|"]
+        out += [f"| {k} | {v['before']} | {v['after'] if v['after'] is not None else '-'} |"
+                for k, v in rep["widths"].items()]
+        if rep.get("files", {}).get("widths.png") or rep.get("plot"):
+            out += ["", "![widths](widths.png)"]
+    out += ["", "## Timings (seconds)", "", "| stage | s |", "|---|---:|"]
+    out += [f"| {k} | {v} |" for k, v in rep.get("timings_s", {}).items()]
+    out += ["", "## Environment", "", "```",
+            "\n".join(f"{k}: {v}" for k, v in rep.get("versions", {}).items()),
+            "\n".join(f"{k}: {v}" for k, v in rep.get("hardware", {}).items()),
+            "```", ""]
+    return "\n".join(out)
+
+
+def plot_widths(rep, path):
+    """Bar plot of per-layer widths before/after; False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    items = list(rep.get("widths", {}).items())
+    if not items:
+        return False
+    names = [k for k, _ in items]
+    before = [v["before"] for _, v in items]
+    after = [v["after"] or 0 for _, v in items]
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(names) + 2), 4))
+    xs = range(len(names))
+    ax.bar(xs, before, color="#bbbbbb", label="before")
+    ax.bar(xs, after, color="#1f77b4", label="after")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, rotation=90, fontsize=6)
+    ax.set_ylabel("output channels")
+    ax.set_title(f"Per-layer widths: {rep.get('name')}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(run):
+    """Writes report.json, report.md (and widths.png); returns (artifacts, info)."""
+    rep = build_report(run)
+    wd = run.wd
+    artifacts = []
+    with wd.atomic("widths.png") as tmp:
+        plotted = plot_widths(rep, tmp)
+        if not plotted:   # nothing to rename; atomic() would complain
+            open(tmp, "wb").close()
+    if plotted:
+        artifacts.append("widths.png")
+    else:
+        (wd / "widths.png").unlink(missing_ok=True)
+    rep["plot"] = "widths.png" if plotted else None
+    wd.write_json("report.json", rep)
+    wd.write_text("report.md", format_markdown(rep))
+    artifacts += ["report.json", "report.md"]
+    return artifacts, {"plot": plotted}

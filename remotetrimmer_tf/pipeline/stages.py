@@ -1,0 +1,598 @@
+"""The stages of `python -m remotetrimmer_tf.prune`, one function each.
+
+Every stage reads the artifacts of the stages before it from the run folder
+(never from memory), so a rerun can resume after any finished stage, and
+returns `(artifacts, info)`: the file names it wrote (atomically) and a JSON-able
+summary that goes into the ledger and the report.
+
+| stage       | reads                        | writes                          |
+|-------------|------------------------------|---------------------------------|
+| train       | data / `--init_model`        | model_trained.keras             |
+| attention   | model_trained.keras          | attention.npz (SE models only)  |
+| fold        | model_trained, attention.npz | model_folded.keras              |
+| prune       | model_folded.keras           | model_pruned.keras, kept.json   |
+| recalibrate | model_pruned.keras           | model_recalibrated.keras        |
+| finetune    | recalibrated (or pruned)     | model_finetuned.keras           |
+| evaluate    | model_finetuned.keras        | metrics.json                    |
+| export      | model_finetuned.keras        | model.tflite, model_int8.tflite |
+| report      | all of the above             | report.json, report.md, widths.png |
+"""
+import inspect
+import json
+import os
+import shutil
+import time
+import zipfile
+
+import numpy as np
+
+from remotetrimmer_tf.pipeline.workdir import PipelineError, config_hash, file_digest
+
+STAGES = ("train", "attention", "fold", "prune", "recalibrate", "finetune",
+          "evaluate", "export", "report")
+
+# Config sections each stage depends on (besides everything upstream).
+DEPENDS = {
+    "train": ("data", "model", "train"),
+    "attention": ("attention",),
+    "fold": (),
+    "prune": ("prune",),
+    "recalibrate": ("recalibrate",),
+    "finetune": ("finetune",),
+    "evaluate": ("evaluate",),
+    "export": ("export",),
+    "report": (),
+}
+
+DATA_DRIVEN_IMPORTANCE = ("taylor",)
+_RECIPE_EXTRAS = ("steps_per_epoch",)   # config-only recipe fields
+
+
+def stage_keys(config, init_model_digest=None):
+    """Chained per-stage keys: a stage reruns when its key changes.
+
+    Args:
+      config: the config as a plain dict.
+      init_model_digest: sha of `--init_model` (part of the train key).
+
+    Returns:
+      `{stage: key}`; each key hashes the stage's config sections and the
+      key of the stage before it.
+    """
+    keys, previous = {}, ""
+    for stage in STAGES:
+        parts = {s: config.get(s) for s in DEPENDS[stage]}
+        if stage == "train":
+            parts["init_model"] = init_model_digest
+        previous = config_hash([previous, stage, parts])
+        keys[stage] = previous
+    return keys
+
+
+# --------------------------------------------------------------------- checks
+def check_keras_file(path, flag="--init_model"):
+    """Cheap validation of a `.keras` file before TensorFlow is imported.
+
+    Raises:
+      PipelineError: naming the flag and file, if it is missing, not a file,
+        not named `.keras`, or not a Keras zip archive.
+    """
+    fix = ("pass a model saved with model.save('name.keras') "
+           "(Keras 3 format), or leave out the flag to train one")
+    if not os.path.exists(path):
+        raise PipelineError(f"{flag}={path}: no such file; {fix}")
+    if not os.path.isfile(path):
+        raise PipelineError(f"{flag}={path} is not a file; {fix}")
+    if not str(path).endswith(".keras"):
+        raise PipelineError(f"{flag}={path} is not a .keras file; {fix}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise PipelineError(
+            f"{flag}={path} is corrupt (not a Keras zip archive: {e}); {fix}"
+        ) from None
+    if bad is not None or "config.json" not in names:
+        what = f"damaged member {bad}" if bad else "no config.json inside"
+        raise PipelineError(f"{flag}={path} is corrupt ({what}); {fix}")
+
+
+# ----------------------------------------------------------------- run state
+class Run:
+    """What the stages share: config, run folder, flags, lazy data/models.
+
+    Args:
+      config: the (locked) `ConfigDict`.
+      workdir: a `Workdir`.
+      init_model: path of a user model to start from, or None.
+      strategy: "default" | "mirrored" | "multi_worker" | "tpu".
+      verbose: Keras verbosity for training.
+    """
+
+    def __init__(self, config, workdir, init_model=None, strategy="default",
+                 verbose=2):
+        self.cfg = config
+        self.wd = workdir
+        self.init_model = init_model
+        self.strategy_name = strategy
+        self.verbose = verbose
+        self._data = {}
+        self._strategy = None
+        self.keys = {}
+
+    # -------------------------------------------------------------- plumbing
+    @property
+    def num_classes(self):
+        if self.cfg.model.num_classes is not None:
+            return int(self.cfg.model.num_classes)
+        from remotetrimmer_tf.data.registry import get_spec
+        return get_spec(self.cfg.data.name).num_classes
+
+    @property
+    def input_shape(self):
+        s = int(self.cfg.data.image_size)
+        return (s, s, 3)
+
+    def data_dir(self):
+        return self.cfg.data.data_dir
+
+    def strategy(self):
+        """The tf.distribute strategy (None for "default")."""
+        if self.strategy_name in (None, "", "default"):
+            return None
+        if self._strategy is None:
+            from remotetrimmer_tf.training import strategy as strategy_mod
+            getter = getattr(strategy_mod, "get_strategy", None)
+            if getter is None:
+                raise PipelineError(
+                    f"--strategy={self.strategy_name}: remotetrimmer_tf."
+                    "training.strategy has no get_strategy(); use "
+                    "--strategy=default")
+            self._strategy = getter(self.strategy_name)
+        return self._strategy
+
+    def data(self, split, *, batch_size=None, shuffle=False, training=False):
+        """Batches `(images, labels)` of a split (cached per arguments).
+
+        A `tf.data.Dataset` on the TensorFlow backend, else numpy `(x, y)`.
+        """
+        batch_size = int(batch_size or self.cfg.data.batch_size)
+        key = (split, batch_size, shuffle)
+        if key not in self._data:
+            self._data[key] = _load_split(self.cfg, split, batch_size, shuffle)
+        return self._data[key]
+
+    def load_model(self, name):
+        """Loads a `.keras` artifact of this run (custom layers registered)."""
+        return _load_keras(self.wd / name)
+
+    def save_model(self, model, name):
+        """Saves `model` atomically, without optimizer state (so file sizes
+        compare models, not training state)."""
+        model = _without_optimizer(model)
+        with self.wd.atomic(name) as tmp:
+            model.save(tmp)
+
+    def accuracy(self, model, split=None):
+        """Test accuracy (and loss) of `model` on the evaluation split."""
+        from remotetrimmer_tf import training
+        split = split or self.cfg.evaluate.split
+        data = self.data(split)
+        steps = self.cfg.evaluate.steps
+        if steps:
+            data = _take(data, steps, int(self.cfg.data.batch_size))
+        result = training.evaluate(model, data,
+                                   batch_size=int(self.cfg.data.batch_size))
+        return {k: float(v) for k, v in dict(result).items()}
+
+
+def _without_optimizer(model):
+    """An uncompiled copy (same config, names and weights) of a compiled
+    model; the model itself if it was never compiled or cannot be rebuilt."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    try:
+        fresh = model.__class__.from_config(model.get_config())
+        fresh.set_weights(model.get_weights())
+        return fresh
+    except Exception:  # noqa: BLE001 - subclassed models: keep the state
+        return model
+
+
+def _load_keras(path):
+    """`keras.saving.load_model` with remotetrimmer_tf's layers registered."""
+    import keras
+    import remotetrimmer_tf.models  # noqa: F401 - registers SqueezeExcite
+    try:
+        import remotetrimmer_tf.losses  # noqa: F401 - registers the AML
+    except ImportError:  # pragma: no cover
+        pass
+    return keras.saving.load_model(str(path), compile=False)
+
+
+def _load_split(cfg, split, batch_size, shuffle):
+    """Loads a split through `remotetrimmer_tf.data`.
+
+    Returns a batched `tf.data.Dataset` on the TensorFlow backend, else the
+    numpy pair `(x, y)` (every consumer - fit, evaluate, collect_attention,
+    recalibrate_bn - batches numpy itself).
+    """
+    import keras
+    from remotetrimmer_tf import data as data_mod
+    d = cfg.data
+    common = dict(data_dir=d.data_dir, image_size=int(d.image_size),
+                  seed=int(d.seed), val_fraction=float(d.val_fraction))
+    try:
+        if keras.backend.backend() == "tensorflow":
+            return data_mod.load(d.name, split, batch_size=batch_size,
+                                 shuffle=shuffle, **common)
+        return data_mod.load_numpy(d.name, split, shuffle=shuffle, **common)
+    except FileNotFoundError as e:
+        first = str(e).strip().splitlines()[0]
+        raise PipelineError(
+            f"--config.data.data_dir={d.data_dir}: {first} Pass "
+            "--config.data.data_dir=<folder holding the dataset>") from None
+
+
+def _take(data, steps, batch_size=64):
+    """The first `steps` batches of a dataset (tf.data or numpy `(x, y)`)."""
+    if steps is None:
+        return data
+    steps = int(steps)
+    if hasattr(data, "take"):
+        return data.take(steps)
+    x, y = data
+    return x[:steps * batch_size], y[:steps * batch_size]
+
+
+def _as_xy(data, limit=None):
+    """Numpy images and labels of (up to `limit`) samples."""
+    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+    else:
+        xs, ys, n = [], [], 0
+        for xb, yb in data:
+            xs.append(np.asarray(xb))
+            ys.append(np.asarray(yb))
+            n += len(xs[-1])
+            if limit is not None and n >= limit:
+                break
+        x, y = np.concatenate(xs), np.concatenate(ys)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def _recipe(section):
+    """A config recipe section as the dict `training.fit` reads."""
+    r = section.to_dict()
+    for k in _RECIPE_EXTRAS:
+        r.pop(k, None)
+    return r
+
+
+def _fit(run, model, section, stage):
+    """Trains `model` in place with the recipe in config `section`."""
+    from remotetrimmer_tf import training
+    recipe = _recipe(section)
+    if int(recipe["epochs"]) == 0:
+        return {"epochs_run": 0}
+    train = run.data("train", batch_size=int(section.batch_size), shuffle=True)
+    if section.steps_per_epoch:
+        train = _take(train, section.steps_per_epoch, int(section.batch_size))
+    val = run.data("val") if float(run.cfg.data.val_fraction) > 0 else None
+    # fit() resumes from logs/<stage>/last.keras: only within the same stage key.
+    logdir = run.wd / "logs" / stage
+    keyfile = logdir / "stage_key.txt"
+    key = run.keys.get(stage, "")
+    if logdir.exists() and (not keyfile.exists() or keyfile.read_text() != key):
+        shutil.rmtree(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    keyfile.write_text(key)
+    kwargs = dict(val=val, recipe=recipe, workdir=str(logdir),
+                  verbose=run.verbose)
+    params = inspect.signature(training.fit).parameters
+    if run.strategy() is not None and "strategy" in params:
+        kwargs["strategy"] = run.strategy()
+    history = training.fit(model, train, **kwargs)
+    # The stage's own artifact replaces fit's resume checkpoints.
+    for ckpt in logdir.glob("*.keras"):
+        ckpt.unlink()
+    return _summarize_history(history)
+
+
+def _summarize_history(history):
+    """Last value of every logged metric (JSON-able)."""
+    if history is None:
+        return {}
+    h = getattr(history, "history", history)
+    out = {}
+    try:
+        for k, v in dict(h).items():
+            if isinstance(v, (list, tuple)) and v:
+                out[k] = float(v[-1])
+            elif isinstance(v, (int, float, np.number)):
+                out[k] = float(v)
+        out["epochs_run"] = max((len(v) for v in dict(h).values()
+                                 if isinstance(v, (list, tuple))), default=0)
+    except (TypeError, ValueError):
+        pass
+    return out
+
+
+def se_layer_names(model):
+    """Names of the SqueezeExcite gates of `model`."""
+    from remotetrimmer_tf.models import SqueezeExcite
+    return [l.name for l in model.layers if isinstance(l, SqueezeExcite)]
+
+
+# --------------------------------------------------------------------- stages
+def train(run):
+    """Trains the configured backbone, or validates and copies `--init_model`."""
+    cfg = run.cfg
+    if run.init_model:
+        src = os.path.abspath(run.init_model)
+        try:
+            model = _load_keras(src)   # only read: the user's file is never written
+        except Exception as e:  # noqa: BLE001 - any load failure is bad input
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            raise PipelineError(
+                f"--init_model={run.init_model} cannot be loaded by Keras "
+                f"({type(e).__name__}: {msg}); pass a .keras file saved by "
+                "Keras 3 with remotetrimmer_tf's layers") from None
+        _check_model_fits(run, model)
+        if src != os.path.abspath(run.wd / "model_trained.keras"):
+            run.wd.copy_in(src, "model_trained.keras")
+        info = {"source": "init_model", "init_model": src,
+                "init_model_sha256": file_digest(src)}
+    else:
+        from remotetrimmer_tf import models
+        build = {"resnet18": models.resnet18, "vgg16_bn": models.vgg16_bn}
+        model = build[cfg.model.arch](
+            num_classes=run.num_classes, input_shape=run.input_shape,
+            se=bool(cfg.model.se))
+        t0 = time.time()
+        history = _fit(run, model, cfg.train, "train")
+        info = {"source": "trained", "history": history,
+                "train_seconds": round(time.time() - t0, 2)}
+        run.save_model(model, "model_trained.keras")
+    info["se_gates"] = len(se_layer_names(model))
+    info["metrics"] = run.accuracy(model)
+    return ["model_trained.keras"], info
+
+
+def _check_model_fits(run, model):
+    """The user's model must take the configured images and classes."""
+    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
+    if shape is not None and shape != run.input_shape:
+        raise PipelineError(
+            f"--init_model={run.init_model} takes inputs {shape} but the data "
+            f"is {run.input_shape}; set --config.data.image_size={shape[0]} "
+            "or pass a model for this image size")
+    classes = model.outputs[0].shape[-1] if model.outputs else None
+    if classes is not None and int(classes) != run.num_classes:
+        raise PipelineError(
+            f"--init_model={run.init_model} has {classes} outputs but "
+            f"{run.cfg.data.name} has {run.num_classes} classes; pass a model "
+            "for this dataset (or set --config.model.num_classes)")
+    if run.cfg.prune.importance == "cap" and not se_layer_names(model):
+        raise PipelineError(
+            f"--init_model={run.init_model} has no SqueezeExcite gates, which "
+            "--config.prune.importance=cap needs; use an SE model or set "
+            "--config.prune.importance=slim")
+
+
+def attention(run):
+    """Averages every SE gate over the training split -> attention.npz."""
+    from remotetrimmer_tf.attention import collect_attention
+    model = run.load_model("model_trained.keras")
+    names = se_layer_names(model)
+    if not names:
+        if run.cfg.prune.importance == "cap":
+            raise PipelineError(
+                "--config.prune.importance=cap needs SqueezeExcite gates but "
+                "the trained model has none; set --config.model.se=True or "
+                "--config.prune.importance=slim")
+        return [], {"skipped": "the model has no SqueezeExcite gates"}
+    data = run.data("train")
+    att = collect_attention(model, data, steps=run.cfg.attention.steps,
+                            batch_size=int(run.cfg.data.batch_size))
+    att = {k: np.asarray(v, dtype=np.float32) for k, v in att.items()}
+    with run.wd.atomic("attention.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **att)
+    stats = {k: {"channels": int(v.size), "mean": float(v.mean()),
+                 "min": float(v.min()), "max": float(v.max())}
+             for k, v in att.items()}
+    return ["attention.npz"], {"gates": len(att), "per_gate": stats}
+
+
+def fold(run):
+    """Folds the mean attention into the BNs -> a plain model_folded.keras."""
+    if not run.wd.exists("attention.npz"):
+        run.wd.copy_in(run.wd / "model_trained.keras", "model_folded.keras")
+        model = run.load_model("model_folded.keras")
+        return ["model_folded.keras"], {
+            "skipped": "no attention.npz (model without SE gates): copied",
+            "metrics": run.accuracy(model)}
+    from remotetrimmer_tf.attention import fold_attention
+    model = run.load_model("model_trained.keras")
+    with np.load(run.wd / "attention.npz") as z:
+        att = {k: z[k] for k in z.files}
+    folded = fold_attention(model, att)
+    run.save_model(folded, "model_folded.keras")
+    return ["model_folded.keras"], {"metrics": run.accuracy(folded)}
+
+
+def prune(run):
+    """Decides the kept channels and rebuilds a thinner model."""
+    from remotetrimmer_tf.pruner import Pruner
+    from remotetrimmer_tf.surgeon import prune_channels
+    p = run.cfg.prune
+    model = run.load_model("model_folded.keras")
+    importance = p.importance
+    if importance == "cap" and not run.wd.exists("attention.npz"):
+        raise PipelineError(
+            "--config.prune.importance=cap needs attention.npz from an SE "
+            "model; set --config.prune.importance=slim for a plain model")
+    criterion = importance
+    if importance == "cap":
+        # The folded model's gamma is gamma * mean attention, so CAP on the SE
+        # model is exactly network slimming (|gamma'|) on the folded model.
+        criterion = "slim"
+    data = None
+    if importance in DATA_DRIVEN_IMPORTANCE:
+        data = _take(run.data("train"), p.steps, int(run.cfg.data.batch_size))
+    pruner = Pruner(model, importance=criterion, ratio=float(p.ratio),
+                    scope=p.scope, round_to=int(p.round_to),
+                    min_channels=int(p.min_channels), ignore=tuple(p.ignore),
+                    reduction=p.reduction, seed=int(p.seed))
+    keep = pruner.plan(data)
+    graph = getattr(pruner, "graph", None)
+    pruned = prune_channels(model, keep, graph=graph)
+    kept = {}
+    groups = getattr(graph, "groups", None) or []
+    for gi, idx in sorted(keep.items()):
+        g = groups[gi] if gi < len(groups) else None
+        kept[str(gi)] = {
+            "size": int(g.size) if g is not None else None,
+            "kept": [int(i) for i in np.asarray(idx).ravel()],
+            "layers": list(g.layers) if g is not None else [],
+        }
+    run.save_model(pruned, "model_pruned.keras")
+    run.wd.write_json("kept.json", kept)
+    return ["model_pruned.keras", "kept.json"], {
+        "importance": importance, "criterion_on_folded_model": criterion,
+        "groups_skipped": {str(k): str(v) for k, v in
+                           (getattr(pruner, "skipped", None) or {}).items()},
+        "groups_pruned": sum(1 for v in kept.values()
+                             if v["size"] is not None and len(v["kept"]) < v["size"]),
+        "metrics": run.accuracy(pruned)}
+
+
+def recalibrate(run):
+    """Re-estimates the BN statistics of the pruned model (steps > 0)."""
+    steps = int(run.cfg.recalibrate.steps or 0)
+    if steps <= 0:
+        return [], {"skipped": "recalibrate.steps=0"}
+    from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn
+    model = run.load_model("model_pruned.keras")
+    before = run.accuracy(model)
+    out = recalibrate_bn(model, run.data("train", shuffle=True), steps=steps,
+                         batch_size=int(run.cfg.data.batch_size))
+    out = out if out is not None else model
+    run.save_model(out, "model_recalibrated.keras")
+    return ["model_recalibrated.keras"], {"metrics_before": before,
+                                          "metrics": run.accuracy(out)}
+
+
+def finetune(run):
+    """Fine-tunes the pruned (recalibrated) model with its recipe (AML)."""
+    entry = run.wd.entry("recalibrate") or {}
+    src = ("model_recalibrated.keras"
+           if "model_recalibrated.keras" in entry.get("artifacts", ())
+           and run.wd.exists("model_recalibrated.keras")
+           else "model_pruned.keras")
+    model = run.load_model(src)
+    t0 = time.time()
+    history = _fit(run, model, run.cfg.finetune, "finetune")
+    run.save_model(model, "model_finetuned.keras")
+    return ["model_finetuned.keras"], {
+        "source": src, "history": history,
+        "train_seconds": round(time.time() - t0, 2),
+        "metrics": run.accuracy(model)}
+
+
+def evaluate(run):
+    """Final evaluation of the fine-tuned model -> metrics.json."""
+    model = run.load_model("model_finetuned.keras")
+    final = run.accuracy(model)
+    metrics = {"split": run.cfg.evaluate.split, "finetuned": final,
+               "accuracy": accuracies(run.wd)}
+    metrics["accuracy"]["finetuned"] = final.get("accuracy")
+    run.wd.write_json("metrics.json", metrics)
+    return ["metrics.json"], {"metrics": final}
+
+
+def export(run):
+    """LiteRT files of the fine-tuned model (+ a parity/accuracy check)."""
+    import keras
+    e = run.cfg.export
+    if keras.backend.backend() != "tensorflow":
+        return [], {"skipped": "LiteRT export needs KERAS_BACKEND=tensorflow"}
+    from remotetrimmer_tf.export import litert
+    model = run.load_model("model_finetuned.keras")
+    modes = [m for m in e.quantize if m]
+    if not modes:
+        return [], {"skipped": "export.quantize is empty"}
+    rep = None
+    if "int8" in modes:
+        rep = _as_xy(_take(run.data("train"), e.representative_steps,
+                           int(run.cfg.data.batch_size)))[0]
+    check_x, check_y = _as_xy(run.data(run.cfg.evaluate.split),
+                              limit=int(e.check_samples))
+    artifacts, info = [], {}
+    for mode in modes:
+        name = "model.tflite" if mode == "none" else f"model_{mode}.tflite"
+        q = None if mode == "none" else mode
+        res = litert.to_litert(model, str(run.wd / name), quantize=q,
+                               representative_data=rep, check=bool(e.check),
+                               check_data=check_x if e.check else None,
+                               overwrite=True)
+        entry = dict(res.as_dict()) if hasattr(res, "as_dict") else {}
+        _readable(run.wd / name)
+        entry["size_bytes"] = os.path.getsize(run.wd / name)
+        if e.check:
+            out = litert.run_litert(str(run.wd / name), check_x)
+            entry["accuracy"] = float(np.mean(np.argmax(out, -1) == check_y))
+            entry["accuracy_samples"] = int(len(check_y))
+        entry["path"] = name
+        info[mode] = entry
+        artifacts.append(name)
+    return artifacts, {"files": info}
+
+
+def _readable(path):
+    """Gives a file the usual umask permissions (temp files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def report(run):
+    """report.json, report.md and widths.png; see `pipeline.report`."""
+    from remotetrimmer_tf.pipeline import report as report_mod
+    return report_mod.write_report(run)
+
+
+def accuracies(wd):
+    """Accuracy after every model-producing stage, from the ledger."""
+    out = {}
+    names = {"train": "trained", "fold": "folded", "prune": "pruned",
+             "recalibrate": "recalibrated", "finetune": "finetuned"}
+    for stage, label in names.items():
+        entry = wd.entry(stage) or {}
+        info = entry.get("info", {})
+        if stage == "recalibrate" and "metrics_before" in info:
+            out["pruned_before_recalibration"] = info["metrics_before"].get("accuracy")
+        m = info.get("metrics")
+        if m:
+            out[label] = m.get("accuracy")
+    return out
+
+
+FUNCTIONS = {"train": train, "attention": attention, "fold": fold,
+             "prune": prune, "recalibrate": recalibrate, "finetune": finetune,
+             "evaluate": evaluate, "export": export, "report": report}
+
+# Stage -> artifact names a later stage needs from it (for --stages checks).
+PRODUCES = {"train": ("model_trained.keras",), "attention": (),
+            "fold": ("model_folded.keras",),
+            "prune": ("model_pruned.keras", "kept.json"),
+            "recalibrate": (), "finetune": ("model_finetuned.keras",),
+            "evaluate": ("metrics.json",), "export": (), "report": ()}
+
+
+def json_dumps(obj):
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,242 @@
+"""Command line: `python -m remotetrimmer_tf.prune` (console script `remotetrimmer`).
+
+Runs the RemoteTrimmer pipeline over a run folder: train (or load
+`--init_model`) -> collect SE attention -> fold it into BN -> prune ->
+recalibrate BN -> fine-tune with the Adaptive Mining Loss -> evaluate ->
+export LiteRT -> report. Every stage writes its artifact into `--workdir`
+(atomically) and records itself in `stages.json`; a rerun resumes after the
+last finished stage. The run ends with a table (params, MACs, accuracy, file
+sizes) and `report.json` / `report.md` / `widths.png`.
+
+With no flags it runs the embedded demo (`configs/demo.py`): the package's
+class-balanced EuroSAT sample, ResNet-18 with SE gates, a few epochs, ratio
+0.7, into a fresh `./runs/<UTC timestamp>/`.
+
+Examples:
+  python -m remotetrimmer_tf.prune
+  python -m remotetrimmer_tf.prune --config=configs/eurosat_resnet18_modern.py \\
+      --config.data.data_dir=/data/eurosat --workdir=runs/modern
+  python -m remotetrimmer_tf.prune --init_model=my.keras \\
+      --config.prune.ratio=0.5 --workdir=runs/r05
+  python -m remotetrimmer_tf.prune --workdir=runs/r05 --stages=export,report
+
+Bad input (unknown config field, missing/corrupt --init_model, non-writable
+--workdir, ratio outside [0, 1), ...) exits with status 2 and one line naming
+the flag or file and the fix.
+"""
+import difflib
+import importlib.util
+import os
+import pathlib
+import re
+import sys
+
+from absl import app, flags
+
+from remotetrimmer_tf.pipeline import PipelineError, config_dir
+
+EXIT_BAD_INPUT = 2
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+# ------------------------------------------------------------------ configs
+def default_config_path():
+    """Path of the embedded default config (`configs/demo.py`), or "" if the
+    configs folder is missing (the error is raised when it is needed)."""
+    try:
+        return str(config_dir() / "demo.py")
+    except PipelineError:
+        return ""
+
+
+def load_config_file(spec):
+    """Loads `path[:arg]` like `ml_collections.config_flags` does.
+
+    Raises:
+      PipelineError: missing file, no `get_config`, or an error inside it.
+    """
+    path, _, arg = str(spec).partition(":")
+    if not path:
+        config_dir()   # raises the "configs/ not found" error
+    if not os.path.isfile(path):
+        raise PipelineError(
+            f"--config={path}: no such config file; pass --config=<a config "
+            f".py>, e.g. {default_config_path() or 'configs/demo.py'}")
+    try:
+        module_spec = importlib.util.spec_from_file_location(
+            "remotetrimmer_precheck_config", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        get_config = getattr(module, "get_config", None)
+        if get_config is None:
+            raise PipelineError(f"--config={path} has no get_config() function; "
+                                "pass a config file like configs/demo.py")
+        return get_config(*([arg] if arg else []))
+    except PipelineError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user code: report it in one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise PipelineError(
+            f"--config={path} failed to load ({type(e).__name__}: {msg}); "
+            "fix the config file") from None
+
+
+def _field_paths(cfg, prefix=""):
+    out = []
+    for key in cfg.keys():
+        value = cfg[key]
+        path = f"{prefix}{key}"
+        out.append(path)
+        if hasattr(value, "keys") and hasattr(value, "items"):
+            out += _field_paths(value, path + ".")
+    return out
+
+
+_OVERRIDE = re.compile(r"^--?(no)?config\.([^=]+)")
+
+
+def check_overrides(argv, cfg):
+    """Every `--config.a.b=v` must name an existing field (the config is
+    locked); raises PipelineError with a did-you-mean suggestion otherwise."""
+    known = set(_field_paths(cfg))
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        m = _OVERRIDE.match(arg)
+        if not m:
+            continue
+        path = m.group(2)
+        if path in known:
+            continue
+        close = difflib.get_close_matches(path, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean --config.{close[0]}? " if close else ""
+        raise PipelineError(
+            f"--config.{path}: unknown config field; {hint}the fields are "
+            f"listed in configs/base.py")
+
+
+def _config_arg(argv):
+    """The value of `--config` on the command line, or None."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        m = re.match(r"^--?config(=(.*))?$", arg)
+        if m:
+            if m.group(1) is not None:
+                return m.group(2)
+            return argv[i + 1] if i + 1 < len(argv) else ""
+    return None
+
+
+# -------------------------------------------------------------------- flags
+def define_flags(argv, flag_values=None):
+    """Defines the CLI flags (once per process).
+
+    The config file is loaded and the `--config.*` overrides are checked
+    first, so a bad config gives one clear line instead of a traceback.
+    """
+    from ml_collections import config_flags
+    fv = flags.FLAGS if flag_values is None else flag_values
+    spec = _config_arg(argv)
+    default = default_config_path()
+    cfg = load_config_file(spec if spec is not None else default)
+    check_overrides(argv, cfg)
+    if "workdir" in fv:
+        return fv
+    config_flags.DEFINE_config_file(
+        "config", default=default,
+        help_string="ml_collections config file (default: the embedded demo, "
+        "configs/demo.py); override any field as --config.section.field=value",
+        flag_values=fv, sys_argv=list(argv))
+    flags.DEFINE_string(
+        "workdir", None, "run folder (default: a fresh ./runs/<UTC timestamp>); "
+        "a folder with a stages.json is resumed", flag_values=fv)
+    flags.DEFINE_string(
+        "init_model", None, "a .keras model to start from instead of training "
+        "(only read; copied into the run folder)", flag_values=fv)
+    flags.DEFINE_enum("strategy", "default", STRATEGIES,
+                      "distribution strategy for training", flag_values=fv)
+    flags.DEFINE_string(
+        "stages", "all", "comma-separated stages to run (train, attention, "
+        "fold, prune, recalibrate, finetune, evaluate, export, report); the "
+        "earlier ones must have finished in --workdir", flag_values=fv)
+    flags.DEFINE_bool(
+        "resume", False, "continue a --workdir whose run used a different "
+        "config: the stages whose inputs changed are rerun", flag_values=fv)
+    flags.DEFINE_integer("verbose", 2, "Keras training verbosity (0, 1, 2)",
+                         flag_values=fv)
+    return fv
+
+
+def _one_line(text):
+    lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
+    return lines[-1] if lines else str(text)
+
+
+def _die(message, code=EXIT_BAD_INPUT):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _parse_flags(argv):
+    """absl flags parser that reports a bad flag in one line (exit 2)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        text = str(e)
+        if "Error whilst parsing config file" in text:
+            text = _one_line(text)
+        _die(f"{_one_line(text)}; see --helpfull for the flags")
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+        _die(f"bad --config override ({_one_line(e)}); see configs/base.py")
+
+
+# --------------------------------------------------------------------- main
+def main(argv):
+    """Runs the pipeline with the parsed flags; returns the exit status."""
+    from remotetrimmer_tf.pipeline import run_pipeline
+    from remotetrimmer_tf.pipeline.report import format_table
+    from absl import logging
+    FLAGS = flags.FLAGS
+    if "verbosity" in FLAGS and not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)   # quiet TF's INFO lines
+    if len(argv) > 1:
+        _die(f"unexpected argument(s) {' '.join(argv[1:])}; flags take the "
+             "form --name=value (see --helpfull)")
+    cfg = FLAGS.config
+    try:
+        cfg.get("name")   # an unloadable config raises here
+    except IOError as e:
+        _die(f"--config: {_one_line(e)}")
+    try:
+        summary = run_pipeline(
+            cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
+            strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
+            verbose=FLAGS.verbose)
+    except PipelineError as e:
+        _die(str(e))
+    report = summary.get("report")
+    print()
+    if report:
+        print(format_table(report))
+        print()
+    print(f"run folder: {summary['workdir']}")
+    if summary.get("ran") or summary.get("skipped"):
+        print(f"stages run: {', '.join(summary['ran']) or '-'}; "
+              f"already finished: {', '.join(summary['skipped']) or '-'}")
+    return 0
+
+
+def run(argv=None):
+    """Console entry point (`remotetrimmer`) and `python -m` entry."""
+    argv = list(sys.argv if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        define_flags(argv)
+    except PipelineError as e:
+        _die(str(e))
+    app.run(main, argv=argv, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,269 @@
+"""Pruner: decide the kept channels of every group, then rebuild a thinner model.
+
+Flow: (``cap`` only: collect attention → fold the SE gates into the BNs) →
+``DependencyGraph`` → importance per group → kept channels (local or global)
+→ ``prune_channels``. The input model is never modified.
+"""
+import math
+
+import keras
+import numpy as np
+
+from remotetrimmer_tf.importance import get_importance
+from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
+
+__all__ = ["Pruner"]
+
+
+def _kept_count(size, ratio, min_channels, round_to):
+    """Published local rule: ``floor(C·(1 − ratio))``, floored at ``min_channels``
+    and rounded *up* to a multiple of ``round_to`` (never above ``C``)."""
+    n = max(min_channels, int(math.floor(size * (1.0 - ratio) + 1e-9)))
+    if round_to > 1:
+        n = int(math.ceil(n / round_to) * round_to)
+    return int(min(size, max(1, n)))
+
+
+class Pruner:
+    """Structured channel pruner (RemoteTrimmer CAP and other criteria).
+
+    Args:
+        model: A functional or Sequential ``keras.Model`` (ours, a
+            ``keras.applications`` model or your own). Never modified.
+        importance: Criterion name (``"cap"``, ``"slim"``, ``"l1"``, ``"l2"``,
+            ``"fpgm"``, ``"taylor"``, ``"random"``) or a callable
+            ``fn(group, model, **ctx) -> (group.size,) scores``.
+        ratio: Fraction of channels to remove, ``0 <= ratio < 1``.
+        scope: ``"local"``: every group keeps ``floor(C·(1 − ratio))`` channels
+            (published). ``"global"``: scores are normalised per group (divided
+            by the group's mean score, so each group's scores average 1 and
+            differently scaled layers compare) and the lowest
+            ``floor(ratio · ΣC)`` channels across all groups are removed,
+            each group keeping at least ``ceil(C·(1 − max_ratio))`` and
+            ``min_channels``.
+        round_to: Round every kept width up to a multiple of this (e.g. 8 for
+            mobile accelerators), never above the group's size.
+        min_channels: Minimum channels any group keeps.
+        ignore: Layer names whose output channels are left whole (every group
+            the layer writes or carries; the groups it only reads stay prunable).
+        reduction: How a group's members' scores combine (``"mean"``
+            published, ``"max"``, ``"sum"``, ``"prod"``, ``"first"``).
+        seed: Seed for ``random`` importance.
+        attention: For ``cap`` on an SE model: the mean gate outputs (from
+            ``collect_attention``); otherwise ``prune(data)`` collects them.
+        steps: Batches used to collect attention / Taylor gradients.
+        max_ratio: Global scope: the most any group may lose
+            (default ``max(0.9, ratio)``).
+        loss: Loss for ``taylor`` (default sparse CE from logits).
+
+    Attributes (after ``plan``): ``graph``, ``scores`` (``{group: scores}``),
+    ``skipped`` (``{group: reason}`` for groups left whole), ``attention``,
+    ``folded_model`` (``cap``: the model that is actually pruned).
+
+    Example:
+
+    ```python
+    pruner = Pruner(se_model, importance="cap", ratio=0.7)
+    small = pruner.prune(train_ds)        # collects attention, folds, prunes
+    ```
+    """
+
+    def __init__(self, model, importance="cap", ratio=0.7, scope="local",
+                 round_to=1, min_channels=1, ignore=(), reduction="mean", seed=0,
+                 attention=None, steps=None, max_ratio=None, loss=None):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
+        self.model = model
+        self.importance_name = importance if isinstance(importance, str) else getattr(
+            importance, "__name__", "custom")
+        self.importance = get_importance(importance)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) \
+                or not 0.0 <= float(ratio) < 1.0:
+            raise ValueError(
+                f"Pruner: ratio must be a fraction of channels to remove in [0, 1), "
+                f"got {ratio!r} (ratio >= 1 would remove every channel).")
+        self.ratio = float(ratio)
+        if scope not in ("local", "global"):
+            raise ValueError(f"Pruner: scope must be 'local' or 'global', got {scope!r}.")
+        self.scope = scope
+        for arg, val in (("round_to", round_to), ("min_channels", min_channels)):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+                raise ValueError(f"Pruner: {arg} must be an int >= 1, got {val!r}.")
+        self.round_to = int(round_to)
+        self.min_channels = int(min_channels)
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        names = {layer.name for layer in model.layers}
+        missing = [n for n in ignore if n.split("/")[0] not in names]
+        if missing:
+            raise ValueError(
+                f"Pruner: ignore names layers not in model {model.name!r}: {missing}.")
+        self.ignore = tuple(ignore)
+        if not callable(reduction) and reduction not in REDUCTIONS:
+            raise ValueError(f"Pruner: unknown reduction {reduction!r}; use one of "
+                             f"{sorted(REDUCTIONS)} or a callable.")
+        self.reduction = reduction
+        self.seed = int(seed)
+        if max_ratio is None:
+            max_ratio = max(0.9, self.ratio)
+        if not self.ratio <= max_ratio < 1.0:
+            raise ValueError(f"Pruner: max_ratio must be in [ratio, 1), got {max_ratio!r}.")
+        self.max_ratio = float(max_ratio)
+        self.steps = steps
+        self.loss = loss
+        self.attention = attention
+        self.graph = None
+        self.scores = {}
+        self.skipped = {}
+        self.folded_model = None
+        self._keep = None
+        self._is_cap = importance == "cap" or self.importance is get_importance("cap")
+        if self._is_cap:
+            from remotetrimmer_tf.attention import _se_layers
+            if not _se_layers(model):
+                raise ValueError(
+                    f"Pruner: importance='cap' needs a model with SqueezeExcite gates, "
+                    f"but {model.name!r} has none. Train it with se=True, or use "
+                    "importance='slim' (plain BN gamma) for a plain model.")
+
+    # ------------------------------------------------------------ deciding
+    def _target(self, data):
+        """The model that is scored and pruned (the folded one for ``cap``)."""
+        if not self._is_cap:
+            return self.model
+        if self.folded_model is not None:   # attention already collected and folded
+            return self.folded_model
+        from remotetrimmer_tf.attention import collect_attention, fold_attention
+        if self.attention is None:
+            if data is None:
+                raise ValueError(
+                    "Pruner(importance='cap'): pass data to plan()/prune() so the "
+                    "mean SE attention can be collected, or give attention=.")
+            self.attention = collect_attention(self.model, data, steps=self.steps)
+        self.folded_model = fold_attention(self.model, self.attention)
+        return self.folded_model
+
+    def plan(self, data=None):
+        """Decide the kept channels: ``{group_index: sorted kept indices}``.
+
+        Only groups that lose channels are listed. ``data`` feeds ``cap``
+        (attention) and ``taylor`` (gradients).
+        """
+        from remotetrimmer_tf.graph import DependencyGraph
+
+        target = self._target(data)
+        self.graph = graph = DependencyGraph(target)
+        # after folding, CAP is |γ'| of the folded BNs (= |γ|·s̄)
+        score_fn = get_importance("slim") if self._is_cap else self.importance
+        ctx = {"reduction": self.reduction, "seed": self.seed, "data": data,
+               "attention": self.attention, "loss": self.loss, "cache": {}}
+        if self.steps is not None:
+            ctx["steps"] = self.steps
+        self.scores, self.skipped = {}, {}
+        ignored = set(self.ignore)
+        for group in graph.groups:
+            if not group.prunable:
+                continue
+            # an ignored layer freezes the channels it writes or carries, not
+            # the ones it only reads (a conv's input group stays prunable)
+            owners = {m.layer for m in group.producers + group.channelwise}
+            readers = {m.layer for m in group.consumers} - owners
+            hit = ignored.intersection(set(group.layers) - readers)
+            if hit:
+                self.skipped[group.index] = f"ignored layer(s) {sorted(hit)}"
+                continue
+            try:
+                scores = np.asarray(score_fn(group, target, **ctx), dtype=np.float64)
+            except NoScoreError as err:
+                self.skipped[group.index] = str(err)
+                continue
+            if scores.shape != (group.size,):
+                raise ValueError(
+                    f"Importance {self.importance_name!r} returned shape {scores.shape} "
+                    f"for group {group.index} of size {group.size}.")
+            if not np.all(np.isfinite(scores)):
+                raise ValueError(
+                    f"Importance {self.importance_name!r} gave non-finite scores for "
+                    f"group {group.index} (layers {group.layers[:4]}).")
+            self.scores[group.index] = scores
+        if not self.scores:
+            reasons = sorted(set(self.skipped.values()))[:3]
+            raise ValueError(
+                f"Pruner: no channel group of model {target.name!r} could be scored "
+                f"with importance {self.importance_name!r} ({reasons}). For 'slim'/'cap' "
+                "the model needs BatchNormalization layers; try importance='l1'.")
+        keep = self._keep_local() if self.scope == "local" else self._keep_global()
+        sizes = {g.index: g.size for g in graph.groups}
+        self._keep = {gi: idx for gi, idx in keep.items() if len(idx) < sizes[gi]}
+        return dict(self._keep)
+
+    @staticmethod
+    def _top(scores, n):
+        """Indices of the ``n`` highest scores (ties: lower index first), sorted."""
+        order = np.argsort(-scores, kind="stable")
+        return np.sort(order[:n]).astype(np.int64)
+
+    def _keep_local(self):
+        keep = {}
+        for gi, scores in self.scores.items():
+            n = _kept_count(scores.size, self.ratio, self.min_channels, self.round_to)
+            keep[gi] = self._top(scores, n)
+        return keep
+
+    def _keep_global(self):
+        entries, floors, sizes = [], {}, {}
+        for gi, scores in self.scores.items():
+            mean = scores.mean()
+            norm = scores / mean if mean > 0 else np.ones_like(scores)
+            sizes[gi] = scores.size
+            floors[gi] = min(scores.size, max(
+                self.min_channels, int(math.ceil(scores.size * (1 - self.max_ratio) - 1e-9))))
+            entries.extend((float(s), gi, c) for c, s in enumerate(norm))
+        total = sum(sizes.values())
+        target = int(math.floor(total * self.ratio + 1e-9))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        remaining = dict(sizes)
+        removed = {gi: set() for gi in sizes}
+        count = 0
+        for score, gi, c in entries:
+            if count >= target:
+                break
+            if remaining[gi] <= floors[gi]:
+                continue
+            removed[gi].add(c)
+            remaining[gi] -= 1
+            count += 1
+        keep = {}
+        for gi, scores in self.scores.items():
+            n = remaining[gi]
+            if self.round_to > 1:
+                n = min(sizes[gi], int(math.ceil(n / self.round_to) * self.round_to))
+            if n == remaining[gi]:
+                keep[gi] = np.array(sorted(set(range(sizes[gi])) - removed[gi]), np.int64)
+            else:   # rounded up: keep the best n by this group's own ranking
+                keep[gi] = self._top(scores, n)
+        return keep
+
+    # ------------------------------------------------------------ rebuilding
+    def prune(self, data=None):
+        """Plan (if needed) and return the pruned model (the input is untouched).
+
+        For ``cap`` the returned model has no SE gates: it is the folded model,
+        pruned.
+        """
+        keep = self.plan(data)
+        from remotetrimmer_tf.surgeon import prune_channels
+        target = self.folded_model if self._is_cap else self.model
+        return prune_channels(target, keep, graph=self.graph)
+
+    def summary(self):
+        """``[{group, layers, size, kept}]`` of the last plan."""
+        if self.graph is None:
+            raise ValueError("Pruner.summary(): call plan() or prune() first.")
+        out = []
+        for g in self.graph.groups:
+            if g.index in self.scores or g.index in self.skipped:
+                kept = len(self._keep.get(g.index, range(g.size)))
+                out.append({"group": g.index, "layers": list(g.layers), "size": g.size,
+                            "kept": kept, "skipped": self.skipped.get(g.index)})
+        return out

@@ -1,0 +1,178 @@
+"""Surgery: build a new, thinner model with sliced weights.
+
+Decide first (``DependencyGraph`` + ``keep``), rebuild second: the original
+model and its layers are never modified; the new model is built once from an
+edited ``get_config()`` and its weights are set from sliced numpy arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, Optional, Sequence
+
+import keras
+import numpy as np
+
+from .graph.dependency_graph import DependencyGraph
+
+__all__ = ["prune_channels"]
+
+
+def _weights(layer):
+    return layer.get_weights() if getattr(layer, "weights", None) else []
+
+
+def _entry_name(entry):
+    return entry.get("name") or entry.get("config", {}).get("name")
+
+
+def _is_nested_cfg(entry):
+    cfg = entry.get("config")
+    return isinstance(cfg, dict) and isinstance(cfg.get("layers"), list)
+
+
+def _custom_objects(model, out):
+    ops = getattr(model, "operations", None) or getattr(model, "layers", [])
+    for op in ops:
+        cls = type(op)
+        if not cls.__module__.startswith("keras."):
+            out.setdefault(cls.__name__, cls)
+        elif cls.__module__.startswith("keras.src.applications"):
+            out.setdefault(cls.__name__, cls)
+        if isinstance(op, keras.Model):
+            _custom_objects(op, out)
+    return out
+
+
+_ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {},
+          "registered_name": None}
+
+
+def _get_path(model, path):
+    obj = model
+    for part in path.split("/"):
+        obj = obj.get_layer(part)
+    return obj
+
+
+def _zero_initializers(model, entries, prefix):
+    """Swap ``*_initializer`` entries that mirror layer attributes for Zeros."""
+    restore = []
+    for entry in entries:
+        name = _entry_name(entry)
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        if _is_nested_cfg(entry):
+            if isinstance(layer, keras.Model):
+                restore += _zero_initializers(layer, entry["config"]["layers"],
+                                              prefix + name + "/")
+            continue
+        if not isinstance(layer, keras.layers.Layer) or not layer.weights:
+            continue
+        cfg = entry["config"]
+        for key, value in list(cfg.items()):
+            if key.endswith("_initializer") and value is not None \
+                    and hasattr(layer, key):
+                restore.append((prefix + name, key, value))
+                cfg[key] = dict(_ZEROS)
+    return restore
+
+
+def prune_channels(model, keep: Dict[int, Sequence[int]],
+                   graph: Optional[DependencyGraph] = None):
+    """Return a new model with only the kept channels of each group.
+
+    Args:
+        model: a Keras 3 functional (or Sequential-with-Input) model; untouched.
+        keep: ``{group index: sorted channel indices to keep}``; groups not
+            named keep everything.
+        graph: a ``DependencyGraph(model)`` already built (optional).
+
+    Returns:
+        A new ``keras.Model`` with the same layer names, dtypes, trainability
+        and outputs, thinner where channels were removed.
+
+    Example:
+        >>> g = DependencyGraph(model)                         # doctest: +SKIP
+        >>> i = next(x.index for x in g.groups if x.prunable)   # doctest: +SKIP
+        >>> small = prune_channels(model, {i: [0, 2]}, graph=g) # doctest: +SKIP
+    """
+    if graph is None:
+        graph = DependencyGraph(model)
+    elif graph.model is not model:
+        raise ValueError("graph was built for a different model; pass "
+                         "DependencyGraph(model) for this model or graph=None.")
+    kept = graph.channel_mask(keep)
+    nodes = graph._b.nodes
+
+    changed = {}
+    for name, info in nodes.items():
+        if info.get("nested"):
+            continue
+        in_masks = [graph.mask_of(m, kept) for m in info["in_maps"]]
+        out_masks = [graph.mask_of(m, kept) for m in info["out_maps"]]
+        if all(m.all() for m in in_masks) and all(m.all() for m in out_masks):
+            continue
+        changed[name] = (info, in_masks, out_masks)
+
+    config = model.get_config()
+    new_weights = {}
+
+    def rewrite(entries, prefix):
+        any_change = False
+        for entry in entries:
+            name = prefix + _entry_name(entry)
+            if _is_nested_cfg(entry):
+                if rewrite(entry["config"]["layers"], name + "/"):
+                    entry.pop("build_config", None)
+                    any_change = True
+                continue
+            item = changed.get(name)
+            if item is None:
+                continue
+            info, in_masks, out_masks = item
+            layer = info["layer"]
+            cfg = copy.deepcopy(entry["config"])
+            cfg, w = info["handler"].prune(layer, cfg, _weights(layer),
+                                           in_masks, out_masks)
+            entry["config"] = cfg
+            entry.pop("build_config", None)
+            new_weights[name] = w
+            any_change = True
+        return any_change
+
+    rewrite(config["layers"], "")
+    # Every weight is overwritten below, so build with cheap zero initializers
+    # and put the user's initializers back afterwards (configs stay identical).
+    restore = _zero_initializers(model, config["layers"], "")
+    custom = _custom_objects(model, {})
+    with keras.saving.custom_object_scope(custom):
+        new_model = type(model).from_config(config)
+    for path, key, value in restore:
+        layer = _get_path(new_model, path)
+        setattr(layer, key, keras.initializers.get(value))
+
+    def set_all(old, new, prefix):
+        for layer in getattr(old, "layers", []):
+            name = prefix + layer.name
+            new_layer = new.get_layer(layer.name)
+            if isinstance(layer, keras.Model):
+                set_all(layer, new_layer, name + "/")
+                continue
+            if not layer.weights:
+                continue
+            w = new_weights.get(name)
+            if w is None:
+                w = _weights(layer)
+            try:
+                new_layer.set_weights(w)
+            except ValueError as e:
+                raise ValueError(
+                    f"Surgery produced weights that do not fit layer '{name}' "
+                    f"({e}). Its handler's prune() is inconsistent with its "
+                    "config; fix or re-register the handler.") from e
+
+    set_all(model, new_model, "")
+    return new_model

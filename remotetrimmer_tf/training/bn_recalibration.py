@@ -1,0 +1,142 @@
+"""Re-estimate BatchNormalization statistics after pruning / folding.
+
+After channels are removed (or SE gates folded into BN), the stored moving
+mean / variance no longer describe the activations that reach each BN.
+:func:`recalibrate_bn` runs the model in training mode over some data and sets
+every BN's moving statistics to the exact average of the per-batch
+statistics (cumulative averaging, like PyTorch's ``momentum=None``): before
+batch ``t`` (1-based) each BN's momentum is set to ``(t-1)/t``, so
+``moving_t = ((t-1) * moving_{t-1} + batch_t) / t``.
+
+Only BN moving statistics change: the forward passes run eagerly on a clone
+with dropout disabled, and trainable weights are untouched. The user's model
+is never modified; a new model is returned. Backend-agnostic (``keras`` only).
+"""
+import keras
+import numpy as np
+
+__all__ = ["recalibrate_bn"]
+
+_NOISE_LAYERS = (keras.layers.Dropout, keras.layers.GaussianDropout,
+                 keras.layers.GaussianNoise, keras.layers.AlphaDropout)
+
+
+def _clone(model):
+    """clone_model + copy every weight (variable to variable, no numpy trip)."""
+    clone = keras.models.clone_model(model)
+    if len(clone.weights) != len(model.weights):
+        raise ValueError(f"recalibrate_bn: could not clone model '{model.name}' "
+                         "(weights differ); is it a subclassed model without get_config?")
+    for dst, src in zip(clone.weights, model.weights):
+        dst.assign(src.value)
+    return clone
+
+
+def _walk(layer):
+    for sub in getattr(layer, "layers", None) or ():
+        yield sub
+        yield from _walk(sub)
+
+
+def _batches(data, steps, batch_size):
+    """Yield input batches (x only) from numpy / (x, y) / tf.data / iterables."""
+    if isinstance(data, np.ndarray) or (isinstance(data, tuple) and data
+                                        and isinstance(data[0], np.ndarray)):
+        x = data if isinstance(data, np.ndarray) else data[0]
+        n = len(x)
+        if n == 0:
+            raise ValueError("recalibrate_bn: `data` is empty.")
+        count = 0
+        for start in range(0, n, batch_size):
+            if steps is not None and count >= steps:
+                return
+            yield x[start:start + batch_size]
+            count += 1
+        return
+    if not hasattr(data, "__iter__"):
+        raise TypeError("recalibrate_bn: `data` must be a numpy array, an (x, y) "
+                        "tuple of arrays, a tf.data.Dataset or an iterable of "
+                        f"batches; got {type(data).__name__}.")
+    for count, batch in enumerate(data):
+        if steps is not None and count >= steps:
+            return
+        if isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        elif isinstance(batch, dict):
+            raise TypeError("recalibrate_bn: dict batches are not supported; "
+                            "map the dataset to (images, labels) first.")
+        yield batch
+
+
+def recalibrate_bn(model, data, steps=None, batch_size=64, verbose=0):
+    """Return a copy of ``model`` whose BN moving statistics are re-estimated.
+
+    Args:
+        model: a built Keras model (functional or sequential; nested models
+            are handled).
+        data: numpy images, ``(x, y)`` arrays, a batched ``tf.data.Dataset`` or
+            any iterable of ``x`` / ``(x, y, ...)`` batches.
+        steps: use at most this many batches (``None``: all of ``data``).
+        batch_size: batch size for numpy input.
+        verbose: print the number of batches used.
+
+    Returns:
+        a new ``keras.Model`` (same architecture and weights, new BN moving
+        mean / variance). If the model has no BatchNormalization layer, an
+        unchanged copy is returned.
+
+    Raises:
+        ValueError: ``data`` yields no batch, or ``steps < 1``.
+
+    Example:
+
+    ```python
+    pruned = rt.Pruner(model, ratio=0.7).prune()
+    pruned = rt.recalibrate_bn(pruned, x_train[:4096], steps=64)
+    ```
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"recalibrate_bn: `model` must be a keras.Model, got {type(model).__name__}.")
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"recalibrate_bn: `steps` must be >= 1 or None, got {steps}.")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"recalibrate_bn: `batch_size` must be >= 1, got {batch_size}.")
+
+    clone = _clone(model)
+    layers = list(_walk(clone))
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    if not bns:
+        return clone
+
+    # Training-mode forward passes, but without stochastic layers and with
+    # every BN updating its statistics (a frozen BN runs in inference mode).
+    saved = [(l, l.momentum, l.trainable) for l in bns]
+    noise = []
+    for l in layers:
+        if isinstance(l, _NOISE_LAYERS):
+            attr = "stddev" if isinstance(l, keras.layers.GaussianNoise) else "rate"
+            noise.append((l, attr, getattr(l, attr)))
+            setattr(l, attr, 0.0)
+    for l in bns:
+        l.trainable = True
+
+    used = 0
+    try:
+        for batch in _batches(data, steps, batch_size):
+            used += 1
+            for l in bns:
+                l.momentum = (used - 1) / used
+            clone(batch, training=True)
+    finally:
+        for l, momentum, trainable in saved:
+            l.momentum = momentum
+            l.trainable = trainable
+        for l, attr, value in noise:
+            setattr(l, attr, value)
+    if used == 0:
+        raise ValueError("recalibrate_bn: `data` yielded no batch.")
+    if verbose:
+        print(f"recalibrate_bn: re-estimated {len(bns)} BatchNormalization layers "
+              f"over {used} batches")
+    return clone

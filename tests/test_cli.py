@@ -1,0 +1,284 @@
+"""`python -m remotetrimmer_tf.prune`: artifacts, resume, bad input.
+
+The CLI runs in subprocesses on a tiny EuroSAT-layout folder of generated
+JPEGs (32x32) and a tiny SE model passed as --init_model, so a full run
+(attention -> fold -> prune -> recalibrate -> finetune -> evaluate -> LiteRT
+export -> report) takes seconds.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway",
+           "Industrial", "Pasture", "PermanentCrop", "Residential", "River",
+           "SeaLake")
+ARTIFACTS = ("model_trained.keras", "attention.npz", "model_folded.keras",
+             "model_pruned.keras", "kept.json", "model_recalibrated.keras",
+             "model_finetuned.keras", "metrics.json", "model.tflite",
+             "model_int8.tflite", "report.json", "report.md", "stages.json")
+
+
+def _env():
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def cli(*args, cwd):
+    """Runs the CLI; returns CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "remotetrimmer_tf.prune", *map(str, args)],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240)
+
+
+def _sha(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """A 10-class EuroSAT-layout folder (6 JPEGs per class) + a tiny SE model."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("assets")
+    rng = np.random.default_rng(0)
+    for i, cls in enumerate(CLASSES):
+        d = root / "data" / "2750" / cls
+        d.mkdir(parents=True)
+        for k in range(6):
+            img = (rng.random((32, 32, 3)) * 60 + i * 20).astype(np.uint8)
+            Image.fromarray(img).save(d / f"{cls}_{k}.jpg")
+    import keras
+    from remotetrimmer_tf.models import SqueezeExcite
+    L = keras.layers
+    x = keras.Input((32, 32, 3))
+    h = L.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(x)
+    h = L.BatchNormalization(name="bn1")(h)
+    h = L.ReLU(name="r1")(h)
+    h = SqueezeExcite(reduction=4, name="se1")(h)
+    h = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="c2")(h)
+    h = L.BatchNormalization(name="bn2")(h)
+    h = L.ReLU(name="r2")(h)
+    h = SqueezeExcite(reduction=4, name="se2")(h)
+    h = L.GlobalAveragePooling2D(name="gap")(h)
+    y = L.Dense(10, name="fc")(h)
+    model_path = root / "tiny.keras"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=".*numpy.*")
+        keras.Model(x, y, name="tiny").save(model_path)
+    return {"root": root, "data": root / "data", "model": model_path}
+
+
+def tiny_args(assets, workdir, *extra):
+    return [f"--init_model={assets['model']}", f"--workdir={workdir}",
+            f"--config.data.data_dir={assets['data']}",
+            "--config.data.image_size=32", "--config.data.batch_size=16",
+            "--config.finetune.epochs=1", "--config.finetune.batch_size=16",
+            "--config.recalibrate.steps=2",
+            "--config.export.representative_steps=1",
+            "--config.export.check_samples=16", "--verbose=0", *extra]
+
+
+def _stderr_lines(proc):
+    return [l for l in proc.stderr.splitlines() if l.strip()]
+
+
+def test_full_run_resume_and_changed_config(assets, tmp_path):
+    import keras
+    from remotetrimmer_tf.metrics import count_macs, count_params
+    from remotetrimmer_tf.models import SqueezeExcite  # noqa: F401 (registers)
+    wd = tmp_path / "run"
+    user_sha = _sha(assets["model"])
+    proc = cli(*tiny_args(assets, wd), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ARTIFACTS:
+        assert (wd / name).is_file(), name
+    assert not list(wd.glob(".tmp-*")), "temporary files left behind"
+    assert _sha(assets["model"]) == user_sha, "the user's model was modified"
+    assert "params" in proc.stdout and "MACs" in proc.stdout
+
+    # report.json agrees with the saved models
+    report = json.loads((wd / "report.json").read_text())
+    for label, fname in (("trained", "model_trained.keras"),
+                         ("folded", "model_folded.keras"),
+                         ("pruned", "model_pruned.keras"),
+                         ("finetuned", "model_finetuned.keras")):
+        m = keras.saving.load_model(wd / fname, compile=False)
+        assert report["models"][label]["params"] == count_params(m), label
+        assert report["models"][label]["macs"] == count_macs(m), label
+        assert report["models"][label]["file_bytes"] == (wd / fname).stat().st_size
+    assert report["models"]["pruned"]["params"] < report["models"]["folded"]["params"]
+    assert report["models"]["pruned"]["macs"] < report["models"]["folded"]["macs"]
+    # published local rule: floor(C * (1 - 0.7)) -> 8 -> 2, 16 -> 4
+    assert report["widths"]["c1"] == {"before": 8, "after": 2}
+    assert report["widths"]["c2"] == {"before": 16, "after": 4}
+    assert report["widths"]["fc"] == {"before": 10, "after": 10}
+    for key in ("trained", "folded", "pruned", "recalibrated", "finetuned"):
+        assert 0.0 <= report["accuracy"][key] <= 1.0, key
+    assert report["files"]["model.tflite"] == (wd / "model.tflite").stat().st_size
+    assert set(report["timings_s"]) >= {"train", "prune", "export", "total"}
+    kept = json.loads((wd / "kept.json").read_text())
+    assert sorted(len(v["kept"]) for v in kept.values()) == [2, 4]
+    ledger = json.loads((wd / "stages.json").read_text())
+    assert list(ledger["stages"]) == ["train", "attention", "fold", "prune",
+                                      "recalibrate", "finetune", "evaluate",
+                                      "export", "report"]
+
+    # identical rerun: every stage is skipped, nothing rewritten, same table
+    mtimes = {p.name: p.stat().st_mtime_ns for p in wd.iterdir() if p.is_file()}
+    table = proc.stdout.split("run folder:")[0]
+    proc = cli(*tiny_args(assets, wd), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("train", "attention", "fold", "prune", "recalibrate",
+                  "finetune", "evaluate", "export", "report"):
+        assert f"{stage}: finished earlier, skipped" in proc.stderr, stage
+    assert proc.stdout.split("run folder:")[0] == table
+    assert {p.name: p.stat().st_mtime_ns for p in wd.iterdir()
+            if p.is_file() and p.name != "stages.json"} == {
+        k: v for k, v in mtimes.items() if k != "stages.json"}
+
+    # a different config is refused without --resume, in one line
+    changed = tiny_args(assets, wd, "--config.prune.ratio=0.5",
+                        "--config.export.quantize=none")
+    proc = cli(*changed, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = _stderr_lines(proc)
+    assert len(lines) == 1 and "prune.ratio" in lines[0] and "--resume" in lines[0]
+
+    # with --resume the changed stages rerun (here: up to prune only)
+    proc = cli(*changed, "--resume", "--stages=train,attention,fold,prune",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("train", "attention", "fold"):
+        assert f"{stage}: finished earlier, skipped" in proc.stderr
+    assert "prune: running" in proc.stderr and "export" not in proc.stderr
+    pruned = keras.saving.load_model(wd / "model_pruned.keras", compile=False)
+    assert pruned.get_layer("c1").filters == 4        # floor(8 * 0.5)
+    ledger = json.loads((wd / "stages.json").read_text())
+    assert ledger["config"]["prune"]["ratio"] == 0.5
+
+
+def _corrupt(path):
+    path.write_bytes(b"this is not a zip archive" * 10)
+    return path
+
+
+def _zip_without_config(path):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", "{}")
+    return path
+
+
+BAD_INPUTS = {
+    "unknown_field": (["--config.prune.ratoi=0.5"],
+                      ["--config.prune.ratoi", "did you mean --config.prune.ratio"]),
+    "unknown_section": (["--config.pruning.ratio=0.5"], ["--config.pruning.ratio"]),
+    "ratio_one": (["--config.prune.ratio=1.0"], ["--config.prune.ratio", "[0, 1)"]),
+    "ratio_negative": (["--config.prune.ratio=-0.1"], ["--config.prune.ratio"]),
+    "ratio_not_a_number": (["--config.prune.ratio=abc"], ["--config.prune.ratio"]),
+    "missing_init_model": (["--init_model={tmp}/nope.keras"],
+                           ["--init_model", "nope.keras", "no such file"]),
+    "corrupt_init_model": (["--init_model={corrupt}"], ["--init_model", "corrupt"]),
+    "zip_not_keras": (["--init_model={zipped}"], ["--init_model", "corrupt"]),
+    "workdir_under_a_file": (["--workdir={tmp}/afile/run"], ["--workdir"]),
+    "workdir_not_a_run_folder": (["--workdir={tmp}/userdir"],
+                                 ["--workdir", "not a run folder"]),
+    "unknown_stage": (["--stages=train,bogus"], ["--stages", "bogus"]),
+    "missing_config_file": (["--config={tmp}/none.py"], ["--config", "none.py"]),
+    "stage_prerequisite": (["--stages=prune"], ["--stages", "train"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_nonzero_with_one_line(case, tmp_path):
+    args, expected = BAD_INPUTS[case]
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "userdir").mkdir()
+    (tmp_path / "userdir" / "notes.txt").write_text("mine")
+    fmt = dict(tmp=tmp_path, corrupt=_corrupt(tmp_path / "bad.keras"),
+               zipped=_zip_without_config(tmp_path / "z.keras"))
+    args = [a.format(**fmt) for a in args]
+    if not any(a.startswith("--workdir") for a in args):
+        args.append(f"--workdir={tmp_path / 'wd'}")
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = _stderr_lines(proc)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ")
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    assert "Traceback" not in proc.stderr
+    # the user's folder is untouched and no artifact looks finished
+    assert sorted(os.listdir(tmp_path / "userdir")) == ["notes.txt"]
+    assert not list(tmp_path.rglob("*.tflite"))
+    assert not list((tmp_path / "wd").glob("model_*.keras")) if (
+        tmp_path / "wd").exists() else True
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root can write into read-only folders")
+def test_read_only_workdir(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        proc = cli(f"--workdir={ro}/run", cwd=tmp_path)
+    finally:
+        ro.chmod(0o700)
+    assert proc.returncode == 2
+    assert _stderr_lines(proc)[0].startswith("error: --workdir")
+
+
+def test_new_run_dirs_never_collide(tmp_path):
+    from remotetrimmer_tf.pipeline.workdir import new_run_dir
+    dirs = {new_run_dir(tmp_path / "runs") for _ in range(3)}
+    assert len(dirs) == 3 and all(d.is_dir() for d in dirs)
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    from remotetrimmer_tf.pipeline.workdir import Workdir
+    wd = Workdir(tmp_path / "w")
+    with pytest.raises(RuntimeError):
+        with wd.atomic("model.keras") as tmp:
+            pathlib.Path(tmp).write_bytes(b"partial")
+            raise RuntimeError("crash mid-write")
+    assert os.listdir(wd.path) == []
+    wd.write_json("a.json", {"x": np.float32(1.5)})
+    assert json.loads((wd / "a.json").read_text()) == {"x": 1.5}
+
+
+def test_ledger_requires_artifacts(tmp_path):
+    from remotetrimmer_tf.pipeline.workdir import Workdir
+    wd = Workdir(tmp_path / "w")
+    wd.start({"a": 1}, "t")
+    wd.write_text("x.txt", "1")
+    wd.mark_finished("train", "k1", ["x.txt"], {}, 0.1)
+    assert Workdir(wd.path).finished("train", "k1") is not None
+    assert Workdir(wd.path).finished("train", "k2") is None      # other config
+    (wd / "x.txt").unlink()
+    assert Workdir(wd.path).finished("train", "k1") is None      # artifact gone
+
+
+def test_stage_keys_chain():
+    from remotetrimmer_tf.pipeline.stages import STAGES, stage_keys
+    cfg = {s: {"v": 1} for s in ("data", "model", "train", "attention", "prune",
+                                 "recalibrate", "finetune", "evaluate", "export")}
+    a = stage_keys(cfg)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["prune"]["v"] = 2
+    b = stage_keys(cfg2)
+    i = STAGES.index("prune")
+    assert all(a[s] == b[s] for s in STAGES[:i])
+    assert all(a[s] != b[s] for s in STAGES[i:])
+    assert stage_keys(cfg, "abc")["train"] != a["train"]

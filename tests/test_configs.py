@@ -1,0 +1,176 @@
+"""The ml_collections configs in configs/: schema, values, overrides."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from remotetrimmer_tf import prune as cli
+from remotetrimmer_tf.pipeline import (PipelineError, config_base, config_dir,
+                                       validate_config)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.py")
+                 if p.name not in ("base.py", "__init__.py"))
+EXPERIMENTS = {
+    f"{ds_file}_{arch_file}_{kind}.py": (ds, arch, kind)
+    for ds_file, ds in (("eurosat", "eurosat"), ("ucmerced", "uc_merced"))
+    for arch_file, arch in (("resnet18", "resnet18"), ("vgg16bn", "vgg16_bn"))
+    for kind in ("published", "modern")
+}
+CONTRACT_RECIPE_FIELDS = (
+    "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov",
+    "weight_decay", "schedule", "milestones", "gamma", "warmup_fraction",
+    "augment", "label_smoothing", "loss", "aml_r1", "aml_r2", "seed")
+
+
+def load(name):
+    return cli.load_config_file(str(REPO / "configs" / name))
+
+
+def field_paths(cfg):
+    return set(cli._field_paths(cfg))
+
+
+def test_all_expected_config_files_exist():
+    assert set(CONFIGS) == set(EXPERIMENTS) | {"demo.py"}
+
+
+def test_config_dir_is_found_from_the_package():
+    assert config_dir() == REPO / "configs"
+    assert cli.default_config_path() == str(REPO / "configs" / "demo.py")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_has_the_full_schema_and_validates(name):
+    cfg = load(name)
+    assert field_paths(cfg) == field_paths(config_base().get_config()), name
+    validate_config(cfg)
+    assert cfg.name == name[:-3]
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiment_values(name):
+    from remotetrimmer_tf.training import recipes
+    ds, arch, kind = EXPERIMENTS[name]
+    cfg = load(name)
+    assert (cfg.data.name, cfg.model.arch) == (ds, arch)
+    assert cfg.data.image_size == (64 if ds == "eurosat" else 256)
+    assert cfg.model.se is True
+    assert (cfg.prune.importance, cfg.prune.ratio, cfg.prune.scope) == (
+        "cap", 0.7, "local")
+    assert cfg.data.train_fraction == 0.7
+    assert cfg.train.loss == "ce" and cfg.finetune.loss == "aml"
+    for section, stage in (("train", "train"), ("finetune", "finetune")):
+        want = recipes.get(kind, stage)
+        got = cfg[section]
+        for field in CONTRACT_RECIPE_FIELDS:
+            if field == "batch_size" and ds == "uc_merced":
+                continue
+            assert got[field] == want[field], (name, section, field)
+    if kind == "published":
+        assert (cfg.train.epochs, cfg.finetune.epochs) == (160, 40)
+        assert (cfg.train.lr, cfg.train.momentum, cfg.train.schedule,
+                cfg.train.augment) == (0.01, 0.0, "step", "none")
+        assert cfg.recalibrate.steps == 0
+    else:
+        assert (cfg.train.epochs, cfg.finetune.epochs) == (60, 30)
+        assert (cfg.train.momentum, cfg.train.schedule, cfg.train.augment) == (
+            0.9, "onecycle", "flips_rot90")
+
+
+def test_demo_config():
+    from remotetrimmer_tf.data import sample_dir
+    cfg = load("demo.py")
+    assert cfg.data.data_dir == str(sample_dir())
+    assert (cfg.model.arch, cfg.model.se, cfg.prune.ratio) == ("resnet18", True, 0.7)
+    assert cfg.train.epochs <= 10 and cfg.finetune.epochs <= 5
+    assert "none" in cfg.export.quantize
+
+
+def test_experiment_rejects_unknown_names():
+    base = config_base()
+    with pytest.raises(ValueError, match="dataset"):
+        base.experiment("mnist", "resnet18", "modern")
+    with pytest.raises(ValueError, match="arch"):
+        base.experiment("eurosat", "resnet50", "modern")
+    with pytest.raises(ValueError, match="recipe"):
+        base.experiment("eurosat", "resnet18", "fancy")
+
+
+def test_check_overrides_suggests_the_field():
+    cfg = load("demo.py")
+    cli.check_overrides(["prog", "--config.prune.ratio=0.5",
+                         "--config.export.quantize=none", "--noconfig.model.se"], cfg)
+    with pytest.raises(PipelineError, match=r"did you mean --config\.prune\.ratio"):
+        cli.check_overrides(["prog", "--config.prune.ration=0.5"], cfg)
+    with pytest.raises(PipelineError, match=r"--config\.nope"):
+        cli.check_overrides(["prog", "--config.nope=1"], cfg)
+
+
+@pytest.mark.filterwarnings(
+    "ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
+def test_overrides_through_absl(tmp_path):
+    """Every field type overrides on the command line (config_flags)."""
+    from absl import flags
+    from ml_collections import config_flags
+    argv = ["prog", f"--config={REPO / 'configs' / 'eurosat_resnet18_modern.py'}",
+            "--config.prune.ratio=0.5", "--config.export.quantize=none",
+            "--config.export.quantize=float16", "--config.data.data_dir=/x",
+            "--config.attention.steps=3", "--config.prune.ignore=fc1",
+            "--config.model.se=False", "--config.finetune.steps_per_epoch=2"]
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=argv)
+    fv(argv)
+    c = fv.config
+    assert c.prune.ratio == 0.5
+    assert tuple(c.export.quantize) == ("none", "float16")
+    assert c.data.data_dir == "/x" and c.attention.steps == 3
+    assert tuple(c.prune.ignore) == ("fc1",)
+    assert c.model.se is False and c.finetune.steps_per_epoch == 2
+
+
+@pytest.mark.parametrize("path,value,fragment", [
+    ("prune.ratio", 1.0, "--config.prune.ratio"),
+    ("prune.ratio", -0.5, "--config.prune.ratio"),
+    ("prune.importance", "gamma", "--config.prune.importance"),
+    ("model.arch", "resnet50", "--config.model.arch"),
+    ("data.image_size", 0, "--config.data.image_size"),
+    ("train.optimizer", "rmsprop", "--config.train.optimizer"),
+    ("finetune.epochs", -1, "--config.finetune.epochs"),
+    ("export.quantize", ("int4",), "--config.export.quantize"),
+    ("recalibrate.steps", -2, "--config.recalibrate.steps"),
+])
+def test_validate_config_names_the_field(path, value, fragment):
+    cfg = load("demo.py")
+    section, field = path.split(".")
+    cfg[section][field] = value
+    with pytest.raises(PipelineError) as err:
+        validate_config(cfg)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cap_needs_se_unless_init_model():
+    cfg = load("demo.py")
+    cfg.model.se = False
+    with pytest.raises(PipelineError, match="importance=cap"):
+        validate_config(cfg)
+    validate_config(cfg, init_model="given.keras")   # checked on the model
+    cfg.prune.importance = "slim"
+    validate_config(cfg)
+
+
+def test_reading_configs_imports_neither_keras_nor_tensorflow():
+    code = (
+        "import sys, pathlib\n"
+        "from remotetrimmer_tf import prune\n"
+        f"for p in sorted(pathlib.Path({str(REPO / 'configs')!r}).glob('*.py')):\n"
+        "    prune.load_config_file(str(p))\n"
+        "bad = [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules]\n"
+        "assert not bad, bad\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

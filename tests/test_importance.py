@@ -1,0 +1,230 @@
+"""Importance criteria: group → per-channel scores."""
+import keras
+import numpy as np
+import pytest
+
+from remotetrimmer_tf.attention import collect_attention, fold_attention
+from remotetrimmer_tf.graph import DependencyGraph
+from remotetrimmer_tf.importance import (NoScoreError, available, cap, fpgm,
+                                         get_importance, l1, l2, random,
+                                         reduce_scores, register_importance, slim,
+                                         taylor)
+from remotetrimmer_tf.models import SqueezeExcite
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(12, 10, 10, 3)).astype("float32")
+Y = (np.arange(12) % 3).astype("int32")
+
+
+def randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(-1.5, 1.5, c), rng.normal(0, 0.3, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 2.0, c)])
+        elif isinstance(layer, SqueezeExcite):
+            layer.set_weights([rng.normal(0, 0.7, w.shape) for w in layer.get_weights()])
+    return model
+
+
+def residual_model(se=False, seed=0):
+    """c0-bn0-relu[-se0] → (+ c1-bn1[-se1]) → head; c2-bn2-relu in between."""
+    inp = keras.Input((10, 10, 3), name="input")
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="c0")(inp)
+    x = keras.layers.BatchNormalization(name="bn0")(x)
+    x = keras.layers.ReLU(name="r0")(x)
+    if se:
+        x = SqueezeExcite(4, name="se0")(x)
+    y = keras.layers.Conv2D(6, 3, padding="same", use_bias=False, name="c2")(x)
+    y = keras.layers.BatchNormalization(name="bn2")(y)
+    y = keras.layers.ReLU(name="r2")(y)
+    if se:
+        y = SqueezeExcite(2, name="se2")(y)
+    y = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(y)
+    y = keras.layers.BatchNormalization(name="bn1")(y)
+    if se:
+        y = SqueezeExcite(4, name="se1")(y)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(5, name="fc1")(x)
+    x = keras.layers.ReLU(name="fc1_relu")(x)
+    out = keras.layers.Dense(3, name="fc")(x)
+    return randomize(keras.Model(inp, out), seed)
+
+
+def group_with(graph, layer):
+    return next(g for g in graph.groups if any(m.layer == layer for m in g.producers))
+
+
+def gamma(model, name):
+    return model.get_layer(name).gamma.numpy().astype(np.float64)
+
+
+def kernel(model, name):
+    return model.get_layer(name).kernel.numpy().astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def plain():
+    model = residual_model()
+    return model, DependencyGraph(model)
+
+
+def test_slim_is_mean_abs_gamma_over_the_groups_bns(plain):
+    model, graph = plain
+    g = group_with(graph, "c0")
+    assert {m.layer for m in g.producers} == {"c0", "c1"}
+    expected = (np.abs(gamma(model, "bn0")) + np.abs(gamma(model, "bn1"))) / 2
+    np.testing.assert_allclose(slim(g, model), expected, rtol=1e-6)
+    np.testing.assert_allclose(slim(g, model, reduction="max"),
+                               np.maximum(np.abs(gamma(model, "bn0")),
+                                          np.abs(gamma(model, "bn1"))), rtol=1e-6)
+    g2 = group_with(graph, "c2")
+    np.testing.assert_allclose(slim(g2, model), np.abs(gamma(model, "bn2")), rtol=1e-6)
+    with pytest.raises(NoScoreError, match="no BatchNormalization"):
+        slim(group_with(graph, "fc1"), model)
+
+
+def test_reductions():
+    a, b = np.array([1.0, 4.0]), np.array([3.0, 2.0])
+    assert reduce_scores([a, b], "mean").tolist() == [2.0, 3.0]
+    assert reduce_scores([a, b], "max").tolist() == [3.0, 4.0]
+    assert reduce_scores([a, b], "sum").tolist() == [4.0, 6.0]
+    assert reduce_scores([a, b], "prod").tolist() == [3.0, 8.0]
+    assert reduce_scores([a, b], "first").tolist() == [1.0, 4.0]
+    assert reduce_scores([a, b], lambda s: s.min(axis=0)).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="Unknown reduction"):
+        reduce_scores([a], "median")
+
+
+def test_cap_is_gamma_times_mean_attention_and_equals_slim_after_folding():
+    model = residual_model(se=True, seed=3)
+    att = collect_attention(model, X)
+    graph = DependencyGraph(model)
+    g = group_with(graph, "c0")
+    expected = (np.abs(gamma(model, "bn0")) * att["se0"]
+                + np.abs(gamma(model, "bn1")) * att["se1"]) / 2
+    scores = cap(g, model, attention=att)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert not np.allclose(np.argsort(scores), np.argsort(slim(g, model)))
+    folded = fold_attention(model, att)
+    fgraph = DependencyGraph(folded)
+    for group in graph.groups:
+        if not group.prunable or not group.channelwise:
+            continue
+        producers = {m.layer for m in group.producers}
+        twin = next(f for f in fgraph.groups if {m.layer for m in f.producers} == producers)
+        try:
+            expected = slim(twin, folded)
+        except NoScoreError:
+            continue
+        np.testing.assert_allclose(cap(group, model, attention=att), expected, rtol=1e-5)
+
+
+def test_cap_errors(plain):
+    model, graph = plain
+    with pytest.raises(ValueError, match="no SqueezeExcite"):
+        cap(group_with(graph, "c0"), model, attention={})
+    se_model = residual_model(se=True)
+    se_graph = DependencyGraph(se_model)
+    with pytest.raises(ValueError, match="attention"):
+        cap(group_with(se_graph, "c0"), se_model)
+    with pytest.raises(ValueError, match="shape"):
+        cap(group_with(se_graph, "c0"), se_model,
+            attention={"se0": np.ones(8), "se1": np.ones(8), "se2": np.ones(3)})
+
+
+def test_l1_l2_are_filter_norms(plain):
+    model, graph = plain
+    g = group_with(graph, "c0")
+    w0 = kernel(model, "c0").reshape(-1, 8)
+    w1 = kernel(model, "c1").reshape(-1, 8)
+    np.testing.assert_allclose(l1(g, model), (np.abs(w0).sum(0) + np.abs(w1).sum(0)) / 2,
+                               rtol=1e-6)
+    np.testing.assert_allclose(
+        l2(g, model, reduction="first"), np.sqrt((w0 ** 2).sum(0)), rtol=1e-6)
+    dense = group_with(graph, "fc1")
+    np.testing.assert_allclose(l1(dense, model), np.abs(kernel(model, "fc1")).sum(0),
+                               rtol=1e-6)
+
+
+def test_fpgm_is_sum_of_distances_to_other_filters(plain):
+    model, graph = plain
+    g = group_with(graph, "c2")
+    w = kernel(model, "c2").reshape(-1, 6).T
+    expected = [sum(np.linalg.norm(w[i] - w[j]) for j in range(6)) for i in range(6)]
+    np.testing.assert_allclose(fpgm(g, model), expected, rtol=1e-5)
+
+
+def test_random_is_reproducible(plain):
+    model, graph = plain
+    g = group_with(graph, "c0")
+    np.testing.assert_array_equal(random(g, model, seed=1), random(g, model, seed=1))
+    assert not np.array_equal(random(g, model, seed=1), random(g, model, seed=2))
+    assert random(g, model).shape == (8,)
+
+
+def _loss(model, x, y):
+    logits = model(x, training=False)
+    fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return float(keras.ops.convert_to_numpy(fn(y, logits)))
+
+
+def test_taylor_matches_finite_differences(plain):
+    model, graph = plain
+    probe = keras.models.clone_model(model)
+    probe.set_weights(model.get_weights())
+    # BN group: d/dt L(γ_c(1+t), β_c(1+t)) at 0 = γ_c ∂L/∂γ_c + β_c ∂L/∂β_c
+    g = group_with(graph, "c2")
+    scores = taylor(g, model, data=(X, Y), steps=2, cache={})
+    bn = probe.get_layer("bn2")
+    base = bn.get_weights()
+    eps = 1e-2
+    fd = []
+    for c in range(6):
+        vals = []
+        for t in (eps, -eps):
+            w = [v.copy() for v in base]
+            w[0][c] *= 1 + t
+            w[1][c] *= 1 + t
+            bn.set_weights(w)
+            vals.append(_loss(probe, X, Y))
+        fd.append(abs(vals[0] - vals[1]) / (2 * eps))
+    bn.set_weights(base)
+    np.testing.assert_allclose(scores, fd, rtol=0.05, atol=1e-5)
+    # group without BN: the producer's filter and bias
+    g = group_with(graph, "fc1")
+    scores = taylor(g, model, data=(X, Y), steps=2)
+    dense = probe.get_layer("fc1")
+    base = dense.get_weights()
+    fd = []
+    for c in range(5):
+        vals = []
+        for t in (eps, -eps):
+            w = [v.copy() for v in base]
+            w[0][:, c] *= 1 + t
+            w[1][c] *= 1 + t
+            dense.set_weights(w)
+            vals.append(_loss(probe, X, Y))
+        fd.append(abs(vals[0] - vals[1]) / (2 * eps))
+    np.testing.assert_allclose(scores, fd, rtol=0.05, atol=1e-5)
+    with pytest.raises(ValueError, match="labelled"):
+        taylor(group_with(graph, "c2"), model, data=X)
+
+
+def test_registry():
+    assert available() == ["cap", "fpgm", "l1", "l2", "random", "slim", "taylor"]
+    assert get_importance("SLIM") is slim
+    fn = lambda group, model, **ctx: np.ones(group.size)  # noqa: E731
+    assert get_importance(fn) is fn
+    with pytest.raises(ValueError, match="Unknown importance 'gamma'"):
+        get_importance("gamma")
+    from remotetrimmer_tf.importance import _REGISTRY
+    register_importance("test_ones", fn)
+    try:
+        assert get_importance("test_ones") is fn
+        with pytest.raises(ValueError, match="already registered"):
+            register_importance("test_ones", fn)
+    finally:
+        _REGISTRY.pop("test_ones")
