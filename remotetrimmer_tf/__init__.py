@@ -16,7 +16,14 @@ pruned = rt.Pruner(plain, importance="cap", ratio=0.7).prune()
 """
 import importlib
 
+from remotetrimmer_tf import _keras_registration
+
 __version__ = "0.1.0"
+
+# Registers our Keras classes (SqueezeExcite, AdaptiveMiningLoss, schedules,
+# augmentation) as soon as Keras is imported, so that a plain
+# ``keras.saving.load_model(path)`` works after ``import remotetrimmer_tf``.
+_keras_registration.install()
 
 # public name -> module that defines it
 _EXPORTS = {

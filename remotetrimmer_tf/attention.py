@@ -94,6 +94,12 @@ def _se_layers(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"Expected a keras.Model, got {type(model).__name__}.")
     found = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and any(
+                isinstance(inner, SqueezeExcite) for inner in layer._flatten_layers()):
+            raise ValueError(
+                f"SqueezeExcite gates inside the nested model {layer.name!r} are not "
+                "supported; build the SE model as one flat functional model.")
     for layer in found:
         if len(layer._inbound_nodes) != 1:
             raise ValueError(

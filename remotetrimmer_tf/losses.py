@@ -12,6 +12,13 @@ Cross-entropy uses a numerically stable log-softmax (``z - logsumexp(z)``), so
 logits of ``±1e4`` give finite values and gradients.
 
 Only ``keras`` / ``keras.ops`` are used: the loss runs on every backend.
+
+Saving: the class is registered as ``"remotetrimmer_tf>AdaptiveMiningLoss"``.
+After ``import remotetrimmer_tf`` (which registers the package's Keras
+classes as soon as Keras is imported), a compiled model reloads with a plain
+``keras.saving.load_model(path)``. Without importing the package, Keras raises
+``TypeError`` (it cannot locate the loss); ``load_model(path, compile=False)``
+still loads the architecture and weights.
 """
 import keras
 from keras import ops

@@ -18,7 +18,9 @@ Examples:
       --config.data.data_dir=/data/eurosat --workdir=runs/modern
   python -m remotetrimmer_tf.prune --init_model=my.keras \\
       --config.prune.ratio=0.5 --workdir=runs/r05
-  python -m remotetrimmer_tf.prune --workdir=runs/r05 --stages=export,report
+  # rerun the same command to resume; --stages limits what runs:
+  python -m remotetrimmer_tf.prune --init_model=my.keras \\
+      --config.prune.ratio=0.5 --workdir=runs/r05 --stages=export,report
 
 Bad input (unknown config field, missing/corrupt --init_model, non-writable
 --workdir, ratio outside [0, 1), ...) exits with status 2 and one line naming
@@ -27,7 +29,6 @@ the flag or file and the fix.
 import difflib
 import importlib.util
 import os
-import pathlib
 import re
 import sys
 

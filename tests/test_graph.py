@@ -223,3 +223,25 @@ def test_depthwise_as_grouped_conv_is_channelwise():
     assert new.get_layer("dw").groups == 3 and tuple(new(x).shape) == (1, 6, 6, 2)
     np.testing.assert_array_equal(new.get_layer("dw").get_weights()[0],
                                   m2.get_layer("dw").get_weights()[0][..., [0, 5, 7]])
+
+
+def test_keras_ops_mean_transpose_reshape_concat_are_followed():
+    inp = keras.Input((4, 4, 3))
+    x = L.Conv2D(6, 1, name="c")(inp)
+    x = x - keras.ops.mean(x, axis=(1, 2), keepdims=True)
+    x = keras.ops.transpose(x, (0, 2, 1, 3))
+    y = keras.ops.reshape(x, (-1, 16 * 6))
+    z = L.Reshape((16 * 6,), name="rs")(x)
+    model = keras.Model(inp, L.Dense(2, name="d")(keras.ops.concatenate([y, z], axis=-1)))
+    w = model.get_layer("c").get_weights()
+    w[0][..., [1, 3, 5]] = 0.0
+    w[1][[1, 3, 5]] = 0.0
+    model.get_layer("c").set_weights(w)
+    graph = DependencyGraph(model)
+    g = _group_of(graph, "c")
+    assert g.prunable and _member(g, "consumers", "d").indices.shape == (6, 32)
+    new = prune_channels(model, {g.index: [0, 2, 4]}, graph=graph)
+    assert new.get_layer("d").get_weights()[0].shape == (96, 2)
+    x = np.random.RandomState(0).randn(2, 4, 4, 3).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)

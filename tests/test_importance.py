@@ -1,4 +1,6 @@
 """Importance criteria: group → per-channel scores."""
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -10,10 +12,33 @@ from remotetrimmer_tf.importance import (NoScoreError, available, cap, fpgm,
                                          reduce_scores, register_importance, slim,
                                          taylor)
 from remotetrimmer_tf.models import SqueezeExcite
+from remotetrimmer_tf.pruner import Pruner
+
+EUROSAT = "/work/shared/data/eurosat/2750"
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(12, 10, 10, 3)).astype("float32")
 Y = (np.arange(12) % 3).astype("int32")
+
+
+@pytest.fixture(autouse=True)
+def full_float32_matmuls():
+    """Exactness checks need true float32 matmuls; GPUs default to TF32."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        old = jax.config.jax_default_matmul_precision
+        jax.config.update("jax_default_matmul_precision", "highest")
+        yield
+        jax.config.update("jax_default_matmul_precision", old)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+        old = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        yield
+        tf.config.experimental.enable_tensor_float_32_execution(old)
+    else:
+        yield
 
 
 def randomize(model, seed=0):
@@ -228,3 +253,56 @@ def test_registry():
             register_importance("test_ones", fn)
     finally:
         _REGISTRY.pop("test_ones")
+
+
+def _eurosat(per_class=30, size=32):
+    from PIL import Image
+    xs, ys = [], []
+    for k, cls in enumerate(sorted(os.listdir(EUROSAT))):
+        folder = os.path.join(EUROSAT, cls)
+        for f in sorted(os.listdir(folder))[:per_class]:
+            with Image.open(os.path.join(folder, f)) as im:
+                im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+                xs.append(np.asarray(im, np.float32) / 255.0)
+            ys.append(k)
+    x = np.stack(xs)
+    x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
+    return x.astype("float32"), np.asarray(ys, np.int32)
+
+
+@pytest.mark.skipif(not os.path.isdir(EUROSAT), reason="EuroSAT folder not present")
+def test_cap_and_slim_pick_different_channels_on_a_trained_se_model():
+    """A tiny SE net trained briefly on 300 real EuroSAT images."""
+    x, y = _eurosat()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    h = inp
+    for i, (filters, stride) in enumerate([(16, 1), (32, 2), (32, 2)]):
+        h = keras.layers.Conv2D(filters, 3, strides=stride, padding="same",
+                                use_bias=False, name=f"c{i}")(h)
+        h = keras.layers.BatchNormalization(name=f"bn{i}")(h)
+        h = keras.layers.ReLU(name=f"r{i}")(h)
+        h = SqueezeExcite(4, name=f"se{i}")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(10, name="fc")(h))
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=6, verbose=0)
+    assert history.history["accuracy"][-1] > 0.3            # it learned something
+
+    cap_pruner = Pruner(model, "cap", 0.5)
+    cap_keep = cap_pruner.plan((x, y))
+    slim_pruner = Pruner(model, "slim", 0.5)
+    slim_keep = slim_pruner.plan()
+    differ = 0
+    for g in slim_pruner.graph.groups:
+        if g.index not in slim_keep:
+            continue
+        producers = {m.layer for m in g.producers}
+        twin = next(h for h in cap_pruner.graph.groups
+                    if {m.layer for m in h.producers} == producers)
+        differ += len(set(slim_keep[g.index]) ^ set(cap_keep[twin.index])) // 2
+    assert differ >= 3
+    # the attention is far from flat after training
+    assert max(float(np.ptp(a)) for a in cap_pruner.attention.values()) > 0.2

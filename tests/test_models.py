@@ -1,4 +1,8 @@
 """Backbones (ResNet-18, VGG16-BN) and the SqueezeExcite gate."""
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import keras
@@ -6,6 +10,26 @@ import numpy as np
 import pytest
 
 from remotetrimmer_tf.models import SqueezeExcite, resnet18, vgg16_bn
+
+
+@pytest.fixture(autouse=True)
+def full_float32_matmuls():
+    """Exactness checks need true float32 matmuls; GPUs default to TF32."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        old = jax.config.jax_default_matmul_precision
+        jax.config.update("jax_default_matmul_precision", "highest")
+        yield
+        jax.config.update("jax_default_matmul_precision", old)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+        old = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        yield
+        tf.config.experimental.enable_tensor_float_32_execution(old)
+    else:
+        yield
 
 
 def trainable(model):
@@ -129,3 +153,54 @@ def test_bad_arguments():
         resnet18(0)
     with pytest.raises(ValueError, match="input_shape"):
         vgg16_bn(10, (32, 32))
+
+
+JAX_SCRIPT = textwrap.dedent(r"""
+    import importlib.abc, sys
+
+    class NoTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "tf_keras", "tensorflow_datasets"):
+                raise ImportError(f"TensorFlow is absent here ({name})")
+
+    sys.meta_path.insert(0, NoTensorFlow())
+    import numpy as np, keras
+    assert keras.backend.backend() == "jax"
+    from remotetrimmer_tf.models import SqueezeExcite
+    from remotetrimmer_tf.attention import collect_attention, fold_attention
+    from remotetrimmer_tf.pruner import Pruner
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, use_bias=False)(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = SqueezeExcite(4, name="se")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(x))
+    rng = np.random.default_rng(0)
+    model.get_layer("se").set_weights(
+        [rng.normal(0, 1, w.shape) for w in model.get_layer("se").get_weights()])
+    xs = np.repeat(rng.normal(size=(1, 8, 8, 3)).astype("float32"), 4, axis=0)
+    att = collect_attention(model, xs)
+    folded = fold_attention(model, att)
+    err = np.abs(np.asarray(model(xs)) - np.asarray(folded(xs))).max()
+    assert err < 1e-5, err
+    small = Pruner(model, "cap", 0.5).prune(xs)
+    assert small.get_layer("bn").gamma.shape == (4,)
+    ys = np.arange(4) % 3
+    small = Pruner(folded, "taylor", 0.5, steps=1).prune((xs, ys))
+    assert small.get_layer("bn").gamma.shape == (4,)
+    assert not any(m.split(".")[0] == "tensorflow" for m in sys.modules)
+    print("JAX-OK")
+""")
+
+
+def test_attention_folding_and_pruning_under_jax_without_tensorflow():
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
+               JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0 and "JAX-OK" in proc.stdout, proc.stderr[-3000:]

@@ -43,7 +43,7 @@ def run(strategy, **kw):
     x, y = data()
     model = tiny()
     w0 = [w.copy() for w in model.get_weights()]
-    hist = training.fit(model, (x, y), (x, y), recipe=RECIPE, strategy=strategy, verbose=0, **kw)
+    hist = training.fit(model, (x, y), recipe=RECIPE, strategy=strategy, verbose=0, **kw)
     changed = not np.allclose(w0[0], model.get_weights()[0])
     return model, hist, changed
 """
@@ -78,7 +78,7 @@ def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     """) + _COMMON + textwrap.dedent(f"""
         s = training.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-        dist, hist, changed = run(s, workdir={str(tmp_path)!r})
+        dist, hist, changed = run(s)
         single, _, _ = run(None)
         diff = max(float(np.abs(a - b).max()) for a, b in
                    zip(dist.get_weights(), single.get_weights()))
@@ -86,7 +86,8 @@ def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
         ev = training.evaluate(dist, (x, y))
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
         model = tiny()
-        h_ds = training.fit(model, ds, recipe=RECIPE, strategy=s, verbose=0)
+        h_ds = training.fit(model, ds, ds, recipe=RECIPE, strategy=s, verbose=0,
+                            workdir={str(tmp_path)!r})
         best = keras.saving.load_model({str(tmp_path / "best.keras")!r})
         print("RESULT", json.dumps(dict(
             replicas=s.num_replicas_in_sync, changed=changed, diff=diff,

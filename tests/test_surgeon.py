@@ -292,3 +292,23 @@ def test_sequential_with_input():
     assert new.get_layer("d").get_weights()[0].shape == (6 * 6 * 2, 4)
     x = np.random.RandomState(0).randn(1, 8, 8, 3).astype("float32")
     assert tuple(new(x).shape) == (1, 4)
+
+
+def test_nested_sequential_block():
+    block = keras.Sequential([keras.Input((8, 8, 6)), L.BatchNormalization(name="nbn"),
+                              L.ReLU(), L.Conv2D(6, 3, padding="same", name="nconv")],
+                             name="block")
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 1, name="c")(inp)
+    x = L.Add()([x, block(x)])
+    model = keras.Model(inp, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(x)))
+    randomize_bn(block)
+    graph = DependencyGraph(model)
+    g = next(g for g in graph.groups if any(m.layer == "c" for m in g.producers))
+    assert {m.layer for m in g.producers} == {"c", "block/nconv"}
+    x = np.random.RandomState(0).randn(2, 8, 8, 3).astype("float32")
+    np.testing.assert_allclose(_predict(prune_channels(model, {}, graph=graph), x),
+                               _predict(model, x), atol=1e-6)
+    new = prune_channels(model, {g.index: [0, 2, 5]}, graph=graph)
+    assert new.get_layer("block").get_layer("nconv").get_weights()[0].shape == (3, 3, 3, 3)
+    assert tuple(new(x).shape) == (2, 2)

@@ -179,8 +179,11 @@ def test_fit_trains_in_place_and_checkpoints_without_augment(data, tmp_path):
     before = training.evaluate(model, (x, y), batch_size=8)
     r = recipes.modern()
     r.epochs, r.batch_size, r.lr = 6, 8, 0.05
-    hist = training.fit(model, (x, y), (x, y), recipe=r, workdir=tmp_path, verbose=0)
+    lines = []
+    hist = training.fit(model, (x, y), (x, y), recipe=r, workdir=tmp_path, verbose=0,
+                        callbacks=[training.ProgressLogger(print_fn=lines.append)])
     assert len(hist["loss"]) == 6 and "val_accuracy" in hist
+    assert len(lines) == 6 and lines[0].startswith("epoch 1") and "lr=" in lines[0]
     after = training.evaluate(model, (x, y), batch_size=8)
     assert after["loss"] < before["loss"]
     assert after["accuracy"] == pytest.approx(hist["val_accuracy"][-1], abs=1e-6)

@@ -222,6 +222,7 @@ def orchestrate(args):
                 print(f"[{time.time() - t0:7.1f}s] {name}: {status}", flush=True)
                 if proc.returncode != 0:
                     failed.add(name)
+                summarize(args, time.time() - t0, echo=False)  # partial table
         pending = [n for n in jobs if not done(n) and n not in running
                    and n not in failed
                    and not any(d in failed for d in jobs[n])]
@@ -262,7 +263,7 @@ def _hardware():
     return info
 
 
-def summarize(args, wall):
+def summarize(args, wall, echo=True):
     """Aggregate job results into results.json and results.md (mean ± std)."""
     def load(name):
         path = _paths(args, name)[0]
@@ -307,7 +308,8 @@ def summarize(args, wall):
     _write_json(os.path.join(args.out, "results.json"), report)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(markdown(report))
-    print(markdown(report))
+    if echo:
+        print(markdown(report))
 
 
 def _fmt(values, pct=True):

@@ -17,7 +17,9 @@ class Member:
         indices: ``indices[j]`` is the channel index inside that layer for the
             group's channel ``j``; shape ``(size,)``, or ``(size, k)`` when a
             channel maps to ``k`` positions (e.g. the ``k`` kernel rows of a
-            Dense layer after a Flatten).
+            Dense layer after a Flatten). An entry is ``-1`` where the layer
+            does not see that channel (e.g. one input of a Concatenate that
+            was later added to a wider tensor).
 
     Example:
         >>> Member("conv1", np.arange(4)).indices.tolist()

@@ -388,6 +388,9 @@ class DependencyGraph:
             if groups[g].prunable and not has_prod[g]:
                 groups[g].prunable = False
                 groups[g].reason = "no layer produces these channels"
+            elif groups[g].prunable and groups[g].size < 2:
+                groups[g].prunable = False
+                groups[g].reason = "a single channel cannot shrink"
         # members
         for role, name, m in b.records:
             c = cls[m]

@@ -64,8 +64,10 @@ def get_layer(model, name):
 
 
 def to_numpy(value):
-    """A variable's or tensor's value as a numpy array (any backend)."""
-    if hasattr(value, "numpy") and callable(value.numpy):
-        return np.asarray(value.numpy())
+    """A variable's or tensor's value as a numpy array (any backend, no copy warning)."""
     import keras
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if keras.backend.backend() == "tensorflow" and callable(getattr(value, "numpy", None)):
+        return np.asarray(value.numpy())
     return np.asarray(keras.ops.convert_to_numpy(value))

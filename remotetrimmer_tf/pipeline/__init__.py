@@ -18,14 +18,13 @@ import pathlib
 import sys
 import time
 
+from remotetrimmer_tf.pipeline.stages import STAGES
 from remotetrimmer_tf.pipeline.workdir import (PipelineError, Workdir,
                                                file_digest, new_run_dir)
 
 __all__ = ["PipelineError", "Workdir", "run_pipeline", "validate_config",
            "STAGES", "parse_stages", "config_dir", "config_base"]
 
-STAGES = ("train", "attention", "fold", "prune", "recalibrate", "finetune",
-          "evaluate", "export", "report")
 
 _CHOICES = {
     "data.name": ("eurosat", "uc_merced"),
@@ -41,16 +40,17 @@ _QUANTIZE = ("none", "float16", "dynamic", "int8")
 def config_dir():
     """The folder holding the config files (`configs/`).
 
-    Looked up next to the package (a source checkout or `pip install -e .`),
-    then inside it (`remotetrimmer_tf/configs`, when shipped as package data).
+    Looked up inside the package (`remotetrimmer_tf/configs`, when setup.py
+    ships configs/ as package data), then next to it (a source checkout or
+    `pip install -e .`).
 
     Raises:
       PipelineError: if neither exists.
     """
     pkg = pathlib.Path(__file__).resolve().parents[1]
-    candidates = (pkg.parent / "configs", pkg / "configs")
+    candidates = (pkg / "configs", pkg.parent / "configs")
     for cand in candidates:
-        if (cand / "base.py").is_file():
+        if (cand / "base.py").is_file() and (cand / "demo.py").is_file():
             return cand
     raise PipelineError(
         "--config: the configs/ folder was not found (looked in "
@@ -241,7 +241,7 @@ def open_workdir(workdir, cfg, init_digest, resume=False):
         wd = Workdir(path)
     plain = _plain(cfg)
     inputs = {"init_model_sha256": init_digest}
-    if wd.has_ledger():
+    if wd.has_ledger() and wd.ledger.get("stages"):
         old = wd.ledger.get("config") or {}
         changed = _diff(old, plain)
         if wd.ledger.get("inputs", {}) != inputs:
@@ -321,10 +321,20 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
                 f"--stages: stage '{stage}' has not finished in {wd.path} "
                 "with this config and a later selected stage needs it; add "
                 f"{stage} to --stages (or leave out --stages)")
-        wd.forget(stage)
+        # This stage and every later one are stale now: drop their results so
+        # that nothing left in the folder looks finished for the new inputs.
+        for later in STAGES[STAGES.index(stage):]:
+            for name in (wd.entry(later) or {}).get("artifacts", []):
+                (wd / name).unlink(missing_ok=True)
+            wd.forget(later)
         log(f"[remotetrimmer] {stage}: running")
         t0 = time.time()
-        artifacts, info = stages_mod.FUNCTIONS[stage](run)
+        wd.begin_stage()
+        try:
+            artifacts, info = stages_mod.FUNCTIONS[stage](run)
+        except BaseException:
+            wd.discard_written()
+            raise
         seconds = time.time() - t0
         wd.mark_finished(stage, keys[stage], artifacts, info, seconds)
         ran.append(stage)

@@ -18,7 +18,6 @@ summary that goes into the ledger and the report.
 | report      | all of the above             | report.json, report.md, widths.png |
 """
 import inspect
-import json
 import os
 import shutil
 import time
@@ -229,10 +228,22 @@ def _load_split(cfg, split, batch_size, shuffle):
                                  shuffle=shuffle, **common)
         return data_mod.load_numpy(d.name, split, shuffle=shuffle, **common)
     except FileNotFoundError as e:
-        first = str(e).strip().splitlines()[0]
+        from remotetrimmer_tf.data.registry import get_spec
+        where = (f"--config.data.data_dir={d.data_dir}" if d.data_dir
+                 else "--config.data.data_dir (not set)")
         raise PipelineError(
-            f"--config.data.data_dir={d.data_dir}: {first} Pass "
+            f"{where}: dataset '{d.name}' not found (expected the layout "
+            f"{get_spec(d.name).image_folder}/<class>/<image>); pass "
             "--config.data.data_dir=<folder holding the dataset>") from None
+    except ValueError as e:
+        raise PipelineError(
+            f"--config.data.data_dir={d.data_dir}: {_first_line(e)} Pass "
+            "--config.data.data_dir=<folder holding the dataset>") from None
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _take(data, steps, batch_size=64):
@@ -444,10 +455,15 @@ def prune(run):
     data = None
     if importance in DATA_DRIVEN_IMPORTANCE:
         data = _take(run.data("train"), p.steps, int(run.cfg.data.batch_size))
-    pruner = Pruner(model, importance=criterion, ratio=float(p.ratio),
-                    scope=p.scope, round_to=int(p.round_to),
-                    min_channels=int(p.min_channels), ignore=tuple(p.ignore),
-                    reduction=p.reduction, seed=int(p.seed))
+    try:
+        pruner = Pruner(model, importance=criterion, ratio=float(p.ratio),
+                        scope=p.scope, round_to=int(p.round_to),
+                        min_channels=int(p.min_channels),
+                        ignore=tuple(x for x in p.ignore if x),
+                        reduction=p.reduction, seed=int(p.seed))
+    except (ValueError, TypeError) as e:   # e.g. prune.ignore names no layer
+        raise PipelineError(
+            f"--config.prune: {_first_line(e)} Fix the --config.prune.* value") from None
     keep = pruner.plan(data)
     graph = getattr(pruner, "graph", None)
     pruned = prune_channels(model, keep, graph=graph)
@@ -540,6 +556,7 @@ def export(run):
                                representative_data=rep, check=bool(e.check),
                                check_data=check_x if e.check else None,
                                overwrite=True)
+        run.wd.track(name)
         entry = dict(res.as_dict()) if hasattr(res, "as_dict") else {}
         _readable(run.wd / name)
         entry["size_bytes"] = os.path.getsize(run.wd / name)
@@ -585,14 +602,3 @@ def accuracies(wd):
 FUNCTIONS = {"train": train, "attention": attention, "fold": fold,
              "prune": prune, "recalibrate": recalibrate, "finetune": finetune,
              "evaluate": evaluate, "export": export, "report": report}
-
-# Stage -> artifact names a later stage needs from it (for --stages checks).
-PRODUCES = {"train": ("model_trained.keras",), "attention": (),
-            "fold": ("model_folded.keras",),
-            "prune": ("model_pruned.keras", "kept.json"),
-            "recalibrate": (), "finetune": ("model_finetuned.keras",),
-            "evaluate": ("metrics.json",), "export": (), "report": ()}
-
-
-def json_dumps(obj):
-    return json.dumps(obj, indent=2, default=str)

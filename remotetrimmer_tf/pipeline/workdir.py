@@ -111,6 +111,7 @@ class Workdir:
                 f"({e.strerror or type(e).__name__}); pass --workdir=<a "
                 "writable folder> or fix its permissions") from None
         self.ledger = self._read_ledger()
+        self._written = []
 
     # ----------------------------------------------------------------- paths
     def __truediv__(self, name):
@@ -134,12 +135,30 @@ class Workdir:
             if not tmp.exists():
                 raise RuntimeError(f"nothing was written to {tmp}")
             os.replace(tmp, final)
+            self.track(name)
         finally:
             if tmp.exists():
                 if tmp.is_dir():
                     shutil.rmtree(tmp, ignore_errors=True)
                 else:
                     tmp.unlink()
+
+    def track(self, name):
+        """Remembers an artifact written by the running stage (see
+        `discard_written`); the ledger itself is not tracked."""
+        if name != LEDGER:
+            self._written.append(name)
+
+    def begin_stage(self):
+        """Starts tracking the files the next stage writes."""
+        self._written = []
+
+    def discard_written(self):
+        """Removes the files the failed stage had already renamed into
+        place, so no artifact of an unfinished stage looks finished."""
+        for name in self._written:
+            (self.path / name).unlink(missing_ok=True)
+        self._written = []
 
     def write_text(self, name, text):
         with self.atomic(name) as tmp:

@@ -24,6 +24,10 @@ What :func:`fit` does:
    epoch, ``log.csv``. Running ``fit`` again with the same ``workdir``
    resumes from ``last.keras`` (weights, optimizer state incl. the schedule
    step) at epoch ``state.json["epoch"]``; a finished run is not retrained.
+   The numpy shuffling order is a function of (seed, epoch), so a resumed run
+   without augmentation equals an uninterrupted one (tested); the
+   augmentation's random state is not checkpointed, so with augmentation a
+   resumed run draws different flips/rotations after the restart.
 """
 import json
 import math
@@ -332,7 +336,8 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
 
     Returns:
         dict ``{metric: [per-epoch values]}`` (``loss``, ``accuracy``,
-        ``val_loss``, ``val_accuracy``, ``learning_rate`` ...) of this call.
+        ``val_loss``, ``val_accuracy``) of the epochs run by this call
+        (``{}`` if a resumed ``workdir`` had already finished).
 
     Example:
 
