@@ -15,8 +15,13 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8")
     if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["remotetrimmer_tf", "remotetrimmer_tf.*"]),
-    package_data={"remotetrimmer_tf": ["assets/*", "assets/**/*"]},
+    # configs/ ships inside the package as remotetrimmer_tf.configs so that the
+    # CLI finds its default (the demo) in a non-editable install too.
+    packages=find_packages(include=["remotetrimmer_tf", "remotetrimmer_tf.*"])
+    + ["remotetrimmer_tf.configs"],
+    package_dir={"remotetrimmer_tf.configs": "configs"},
+    package_data={"remotetrimmer_tf": ["assets/*", "assets/**/*"],
+                  "remotetrimmer_tf.configs": ["*.py"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[

@@ -9,9 +9,13 @@ Example:
 import remotetrimmer_tf as rt
 
 model = rt.models.resnet18(10, (64, 64, 3), se=True)
+# ... train `model`, then Channel Attention Pruning: collect the mean SE
+# attention over training batches, fold it into BN, prune by |gamma'|.
+pruned = rt.Pruner(model, importance="cap", ratio=0.7).prune(train_batches)
+# the same, step by step:
 attention = rt.collect_attention(model, train_batches)
 plain = rt.fold_attention(model, attention)
-pruned = rt.Pruner(plain, importance="cap", ratio=0.7).prune()
+pruned = rt.Pruner(plain, importance="slim", ratio=0.7).prune()
 ```
 """
 import importlib
@@ -39,6 +43,8 @@ _EXPORTS = {
     "collect_attention": "remotetrimmer_tf.attention",
     "fold_attention": "remotetrimmer_tf.attention",
     "get_importance": "remotetrimmer_tf.importance",
+    "register_importance": "remotetrimmer_tf.importance",
+    "run_pipeline": "remotetrimmer_tf.pipeline",
     "Pruner": "remotetrimmer_tf.pruner",
     "recalibrate_bn": "remotetrimmer_tf.training.bn_recalibration",
     "AdaptiveMiningLoss": "remotetrimmer_tf.losses",

@@ -113,6 +113,16 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
             continue
         in_masks = [graph.mask_of(m, kept) for m in info["in_maps"]]
         out_masks = [graph.mask_of(m, kept) for m in info["out_maps"]]
+        for kind, maps, masks in (("input", info["in_maps"], in_masks),
+                                  ("output", info["out_maps"], out_masks)):
+            for m, mk in zip(maps, masks):
+                if mk.size and not mk.any():
+                    gs = sorted(set(graph._cls_group[graph._atom_class[m]].tolist()))
+                    raise ValueError(
+                        f"keep removes every {kind} channel of layer '{name}' "
+                        f"(its channels belong to group(s) {gs}, which it only "
+                        "partly covers). Keep at least one of the channels that "
+                        "this layer sees (its Member indices >= 0 in those groups).")
         if all(m.all() for m in in_masks) and all(m.all() for m in out_masks):
             continue
         changed[name] = (info, in_masks, out_masks)
@@ -144,6 +154,11 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
         return any_change
 
     rewrite(config["layers"], "")
+    missing = sorted(set(changed) - set(new_weights))
+    if missing:
+        raise RuntimeError(
+            f"Internal error: layers {missing[:5]} must change but were not found "
+            "in the model config; please report this with the model.")
     # Every weight is overwritten below, so build with cheap zero initializers
     # and put the user's initializers back afterwards (configs stay identical).
     restore = _zero_initializers(model, config["layers"], "")

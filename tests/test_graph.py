@@ -67,6 +67,10 @@ def test_add_of_concat_merges_segments():
     g = _group_of(graph, "c")
     assert g is _group_of(graph, "a") is _group_of(graph, "b") and g.size == 5
     np.testing.assert_array_equal(_member(g, "producers", "b").indices, [-1, -1, 0, 1, 2])
+    with pytest.raises(ValueError, match="every output channel of layer 'a'"):
+        prune_channels(graph.model, {g.index: [2, 3]}, graph=graph)
+    new = prune_channels(graph.model, {g.index: [1, 3]}, graph=graph)
+    assert new.get_layer("a").filters == 1 and new.get_layer("c").filters == 2
 
 
 def test_se_gate_broadcast_couples_and_flatten_dense_rows():

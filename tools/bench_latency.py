@@ -150,16 +150,26 @@ def build_variants(args, data):
                  "model": base, "finetune": None}]
     for round_to in args.round_to:
         for ratio in args.ratios:
-            log(f"pruning ratio={ratio} round_to={round_to}")
-            pruned = rt.Pruner(base, importance="l1", ratio=ratio,
-                               round_to=round_to).prune()
+            name = f"r{ratio}_round{round_to}"
+            cache = os.path.join(args.workdir, f"{name}_finetuned.keras")
             hist = None
-            if args.finetune_epochs > 0:
-                t = time.time()
-                hist = train(pruned, data["train"], args.finetune_epochs,
-                             args.finetune_lr)
-                log(f"  fine-tuned in {time.time() - t:.0f}s: {hist}")
-            variants.append({"name": f"r{ratio}_round{round_to}", "ratio": ratio,
+            if (os.path.exists(cache) and not args.retrain
+                    and not args.weights and base_hist is None):
+                log(f"reusing fine-tuned {cache}")
+                pruned = keras.saving.load_model(cache, compile=False)
+                hist = "cached"
+            else:
+                log(f"pruning ratio={ratio} round_to={round_to}")
+                pruned = rt.Pruner(base, importance="l1", ratio=ratio,
+                                   round_to=round_to).prune()
+                if args.finetune_epochs > 0:
+                    t = time.time()
+                    hist = train(pruned, data["train"], args.finetune_epochs,
+                                 args.finetune_lr)
+                    log(f"  fine-tuned in {time.time() - t:.0f}s: {hist}")
+                pruned.save(cache + ".tmp.keras")
+                os.replace(cache + ".tmp.keras", cache)
+            variants.append({"name": name, "ratio": ratio,
                              "round_to": round_to, "model": pruned,
                              "finetune": hist})
     for v in variants:
@@ -508,6 +518,8 @@ def main(argv=None):
                     "the TFMOT magnitude-pruning and QAT rows")
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--tfmot-train-images", type=int, default=512)
+    ap.add_argument("--reuse-tfmot-rows", action="store_true",
+                    help="reuse workdir/tfmot_rows.json from an earlier run")
     ap.add_argument("--qat-lr", type=float, default=1e-3)
     ap.add_argument("--machine-note", default="")
     ap.add_argument("--seed", type=int, default=0)
@@ -538,7 +550,16 @@ def main(argv=None):
         variants, weights_note, base_hist = build_variants(args, data)
         entries = export_all(args, variants, data)
         if args.qat_python:
-            entries += tfmot_rows(args, variants, data, entries)
+            rows_path = os.path.join(args.workdir, "tfmot_rows.json")
+            if args.reuse_tfmot_rows and os.path.exists(rows_path):
+                with open(rows_path) as f:
+                    rows = json.load(f)
+                log(f"reusing TFMOT/QAT rows from {rows_path}")
+            else:
+                rows = tfmot_rows(args, variants, data, entries)
+                with open(rows_path, "w") as f:
+                    json.dump(rows, f, indent=1)
+            entries += rows
         workdir = args.workdir
         payload = {
             "weights": weights_note, "base_history": base_hist,

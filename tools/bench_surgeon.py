@@ -85,7 +85,13 @@ def plan_half(model, graph, ratio=0.5):
             continue
         n = max(1, int(round(g.size * (1.0 - ratio))))
         s = l1_scores(model, g)
-        keep[g.index] = np.sort(np.argsort(-s, kind="stable")[:n])
+        kept = set(np.argsort(-s, kind="stable")[:n].tolist())
+        for mem in g.producers:   # a producer covering part of a group keeps >= 1
+            idx = mem.indices if mem.indices.ndim == 1 else mem.indices[:, 0]
+            seen = np.nonzero(idx >= 0)[0]
+            if seen.size and not kept.intersection(seen.tolist()):
+                kept.add(int(seen[np.argmax(s[seen])]))
+        keep[g.index] = np.array(sorted(kept))
     return keep
 
 
@@ -204,6 +210,8 @@ def main(argv=None):
     p.add_argument("--models", default="", help="comma-separated subset")
     p.add_argument("--speed", action="store_true",
                    help="also time ResNet50@224 graph+surgery, best of 5")
+    p.add_argument("--merge", action="store_true",
+                   help="with --models: replace those rows in existing results")
     p.add_argument("--speed-only", action="store_true",
                    help="only re-time ResNet50 and update the speed in existing results")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
@@ -227,7 +235,13 @@ def main(argv=None):
         print(json.dumps({"resnet50_speed": speed}), flush=True)
         keras.backend.clear_session()
         gc.collect()
-    rows = []
+    rows, old_rows = [], None
+    if args.merge and os.path.exists(args.out + ".json"):
+        with open(args.out + ".json") as f:
+            old = json.load(f)
+        old_rows = old["rows"]
+        speed = speed or old["meta"].get("resnet50_224_graph_plus_surgery")
+        command = old["meta"]["command"] + " ; rows re-run by: " + command + " --merge"
     with tempfile.TemporaryDirectory() as tmpdir:
         for name, size in models:
             try:
@@ -237,7 +251,11 @@ def main(argv=None):
                        "ok": False}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            write_results(rows, args.out, command, speed)
+            if old_rows is not None:
+                old_rows = [row if r["model"] == row["model"] else r for r in old_rows]
+                write_results(old_rows, args.out, command, speed)
+            else:
+                write_results(rows, args.out, command, speed)
             keras.backend.clear_session()
             gc.collect()
     return 0

@@ -91,7 +91,7 @@ def recalibrate_bn(model, data, steps=None, batch_size=64, verbose=0):
     Example:
 
     ```python
-    pruned = rt.Pruner(model, ratio=0.7).prune()
+    pruned = rt.Pruner(model, importance="l1", ratio=0.7).prune()
     pruned = rt.recalibrate_bn(pruned, x_train[:4096], steps=64)
     ```
     """

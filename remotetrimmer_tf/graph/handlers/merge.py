@@ -67,3 +67,6 @@ def concat_maps(node, ctx, maps, shapes, axis):
 for _n in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
     register_handler(getattr(layers, _n), CouplingHandler())
 register_handler(layers.Concatenate, ConcatenateHandler())
+# keras.applications InceptionResNetV2: inputs[0] + inputs[1] * scale (scalar)
+register_handler("keras.src.applications.inception_resnet_v2.CustomScaleLayer",
+                 CouplingHandler())
