@@ -421,8 +421,9 @@ def markdown(p):
         "",
     ]
     hdr = ("| model | dtype | widths (stem, s1..s4) | params | MMACs | MAC red. "
-           "| size MB | max abs diff | top-1 agree | acc LiteRT |")
-    sep = "|---" * 10 + "|"
+           "| size MB | max abs diff | top-1 agree | acc LiteRT "
+           f"| GMAC/s ({threads[0]} thr) |")
+    sep = "|---" * 11 + "|"
     for nt in threads:
         hdr += f" ms ({nt} thr) | speed-up ({nt} thr) | ratio ({nt} thr) |"
         sep += "---|---|---|"
@@ -439,7 +440,8 @@ def markdown(p):
                f"{mb(e['size_bytes'])} | "
                f"{'' if diff is None else f'{diff:.1e}'} | "
                f"{'' if agree is None else f'{100 * agree:.1f}%'} | "
-               f"{'' if acc is None else f'{100 * acc:.1f}%'} |")
+               f"{'' if acc is None else f'{100 * acc:.1f}%'} | "
+               f"{e['macs'] / anynt['median_ms'] / 1e6 if anynt else float('nan'):.0f} |")
         for nt in threads:
             t = lat.get(str(nt))
             if t is None:
