@@ -460,6 +460,19 @@ def markdown(p):
             lines.append(f"- {e['name']} ({e['dtype']}): {e['note']}{sp}{gz}.")
     if p.get("summary"):
         lines += ["", "Summary:", ""] + [f"- {s}" for s in p["summary"]]
+    lines += ["", "Reading the table:", "",
+              "- The unpruned float32 model (43 MB of weights) is memory-bound "
+              "at batch 1, so on a shared machine its latency moves with other "
+              "processes' memory traffic; the speed-ups of float32 rows inherit "
+              "that noise. int8 and small models are compute-bound and stable.",
+              "- GMAC/s shows how efficiently LiteRT/XNNPACK runs each width: "
+              "int8 kernels work on blocks of output channels, so widths that "
+              "are not multiples of 16 waste part of each block. Rounding the "
+              "kept channels up (round_to=8, 16) costs MACs but converts the "
+              "MAC reduction into speed-up far better.",
+              "- int8 top-1 agreement depends on the float model's logit "
+              "margins: with briefly trained weights many test images are "
+              "near-ties, so agreement is lower than on a fully trained model."]
     return "\n".join(lines)
 
 
