@@ -138,13 +138,25 @@ def collect_attention(model, data, steps=None, batch_size=64):
         raise ValueError(
             f"Model {model.name!r} has no SqueezeExcite layers; there is no "
             "attention to collect (build it with se=True).")
+    # The probe returns each gate's input already average-pooled (keepdims),
+    # so a compiled predict_on_batch does the heavy part and only (B, 1.., C)
+    # tensors reach the gates (their own spatial mean is then the identity).
+    pools = {3: keras.layers.GlobalAveragePooling1D,
+             4: keras.layers.GlobalAveragePooling2D,
+             5: keras.layers.GlobalAveragePooling3D}
+    for g in gates:
+        if len(g.input.shape) not in pools:
+            raise ValueError(f"SE layer {g.name!r}: input rank {len(g.input.shape)} "
+                             "is not supported (expected 3, 4 or 5).")
     probe = keras.Model(model.inputs if len(model.inputs) > 1 else model.inputs[0],
-                        [g.input for g in gates],
+                        [pools[len(g.input.shape)](keepdims=True,
+                                                   name=f"{g.name}_probe_pool")(g.input)
+                         for g in gates],
                         name=f"{model.name}_attention_probe")
     sums = [np.zeros(g.input.shape[-1], np.float64) for g in gates]
     count = 0
     for x in iterate_batches(data, steps=steps, batch_size=batch_size):
-        feats = probe(x, training=False)
+        feats = probe.predict_on_batch(x)
         if len(gates) == 1 and not isinstance(feats, (list, tuple)):
             feats = [feats]
         for k, (gate, feat) in enumerate(zip(gates, feats)):

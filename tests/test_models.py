@@ -12,26 +12,6 @@ import pytest
 from remotetrimmer_tf.models import SqueezeExcite, resnet18, vgg16_bn
 
 
-@pytest.fixture(autouse=True)
-def full_float32_matmuls():
-    """Exactness checks need true float32 matmuls; GPUs default to TF32."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-        old = jax.config.jax_default_matmul_precision
-        jax.config.update("jax_default_matmul_precision", "highest")
-        yield
-        jax.config.update("jax_default_matmul_precision", old)
-    elif backend == "tensorflow":
-        import tensorflow as tf
-        old = tf.config.experimental.tensor_float_32_execution_enabled()
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-        yield
-        tf.config.experimental.enable_tensor_float_32_execution(old)
-    else:
-        yield
-
-
 def trainable(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
