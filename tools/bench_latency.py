@@ -183,7 +183,7 @@ def build_variants(args, data):
 
 def export_all(args, variants, data):
     """Export float32 + int8 for every variant; parity on real images."""
-    from remotetrimmer_tf.export import to_litert
+    from remotetrimmer_tf.export import run_litert, to_litert
 
     x_test, y_test = data["test"]
     x_cal = data["train"][0][: args.calibration]
@@ -200,7 +200,6 @@ def export_all(args, variants, data):
                 representative_data=x_cal if quant else None,
                 check_data=x_test, overwrite=True, atol=args.atol,
             )
-            from remotetrimmer_tf.export import run_litert
             acc = accuracy(run_litert(res.path, x_test), y_test)
             log(f"  {v['name']} {tag}: {res.size_bytes} B, max|diff| "
                 f"{res.max_abs_diff:.2e}, top-1 agree {res.top1_agreement:.4f}, "
@@ -470,6 +469,11 @@ def markdown(p):
               "are not multiples of 16 waste part of each block. Rounding the "
               "kept channels up (round_to=8, 16) costs MACs but converts the "
               "MAC reduction into speed-up far better.",
+              *(["- This machine has only 2 cores shared with other jobs: "
+                 "2 threads contend with them (often slower than 1), and "
+                 "speed-up/MAC ratios above 1.0 at 2 threads are contention "
+                 "artefacts of the slower baseline. Read the 1-thread columns."]
+                if (p["machine"].get("cpu_count") or 99) <= 2 else []),
               "- int8 top-1 agreement depends on the float model's logit "
               "margins: with briefly trained weights many test images are "
               "near-ties, so agreement is lower than on a fully trained model."]
