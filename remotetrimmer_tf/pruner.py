@@ -213,8 +213,9 @@ class Pruner:
     def _keep_global(self):
         entries, floors, sizes = [], {}, {}
         for gi, scores in self.scores.items():
-            mean = scores.mean()
-            norm = scores / mean if mean > 0 else np.ones_like(scores)
+            finite = np.isfinite(scores)  # +inf: a channel no member could score
+            mean = scores[finite].mean() if finite.any() else 0.0
+            norm = scores / mean if mean > 0 else np.where(finite, 1.0, np.inf)
             sizes[gi] = scores.size
             floors[gi] = min(scores.size, max(
                 self.min_channels, int(math.ceil(scores.size * (1 - self.max_ratio) - 1e-9))))

@@ -286,3 +286,42 @@ def test_cap_and_slim_pick_different_channels_on_a_trained_se_model():
     assert differ >= 3
     # the attention is far from flat after training
     assert max(float(np.ptp(a)) for a in cap_pruner.attention.values()) > 0.2
+
+
+def test_partial_producers_score_only_the_channels_they_make():
+    """A Concatenate added to a wider tensor: each branch conv makes only part
+    of the group; its member indices are -1 elsewhere and must not borrow
+    another channel's filter (InceptionResNetV2 has this pattern)."""
+    from remotetrimmer_tf.graph import DependencyGraph
+    from remotetrimmer_tf.importance import get_importance
+
+    inp = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 1, use_bias=False, name="a")(inp)
+    b = keras.layers.Conv2D(4, 1, use_bias=False, name="b")(inp)
+    c = keras.layers.Conv2D(8, 1, use_bias=False, name="c")(inp)
+    cat = keras.layers.Concatenate(name="cat")([a, b])
+    x = keras.layers.Add(name="add")([cat, c])
+    out = keras.layers.Dense(2, name="fc")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    for name in "abc":
+        layer = model.get_layer(name)
+        layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+    wa = model.get_layer("a").get_weights()[0].reshape(-1, 4)
+    wb = model.get_layer("b").get_weights()[0].reshape(-1, 4)
+    wc = model.get_layer("c").get_weights()[0].reshape(-1, 8)
+    wa[:, 3] = 1e3                      # would leak into channels 4..7 if -1 wrapped
+    model.get_layer("a").set_weights([wa.reshape(1, 1, 3, 4)])
+
+    group = next(g for g in DependencyGraph(model).groups
+                 if any(m.layer == "c" for m in g.producers))
+    cols = {m.layer: np.asarray(m.indices) for m in group.producers}
+    assert (cols["a"] < 0).sum() == 4 and (cols["b"] < 0).sum() == 4
+    l1_a, l1_b, l1_c = (np.abs(w).sum(axis=0) for w in (wa, wb, wc))
+    expected = np.empty(8)
+    for j in range(8):
+        own = l1_a[cols["a"][j]] if cols["a"][j] >= 0 else l1_b[cols["b"][j]]
+        expected[j] = (own + l1_c[cols["c"][j]]) / 2
+    scores = get_importance("l1")(group, model)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    assert np.isfinite(get_importance("fpgm")(group, model)).all()

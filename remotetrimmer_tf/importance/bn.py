@@ -3,7 +3,7 @@ import keras
 import numpy as np
 
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
-    to_numpy
+    take_channels, to_numpy
 
 __all__ = ["slim", "cap", "bn_members"]
 
@@ -47,7 +47,8 @@ def slim(group, model, reduction="mean", **ctx):
         raise NoScoreError(
             f"slim: group {group.index} (layers {group.layers[:4]}...) has no "
             "BatchNormalization with a scale (gamma) to score.")
-    return reduce_scores([_gamma(layer)[idx] for layer, idx in members], reduction)
+    return reduce_scores([take_channels(_gamma(layer), idx) for layer, idx in members],
+                         reduction)
 
 
 def cap(group, model, attention=None, reduction="mean", **ctx):
@@ -104,5 +105,5 @@ def cap(group, model, attention=None, reduction="mean", **ctx):
         g = _gamma(layer)
         if layer.name in bn_scale:
             g = g * bn_scale[layer.name]
-        scores.append(g[idx])
+        scores.append(take_channels(g, idx))
     return reduce_scores(scores, reduction)

@@ -27,9 +27,13 @@ def fpgm(group, model, reduction="mean", **ctx):
         (64,)
     """
     scores = []
-    for _, w in producer_filters(group, model):
+    for _, filters in producer_filters(group, model):
+        seen = ~np.isnan(filters).any(axis=1)  # channels this producer makes
+        w = filters[seen]
         sq = (w ** 2).sum(axis=1)
         d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (w @ w.T), 0.0)
         np.fill_diagonal(d2, 0.0)
-        scores.append(np.sqrt(d2).sum(axis=1))
+        score = np.full(group.size, np.nan)
+        score[seen] = np.sqrt(d2).sum(axis=1)
+        scores.append(score)
     return reduce_scores(scores, reduction)

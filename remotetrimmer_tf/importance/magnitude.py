@@ -3,7 +3,7 @@ import keras
 import numpy as np
 
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
-    to_numpy
+    take_channels, to_numpy
 
 __all__ = ["l1", "l2", "producer_filters"]
 
@@ -44,7 +44,7 @@ def producer_filters(group, model):
         if w is None:
             continue
         idx = np.asarray(member.indices)
-        out.append((member.layer, w[idx].reshape(group.size, -1)))
+        out.append((member.layer, take_channels(w, idx).reshape(group.size, -1)))
     if not out:
         raise NoScoreError(
             f"group {group.index} (layers {group.layers[:4]}...) has no producer "

@@ -5,7 +5,7 @@ import numpy as np
 from remotetrimmer_tf.importance.bn import bn_members
 from remotetrimmer_tf.importance.magnitude import _output_major
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
-    to_numpy
+    take_channels, to_numpy
 
 __all__ = ["taylor", "mean_gradients"]
 
@@ -128,7 +128,7 @@ def taylor(group, model, data=None, steps=4, loss=None, reduction="mean", **ctx)
         if layer.beta is not None:
             b, db = value_grad(layer.beta)
             term = term + b * db
-        scores.append(np.abs(term[idx]))
+        scores.append(np.abs(take_channels(term, idx)))
     if not scores:
         for member in group.producers:
             layer = get_layer(model, member.layer)
@@ -144,7 +144,7 @@ def taylor(group, model, data=None, steps=4, loss=None, reduction="mean", **ctx)
                 b, db = value_grad(bias)
                 term = term + b * db
             idx = np.asarray(member.indices).reshape(group.size, -1)
-            scores.append(np.abs(term[idx].sum(axis=1)))
+            scores.append(np.abs(take_channels(term, idx).sum(axis=1)))
     if not scores:
         raise NoScoreError(
             f"taylor: group {group.index} (layers {group.layers[:4]}...) has no "
