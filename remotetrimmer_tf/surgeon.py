@@ -11,7 +11,6 @@ import copy
 from typing import Dict, Optional, Sequence
 
 import keras
-import numpy as np
 
 from .graph.dependency_graph import DependencyGraph
 

@@ -452,6 +452,39 @@ def to_litert(
         num_calibration=num_calibration,
         batch_size=batch_size,
     )
+    x, source = (None, None)
+    if check:
+        x, source = _check_inputs(
+            shape, check_data, representative_data, num_check, seed
+        )
+    return write_checked(
+        model,
+        path,
+        data,
+        quantize=quantize,
+        int8_io=int8_io,
+        x=x,
+        source=source,
+        atol=atol,
+        min_top1_agreement=min_top1_agreement,
+        overwrite=overwrite,
+    )
+
+
+def write_checked(model, path, data, *, quantize, int8_io, x=None, source=None,
+                  atol=1e-4, min_top1_agreement=None, overwrite=False):
+    """Write LiteRT flatbuffer ``data`` to ``path``, checked against ``model``.
+
+    The bytes go to a temporary sibling first. If ``x`` is given, the file is
+    run on ``x`` and compared with ``model``: a float32 export (``quantize``
+    None) must match within ``atol`` (None skips that bound) and a quantised
+    one must reach ``min_top1_agreement`` (if given). Only then is the file
+    renamed into place; on any failure nothing is left at ``path``.
+
+    Returns:
+        A :class:`LiteRTExport` with the parity figures filled in.
+    """
+    path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
     result = LiteRTExport(
         path=path, size_bytes=len(data), quantize=quantize, int8_io=int8_io
     )
@@ -459,16 +492,14 @@ def to_litert(
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-        if check:
-            x, source = _check_inputs(
-                shape, check_data, representative_data, num_check, seed
-            )
+        if x is not None:
             parity = check_parity(model, tmp, x)
             result.max_abs_diff = parity["max_abs_diff"]
             result.top1_agreement = parity["top1_agreement"]
             result.num_checked = parity["num_checked"]
             result.check_source = source
-            if quantize is None and not parity["max_abs_diff"] <= atol:
+            if (quantize is None and atol is not None
+                    and not parity["max_abs_diff"] <= atol):
                 raise ParityError(
                     f"Float32 LiteRT export of '{model.name}' differs from "
                     f"Keras by {parity['max_abs_diff']:.3g} > atol={atol} "

@@ -40,13 +40,8 @@ import tempfile
 
 import numpy as np
 
-from remotetrimmer_tf.export import _io
-from remotetrimmer_tf.export.litert import (
-    LiteRTExport,
-    ParityError,
-    _check_model,
-    check_parity,
-)
+from remotetrimmer_tf.export import _io, litert
+from remotetrimmer_tf.export.litert import _check_model
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_worker.py")
 
@@ -361,38 +356,19 @@ def _json_default(obj):
 
 def write_checked(model, path, data, *, quantize, int8_io, check_data,
                   num_check, min_top1_agreement, overwrite, extra=None):
-    """Write ``data`` atomically to ``path`` after a parity check."""
-    path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
-    result = LiteRTExport(
-        path=path, size_bytes=len(data), quantize=quantize, int8_io=int8_io
+    """Write ``data`` atomically to ``path`` after a top-1 parity check on
+    ``check_data`` (if given) against ``model``; see `litert.write_checked`."""
+    x = None
+    if check_data is not None:
+        x = _io.as_sample_array(
+            check_data, limit=num_check, name="check_data",
+            ndim=len(model.inputs[0].shape),
+        )
+    result = litert.write_checked(
+        model, path, data, quantize=quantize, int8_io=int8_io, x=x,
+        source="check_data", atol=None, min_top1_agreement=min_top1_agreement,
+        overwrite=overwrite,
     )
-    tmp = _io.temp_sibling(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        if check_data is not None:
-            xc = _io.as_sample_array(
-                check_data, limit=num_check, name="check_data",
-                ndim=len(model.inputs[0].shape),
-            )
-            parity = check_parity(model, tmp, xc)
-            result.max_abs_diff = parity["max_abs_diff"]
-            result.top1_agreement = parity["top1_agreement"]
-            result.num_checked = parity["num_checked"]
-            result.check_source = "check_data"
-            if (
-                min_top1_agreement is not None
-                and parity["top1_agreement"] is not None
-                and parity["top1_agreement"] < min_top1_agreement
-            ):
-                raise ParityError(
-                    f"Top-1 agreement with Keras {parity['top1_agreement']:.2%}"
-                    f" < {min_top1_agreement:.2%}; nothing written to '{path}'."
-                )
-        os.replace(tmp, path)
-    except BaseException:
-        _io.remove_quietly(tmp)
-        raise
     result.extra = extra
     return result
 
