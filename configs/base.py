@@ -20,7 +20,6 @@ Example:
   python -m remotetrimmer_tf.prune --config=configs/eurosat_resnet18_modern.py \
       --config.prune.ratio=0.5 --config.finetune.epochs=10
 """
-import importlib.util
 import pathlib
 import sys
 
@@ -51,14 +50,9 @@ def _recipes_module():
     if name in sys.modules:
         return sys.modules[name]
     import remotetrimmer_tf
+    from remotetrimmer_tf.pipeline import load_module_file
     path = pathlib.Path(remotetrimmer_tf.__file__).parent / "training" / "recipes.py"
-    alias = "remotetrimmer_configs_recipes"
-    if alias not in sys.modules:
-        spec = importlib.util.spec_from_file_location(alias, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[alias] = module
-    return sys.modules[alias]
+    return load_module_file("remotetrimmer_configs_recipes", path)
 
 
 def recipe(kind="published", stage="train", *, epochs=None):

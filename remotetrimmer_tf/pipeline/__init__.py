@@ -80,7 +80,12 @@ def config_base(near=None):
         if sibling.is_file():
             path = sibling
     path = path or (config_dir() / "base.py")
-    name = "remotetrimmer_configs_base_" + config_hash_path(path)
+    return load_module_file("remotetrimmer_configs_base_" + config_hash_path(path), path)
+
+
+def load_module_file(name, path):
+    """Import the Python file ``path`` as module ``name`` (once; cached in
+    ``sys.modules``) without importing the package it lives in."""
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
