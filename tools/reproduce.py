@@ -234,7 +234,7 @@ def orchestrate(args):
                 env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
             log = open(os.path.join(args.out, "logs", name + ".log"), "w")
             cmd = [sys.executable, os.path.abspath(__file__), "--job", name]
-            cmd += [a for a in sys.argv[1:] if not a.startswith("--job")]
+            cmd += [a for a in args.argv if not a.startswith("--job")]
             running[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                              env=env)
             print(f"[{time.time() - t0:7.1f}s] start {name}", flush=True)
@@ -301,7 +301,7 @@ def summarize(args, wall, echo=True):
                               "backbone": f"{args.arch}{'+SE' if crit == 'cap' else ''}",
                               "seeds": per_seed})
     report = {"command": "python tools/reproduce.py " + " ".join(
-                  a for a in sys.argv[1:] if not a.startswith("--job")),
+                  a for a in args.argv if not a.startswith("--job")),
               "dataset": args.dataset, "arch": args.arch, "recipe": args.recipe,
               "image_size": args.image_size, "wall_seconds": round(wall, 1),
               "hardware": _hardware(), "rows": table}
@@ -367,6 +367,7 @@ def main(argv=None):
     p.add_argument("--job", default=None, help="run one job (internal)")
     p.add_argument("--summarize", action="store_true")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for jobs and reports
     if args.job:
         run_job(args, args.job)
         return 0

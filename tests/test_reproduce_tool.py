@@ -1,0 +1,61 @@
+"""tools/reproduce.py: job graph, resume bookkeeping and the results table."""
+import importlib.util
+import json
+import os
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("reproduce", ROOT / "tools" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce)
+
+
+def _parse(argv):
+    captured = {}
+    real = reproduce.orchestrate
+    reproduce.orchestrate = lambda args: captured.setdefault("args", args) and 0
+    try:
+        reproduce.main(argv)
+    finally:
+        reproduce.orchestrate = real
+    return captured["args"]
+
+
+def test_jobs_depend_on_the_right_backbone(tmp_path):
+    args = _parse(["--out", str(tmp_path), "--rows", "cap+aml,slim+ce",
+                   "--ratios", "0.7,0.5", "--seeds", "0,1"])
+    jobs = reproduce._job_names(args)
+    assert jobs["train-se-s1"] == ["data"] and jobs["train-plain-s0"] == ["data"]
+    assert jobs["prune-cap-r0.7-s0"] == ["train-se-s0"]
+    assert jobs["prune-slim-r0.5-s1"] == ["train-plain-s1"]
+    assert jobs["finetune-cap-aml-r0.5-s1"] == ["prune-cap-r0.5-s1"]
+    # every dependency is itself a job, and comes earlier in the order
+    order = list(jobs)
+    for name, deps in jobs.items():
+        for d in deps:
+            assert order.index(d) < order.index(name)
+    assert len([n for n in jobs if n.startswith("finetune")]) == 2 * 2 * 2
+
+
+def test_summary_aggregates_seeds_and_skips_unfinished_rows(tmp_path):
+    args = _parse(["--out", str(tmp_path), "--rows", "cap+aml,slim+ce",
+                   "--ratios", "0.7", "--seeds", "0,1"])
+
+    def put(name, **result):
+        path = tmp_path / "jobs" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"job": name, "seconds": 1.0, **result}))
+
+    for seed, acc in ((0, 0.96), (1, 0.98)):
+        put(f"train-se-s{seed}", accuracy=0.97, epochs=5)
+        put(f"prune-cap-r0.7-s{seed}", params=10, macs=20, params_unpruned=100,
+            macs_unpruned=200, accuracy_pruned=0.1, accuracy_recalibrated=0.3,
+            accuracy_folded=0.9)
+        put(f"finetune-cap-aml-r0.7-s{seed}", accuracy=acc, epochs=2)
+    reproduce.summarize(args, 12.0, echo=False)
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["criterion"], r["loss"]) for r in report["rows"]] == [("cap", "aml")]
+    assert len(report["rows"][0]["seeds"]) == 2
+    md = (tmp_path / "results.md").read_text()
+    assert "**97.00 ± 1.00**" in md and "5 + 2" in md
+    assert os.path.basename(str(tmp_path)) in report["command"]
