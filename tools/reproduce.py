@@ -76,17 +76,6 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
-def _save_model(model, path):
-    import warnings
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path[: -len(".keras")] + ".tmp.keras"
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", category=DeprecationWarning, message=".*numpy.*")
-        model.save(tmp)
-    os.replace(tmp, path)
-
-
 def _data(args):
     """Decode the split once into .npy files; later jobs memory-map them."""
     cache = os.path.join(args.out, "data")
@@ -186,7 +175,7 @@ def run_job(args, name):
         result["train_history"] = _last(history)
     else:
         raise SystemExit(f"unknown job {name!r}")
-    _save_model(model, model_path)
+    training.save_model_atomic(model, model_path)
     result["seconds"] = round(time.time() - start, 1)
     result["backend"] = keras.backend.backend()
     _write_json(result_path, result)

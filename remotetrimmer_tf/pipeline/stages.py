@@ -169,9 +169,10 @@ class Run:
     def save_model(self, model, name):
         """Saves `model` atomically, without optimizer state (so file sizes
         compare models, not training state)."""
+        from remotetrimmer_tf.training import save_keras
         model = _without_optimizer(model)
         with self.wd.atomic(name) as tmp:
-            model.save(tmp)
+            save_keras(model, tmp)
 
     def accuracy(self, model, split=None):
         """Test accuracy (and loss) of `model` on the evaluation split."""

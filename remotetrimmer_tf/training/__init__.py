@@ -18,7 +18,8 @@ from remotetrimmer_tf.training import recipes
 from remotetrimmer_tf.training.augment import Augment, RandomFlipRot90, make_augment
 from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn
 from remotetrimmer_tf.training.callbacks import (BestCheckpoint, LastCheckpoint,
-                                                 ProgressLogger, save_model_atomic)
+                                                 ProgressLogger, save_keras,
+                                                 save_model_atomic)
 from remotetrimmer_tf.training.fit import (ArrayBatches, decayed_variables, evaluate, fit,
                                            infer_from_logits, make_loss, make_optimizer,
                                            set_seed)
@@ -29,6 +30,6 @@ from remotetrimmer_tf.training.strategy import get_strategy, strategy_scope
 __all__ = ["recipes", "fit", "evaluate", "recalibrate_bn", "make_optimizer", "make_loss",
            "make_schedule", "make_augment", "Augment", "RandomFlipRot90",
            "MultiStepDecay", "OneCycle", "WarmupCosine", "BestCheckpoint",
-           "LastCheckpoint", "ProgressLogger", "save_model_atomic", "ArrayBatches",
+           "LastCheckpoint", "ProgressLogger", "save_keras", "save_model_atomic", "ArrayBatches",
            "decayed_variables", "infer_from_logits", "set_seed", "get_strategy",
            "strategy_scope"]

@@ -20,8 +20,17 @@ import keras
 import numpy as np
 
 __all__ = ["BestCheckpoint", "LastCheckpoint", "ProgressLogger", "csv_logger",
-           "tensorboard", "save_model_atomic", "write_json_atomic",
+           "tensorboard", "save_keras", "save_model_atomic", "write_json_atomic",
            "current_learning_rate"]
+
+
+def save_keras(model, path):
+    """``model.save(path)`` without Keras' numpy-2 ``__array__`` DeprecationWarning
+    (only that warning is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=".*__array__.*copy.*")
+        model.save(path)
 
 
 def save_model_atomic(model, path):
@@ -40,11 +49,7 @@ def save_model_atomic(model, path):
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
     try:
-        with warnings.catch_warnings():
-            # numpy 2 deprecation raised inside Keras' saving code.
-            warnings.filterwarnings("ignore", category=DeprecationWarning,
-                                    message=".*__array__.*copy.*")
-            model.save(tmp)
+        save_keras(model, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
