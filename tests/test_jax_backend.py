@@ -48,6 +48,9 @@ SCRIPT = textwrap.dedent(
     assert rt.count_params(pruned) < rt.count_params(plain)
     assert rt.count_macs(pruned) < rt.count_macs(plain)
     pruned = rt.recalibrate_bn(pruned, [x[:8], x[8:]])
+    recipe.distill_weight = 1.0   # fine-tune distilling from the unpruned parent
+    kd = training.fit(pruned, (x, y), recipe=recipe, verbose=0, teacher=model)
+    assert np.isfinite(kd["loss"][0]), kd
     loss = rt.AdaptiveMiningLoss()
     value = float(loss(y, pruned.predict(x, verbose=0)))
     assert np.isfinite(value), value

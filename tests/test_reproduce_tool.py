@@ -59,3 +59,16 @@ def test_summary_aggregates_seeds_and_skips_unfinished_rows(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "**97.00 ± 1.00**" in md and "5 + 2" in md
     assert os.path.basename(str(tmp_path)) in report["command"]
+
+
+def test_kd_rows_share_the_pruned_model_and_bad_rows_are_refused(tmp_path):
+    import pytest
+    args = _parse(["--out", str(tmp_path), "--rows", "cap+aml,cap+aml+kd,l1+ce+kd"])
+    jobs = reproduce._job_names(args)
+    assert jobs["finetune-cap-aml_kd-r0.7-s0"] == ["prune-cap-r0.7-s0"]
+    assert jobs["finetune-l1-ce_kd-r0.7-s0"] == ["prune-l1-r0.7-s0"]
+    assert len([n for n in jobs if n.startswith("prune")]) == 2
+    for bad in ("cap+mse", "cap+aml+kd+x", "cap"):
+        args.rows = bad
+        with pytest.raises(SystemExit, match="bad row"):
+            reproduce._job_names(args)

@@ -336,3 +336,82 @@ def test_fit_numpy_under_jax_without_tensorflow(tmp_path):
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert out == dict(out, epochs=3, same=True, loss="AdaptiveMiningLoss", it=12, tf=False)
     assert out["after"] < out["before"]
+
+
+# ------------------------------------------------------------------- distillation
+def _np_kd(student_logits, teacher_logits, t):
+    def log_softmax(z):
+        z = z / t
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    ls, lt = log_softmax(student_logits), log_softmax(teacher_logits)
+    return t * t * float(np.mean(np.sum(np.exp(lt) * (lt - ls), axis=-1)))
+
+
+def test_distillation_loss_matches_formula_for_logits_and_probabilities():
+    rng = np.random.default_rng(1)
+    s, t = rng.normal(size=(6, 5)) * 3, rng.normal(size=(6, 5)) * 3
+    for temp in (1.0, 4.0):
+        want = _np_kd(s, t, temp)
+        got = float(training.distillation_loss(s.astype("float32"), t.astype("float32"), temp))
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+        probs = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
+        got_p = float(training.distillation_loss(
+            probs(s).astype("float32"), probs(t).astype("float32"), temp,
+            student_from_logits=False, teacher_from_logits=False))
+        assert got_p == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert float(training.distillation_loss(s.astype("float32"), s.astype("float32"))) == \
+        pytest.approx(0.0, abs=1e-6)
+
+
+def test_fit_with_teacher_adds_the_distillation_term_exactly(data):
+    """lr 0, one full batch: the reported loss is CE + w * T^2 * KL, nothing else."""
+    x, y = data
+    student, teacher = tiny_model(0), tiny_model(7)
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+    r = recipes.defaults()
+    r.epochs, r.batch_size, r.lr, r.loss = 1, len(x), 0.0, "ce"
+    r.distill_weight, r.distill_temperature = 0.5, 3.0
+    probe = copy_of(student)
+    z_s = keras.ops.convert_to_numpy(probe(x, training=True))
+    z_t = keras.ops.convert_to_numpy(teacher(x, training=False))
+    ce = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, z_s))
+    hist = training.fit(student, (x, y), recipe=r, verbose=0, teacher=teacher)
+    assert hist["loss"][0] == pytest.approx(ce + 0.5 * _np_kd(z_s, z_t, 3.0), rel=1e-4)
+    assert hist["loss"][0] > ce + 1e-3
+    for a, b in zip(teacher.get_weights(), teacher_before):   # teacher untouched
+        np.testing.assert_array_equal(a, b)
+    assert teacher.trainable and all(l.trainable for l in teacher.layers)
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(data):
+    x, y = data
+    teacher = tiny_model(7)
+    z_t = keras.ops.convert_to_numpy(teacher(x, training=False))
+    gaps = {}
+    for weight in (0.0, 20.0):
+        student = tiny_model(0)
+        r = recipes.defaults()
+        r.epochs, r.batch_size, r.lr, r.loss = 30, 8, 0.05, "ce"
+        r.distill_weight = weight
+        training.fit(student, (x, y), recipe=r, verbose=0,
+                     teacher=teacher if weight else None)
+        z_s = keras.ops.convert_to_numpy(student(x, training=False))
+        gaps[weight] = _np_kd(z_s, z_t, 4.0)
+    assert gaps[20.0] < 0.5 * gaps[0.0], gaps
+
+
+def test_fit_rejects_inconsistent_distillation_settings(data):
+    x, y = data
+    r = recipes.defaults()
+    with pytest.raises(ValueError, match="distill_weight is 0"):
+        training.fit(tiny_model(), (x, y), recipe=r, verbose=0, teacher=tiny_model(1))
+    r.distill_weight = 1.0
+    with pytest.raises(ValueError, match="no `teacher`"):
+        training.fit(tiny_model(), (x, y), recipe=r, verbose=0)
+    inputs = keras.Input((8, 8, 3))
+    other = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ValueError, match="same input and number of classes"):
+        training.fit(tiny_model(), (x, y), recipe=r, verbose=0, teacher=other)
+    with pytest.raises(ValueError, match="distill_temperature"):
+        recipes.resolve({"distill_temperature": 0.0})

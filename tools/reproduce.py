@@ -29,6 +29,23 @@ import time
 import numpy as np
 
 ROWS_DEFAULT = "cap+aml,cap+ce,slim+aml,slim+ce,l1+ce,random+ce"
+# A row is criterion+loss[+kd]; "+kd" distills from the row's unpruned parent
+# during fine-tuning (job and table loss "aml_kd" / "ce_kd").
+
+
+def _rows(args):
+    """``[(criterion, loss_tag)]`` from ``--rows``; loss_tag is e.g. "aml" or "aml_kd"."""
+    rows = []
+    for spec in str(args.rows).split(","):
+        if not spec:
+            continue
+        parts = spec.split("+")
+        if len(parts) not in (2, 3) or parts[1] not in ("aml", "ce") or \
+                (len(parts) == 3 and parts[2] != "kd"):
+            raise SystemExit(f"--rows: bad row {spec!r}; use criterion+loss[+kd] with "
+                             "loss aml or ce, e.g. cap+aml,slim+ce+kd")
+        rows.append((parts[0], parts[1] + ("_kd" if len(parts) == 3 else "")))
+    return rows
 
 
 # ----------------------------------------------------------------------------
@@ -38,7 +55,7 @@ ROWS_DEFAULT = "cap+aml,cap+ce,slim+aml,slim+ce,l1+ce,random+ce"
 def _job_names(args):
     """All jobs with their dependencies, in an order that respects them."""
     jobs = {"data": []}
-    rows = [r.split("+") for r in args.rows.split(",") if r]
+    rows = _rows(args)
     for seed in _seeds(args):
         need_se = any(crit == "cap" for crit, _ in rows)
         need_plain = any(crit != "cap" for crit, _ in rows)
@@ -163,12 +180,22 @@ def run_job(args, name):
         result["accuracy_recalibrated"] = training.evaluate(recal, test)["accuracy"]
         model = recal
     elif kind == "finetune":
-        crit, loss, ratio_s = rest.split("-")[:3]
+        crit, loss_tag, ratio_s = rest.split("-")[:3]
+        loss, _, kd = loss_tag.partition("_")
         prune = f"prune-{crit}-{ratio_s}-s{seed}"
         model = keras.saving.load_model(_paths(args, prune)[1])
         recipe = _recipe(args, "finetune", seed)
         recipe.loss = loss
-        history = training.fit(model, train, val=None, recipe=recipe, verbose=2)
+        teacher = None
+        if kd:
+            base = f"train-{'se' if crit == 'cap' else 'plain'}-s{seed}"
+            teacher = keras.saving.load_model(_paths(args, base)[1])
+            recipe.distill_weight = args.distill_weight
+            recipe.distill_temperature = args.distill_temperature
+            result["distill"] = {"teacher": base, "weight": args.distill_weight,
+                                 "temperature": args.distill_temperature}
+        history = training.fit(model, train, val=None, recipe=recipe, verbose=2,
+                               teacher=teacher)
         result["epochs"] = recipe.epochs
         result["accuracy"] = training.evaluate(model, test)["accuracy"]
         result["params"] = rt.count_params(model)
@@ -261,7 +288,7 @@ def summarize(args, wall, echo=True):
                 return json.load(f)
         return None
 
-    rows = [r.split("+") for r in args.rows.split(",") if r]
+    rows = _rows(args)
     table = []
     for ratio in _ratios(args):
         for crit, loss in rows:
@@ -293,7 +320,8 @@ def summarize(args, wall, echo=True):
                   a for a in args.argv if not a.startswith("--job")),
               "dataset": args.dataset, "arch": args.arch, "recipe": args.recipe,
               "image_size": args.image_size, "wall_seconds": round(wall, 1),
-              "hardware": _hardware(), "rows": table}
+              "hardware": _hardware(), "distill_weight": args.distill_weight,
+              "distill_temperature": args.distill_temperature, "rows": table}
     _write_json(os.path.join(args.out, "results.json"), report)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(markdown(report))
@@ -317,14 +345,19 @@ def markdown(report):
              f"{report['recipe']} recipe", "",
              f"Command: `{report['command']}`", "",
              f"Hardware: {report['hardware']}; wall time {report['wall_seconds']} s.", "",
-             "Test accuracy (%); mean ± std over seeds where several.", "",
+             "Test accuracy (%); mean ± std over seeds where several."
+             + (f" Rows marked '+ KD' fine-tune with knowledge distillation from their "
+                f"own unpruned parent (loss + {report.get('distill_weight')} × T² × KL, "
+                f"T = {report.get('distill_temperature')})."
+                if any(r["loss"].endswith("_kd") for r in report["rows"]) else ""), "",
              "| ratio | backbone | criterion | loss | params | MACs | unpruned | "
              "folded | pruned | +BN recal | fine-tuned | epochs | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         s = row["seeds"]
         lines.append(
-            f"| {row['ratio']} | {row['backbone']} | {row['criterion']} | {row['loss']} | "
+            f"| {row['ratio']} | {row['backbone']} | {row['criterion']} | "
+            f"{row['loss'].replace('_kd', ' + KD')} | "
             f"{s[0]['params']:,} | {s[0]['macs']:,} | "
             f"{_fmt([x['unpruned'] for x in s])} | {_fmt([x['folded'] for x in s])} | "
             f"{_fmt([x['pruned'] for x in s])} | {_fmt([x['recalibrated'] for x in s])} | "
@@ -344,6 +377,9 @@ def main(argv=None):
     p.add_argument("--train_epochs", type=int, default=60)
     p.add_argument("--finetune_epochs", type=int, default=30)
     p.add_argument("--finetune_lr", type=float, default=None)
+    p.add_argument("--distill_weight", type=float, default=1.0,
+                   help="weight of T^2*KL(teacher || student) in '+kd' rows")
+    p.add_argument("--distill_temperature", type=float, default=4.0)
     p.add_argument("--batch_size", type=int, default=None)
     p.add_argument("--ratios", default="0.7")
     p.add_argument("--rows", default=ROWS_DEFAULT)

@@ -20,7 +20,8 @@ from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn
 from remotetrimmer_tf.training.callbacks import (BestCheckpoint, LastCheckpoint,
                                                  ProgressLogger, save_keras,
                                                  save_model_atomic)
-from remotetrimmer_tf.training.fit import (ArrayBatches, decayed_variables, evaluate, fit,
+from remotetrimmer_tf.training.fit import (ArrayBatches, decayed_variables,
+                                           distillation_loss, evaluate, fit,
                                            infer_from_logits, make_loss, make_optimizer,
                                            set_seed)
 from remotetrimmer_tf.training.schedules import (MultiStepDecay, OneCycle, WarmupCosine,
@@ -31,5 +32,5 @@ __all__ = ["recipes", "fit", "evaluate", "recalibrate_bn", "make_optimizer", "ma
            "make_schedule", "make_augment", "Augment", "RandomFlipRot90",
            "MultiStepDecay", "OneCycle", "WarmupCosine", "BestCheckpoint",
            "LastCheckpoint", "ProgressLogger", "save_keras", "save_model_atomic", "ArrayBatches",
-           "decayed_variables", "infer_from_logits", "set_seed", "get_strategy",
+           "decayed_variables", "distillation_loss", "infer_from_logits", "set_seed", "get_strategy",
            "strategy_scope"]

@@ -47,6 +47,7 @@ from remotetrimmer_tf.training.schedules import make_schedule
 from remotetrimmer_tf.training.strategy import strategy_scope
 
 __all__ = ["fit", "evaluate", "make_optimizer", "make_loss", "infer_from_logits",
+           "distillation_loss",
            "ArrayBatches", "decayed_variables", "set_seed"]
 
 
@@ -228,19 +229,60 @@ def _steps_of(data, name):
     return None
 
 
+def _log_probs(z, from_logits, temperature):
+    """log softmax(z / T) for logits, or of log(p) / T for probabilities."""
+    z = ops.cast(z, "float32")
+    if not from_logits:
+        z = ops.log(ops.clip(z, 1e-7, 1.0))
+    return ops.log_softmax(z / temperature, axis=-1)
+
+
+def distillation_loss(student, teacher, temperature=4.0, student_from_logits=True,
+                      teacher_from_logits=True):
+    """Hinton's knowledge-distillation term ``T^2 * KL(p_t^T || p_s^T)``, batch mean.
+
+    ``p^T = softmax(z / T)``; the ``T^2`` keeps its gradient scale independent
+    of ``T``. The teacher's output carries no gradient.
+
+    Args:
+        student, teacher: ``(batch, classes)`` logits (or probabilities when the
+            matching ``*_from_logits`` is False).
+        temperature: ``T > 0``.
+
+    Example:
+
+    ```python
+    kd = distillation_loss(student_logits, teacher_logits, temperature=4.0)
+    ```
+    """
+    t = float(temperature)
+    log_ps = _log_probs(student, student_from_logits, t)
+    log_pt = ops.stop_gradient(_log_probs(teacher, teacher_from_logits, t))
+    kl = ops.sum(ops.exp(log_pt) * (log_pt - log_ps), axis=-1)
+    return (t * t) * ops.mean(kl)
+
+
 class _Trainer(keras.Model):
     """``x -> inner(augment(x))`` sharing ``inner``'s variables.
 
     With ``l2 > 0`` it adds ``0.5 * l2 * sum ||W||^2`` over the inner model's
     kernels as an ``add_loss`` term while training, so Keras scales it like any
-    regularization loss (e.g. by 1/replicas under ``tf.distribute``).
+    regularization loss (e.g. by 1/replicas under ``tf.distribute``). With a
+    frozen ``teacher`` it adds ``distill_weight * distillation_loss`` between
+    the teacher's and the inner model's outputs on the same augmented batch.
     """
 
-    def __init__(self, inner, augment=None, l2=0.0, **kwargs):
+    def __init__(self, inner, augment=None, l2=0.0, teacher=None, distill_weight=0.0,
+                 temperature=4.0, from_logits=True, teacher_from_logits=True, **kwargs):
         super().__init__(name=kwargs.pop("name", "trainer"), **kwargs)
         self.inner = inner
         self.augment = augment
         self.l2 = float(l2)
+        self.teacher = teacher
+        self.distill_weight = float(distill_weight)
+        self.temperature = float(temperature)
+        self.from_logits = bool(from_logits)
+        self.teacher_from_logits = bool(teacher_from_logits)
 
     def call(self, x, training=False):
         if training and self.l2 > 0:
@@ -252,7 +294,27 @@ class _Trainer(keras.Model):
                 self.add_loss(ops.cast(0.5 * self.l2, "float32") * penalty)
         if self.augment is not None:
             x = self.augment(x, training=training)
-        return self.inner(x, training=training)
+        y = self.inner(x, training=training)
+        if training and self.teacher is not None and self.distill_weight > 0:
+            kd = distillation_loss(y, self.teacher(x, training=False), self.temperature,
+                                   self.from_logits, self.teacher_from_logits)
+            self.add_loss(ops.cast(self.distill_weight, "float32") * kd)
+        return y
+
+
+def _frozen_teacher(teacher, student):
+    """A frozen copy of ``teacher`` (the user's model is not modified)."""
+    if not isinstance(teacher, keras.Model):
+        raise TypeError(f"fit: `teacher` must be a keras.Model, got {type(teacher).__name__}.")
+    s_in, t_in = tuple(student.input_shape[1:]), tuple(teacher.input_shape[1:])
+    s_out, t_out = tuple(student.output_shape[1:]), tuple(teacher.output_shape[1:])
+    if s_in != t_in or s_out != t_out:
+        raise ValueError(f"fit: teacher '{teacher.name}' maps {t_in} -> {t_out} but the "
+                         f"model '{student.name}' maps {s_in} -> {s_out}; distillation "
+                         "needs the same input and number of classes.")
+    frozen = _clone_with_weights(teacher)
+    frozen.trainable = False
+    return frozen
 
 
 def _resolve_jit(jit_compile):
@@ -308,7 +370,7 @@ def _restore(workdir, inner, trainer, optimizer):
 
 def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose="auto",
         strategy=None, initial_epoch=0, steps_per_epoch=None, from_logits=None,
-        tensorboard=False, resume=True, jit_compile="auto"):
+        tensorboard=False, resume=True, jit_compile="auto", teacher=None):
     """Train ``model`` in place with a recipe; return the Keras history dict.
 
     Args:
@@ -333,6 +395,10 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
         tensorboard: also write TensorBoard logs to ``workdir/tb`` (needs TF).
         resume: continue from ``workdir/last.keras`` if present.
         jit_compile: passed to ``compile`` (``"auto"``: XLA off on CPU for TF).
+        teacher: a trained ``keras.Model`` with the same input and classes
+            (e.g. the unpruned parent) to distill from; needs
+            ``recipe.distill_weight > 0``. A frozen copy is used: the teacher
+            itself is not modified.
 
     Returns:
         dict ``{metric: [per-epoch values]}`` (``loss``, ``accuracy``,
@@ -357,6 +423,13 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
     batch_size = int(recipe.batch_size)
     if from_logits is None:
         from_logits = infer_from_logits(model)
+    distill_weight = float(recipe.distill_weight)
+    if teacher is not None and distill_weight <= 0:
+        raise ValueError("fit: a `teacher` was given but recipe.distill_weight is 0; set "
+                         "it > 0 (e.g. 1.0) to distill, or drop the teacher.")
+    if teacher is None and distill_weight > 0:
+        raise ValueError(f"fit: recipe.distill_weight is {distill_weight} but no `teacher` "
+                         "was given; pass teacher= (e.g. the unpruned model) or set it to 0.")
 
     # ---- data
     if _is_array_pair(train):
@@ -384,7 +457,13 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
         augment = make_augment(recipe.augment, seed=int(recipe.seed))
         optimizer = make_optimizer(recipe, spe, model=inner)
         l2 = float(recipe.weight_decay) if recipe.weight_decay_mode == "l2" else 0.0
-        trainer = _Trainer(inner, augment, l2=l2)
+        frozen = _frozen_teacher(teacher, inner) if teacher is not None else None
+        trainer = _Trainer(inner, augment, l2=l2, teacher=frozen,
+                           distill_weight=distill_weight,
+                           temperature=float(recipe.distill_temperature),
+                           from_logits=from_logits,
+                           teacher_from_logits=(infer_from_logits(teacher)
+                                                if teacher is not None else True))
         loss = make_loss(recipe, from_logits=from_logits)
         jit = _resolve_jit(jit_compile)
         trainer.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit)

@@ -21,6 +21,10 @@ augment             ``"none"`` | ``"flips_rot90"`` (``"flips"``)
 label_smoothing     cross-entropy target smoothing (0 = off)
 loss                ``"aml"`` | ``"ce"``
 aml_r1, aml_r2      AML weights (METHOD.md §2)
+distill_weight*     knowledge distillation from a teacher (``fit(teacher=)``):
+                    adds ``distill_weight * T^2 * KL(p_teacher^T || p^T)`` to
+                    the loss (0 = off; > 0 needs a teacher)
+distill_temperature* the distillation temperature ``T`` (> 0)
 seed                seeds shuffling, augmentation and Keras' global RNG
 ==================  ==========================================================
 """
@@ -31,7 +35,7 @@ __all__ = ["published", "modern", "get", "defaults", "resolve", "RECIPE_FIELDS"]
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov",
                  "weight_decay", "weight_decay_mode", "schedule", "milestones",
                  "gamma", "warmup_fraction", "augment", "label_smoothing", "loss",
-                 "aml_r1", "aml_r2", "seed")
+                 "aml_r1", "aml_r2", "distill_weight", "distill_temperature", "seed")
 
 _STAGES = ("train", "finetune")
 
@@ -50,7 +54,7 @@ def defaults():
         nesterov=False, weight_decay=0.0, weight_decay_mode="l2",
         schedule="constant", milestones=(0.5, 0.75), gamma=0.1,
         warmup_fraction=0.0, augment="none", label_smoothing=0.0, loss="ce",
-        aml_r1=1.0, aml_r2=1.0, seed=0))
+        aml_r1=1.0, aml_r2=1.0, distill_weight=0.0, distill_temperature=4.0, seed=0))
 
 
 def _check_stage(stage):
@@ -174,9 +178,12 @@ def resolve(recipe):
         if int(out[key]) < 1:
             raise ValueError(f"recipe.{key} must be >= 1, got {out[key]}.")
     for key in ("lr", "momentum", "weight_decay", "label_smoothing", "aml_r1",
-                "aml_r2", "warmup_fraction"):
+                "aml_r2", "warmup_fraction", "distill_weight"):
         if float(out[key]) < 0:
             raise ValueError(f"recipe.{key} must be >= 0, got {out[key]}.")
+    if float(out.distill_temperature) <= 0:
+        raise ValueError("recipe.distill_temperature must be > 0, got "
+                         f"{out.distill_temperature}.")
     if not 0.0 <= float(out.warmup_fraction) < 1.0:
         raise ValueError(f"recipe.warmup_fraction must be in [0, 1), got {out.warmup_fraction}.")
     return out
