@@ -333,3 +333,15 @@ def test_stage_keys_chain():
     assert all(a[s] == b[s] for s in STAGES[:i])
     assert all(a[s] != b[s] for s in STAGES[i:])
     assert stage_keys(cfg, "abc")["train"] != a["train"]
+
+
+def test_finetune_distills_from_the_trained_model_when_asked(assets, tmp_path):
+    wd = tmp_path / "kd"
+    proc = cli(*tiny_args(assets, wd, "--config.finetune.distill_weight=1.0",
+                          "--stages=train,attention,fold,prune,recalibrate,finetune"),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ledger = json.loads((wd / "stages.json").read_text())
+    info = json.dumps(ledger["stages"]["finetune"])
+    assert '"teacher": "model_trained.keras"' in info, info[:500]
+    assert (wd / "model_finetuned.keras").is_file()

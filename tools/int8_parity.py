@@ -34,6 +34,9 @@ def main(argv=None):
     ap.add_argument("--workdir", default="/tmp/rt_int8_parity")
     ap.add_argument("--data-dir", default=os.path.join(ROOT, "../shared/data/eurosat"))
     ap.add_argument("--base", help="unpruned ResNet-18 .keras (default: random)")
+    ap.add_argument("--model", help="an already pruned and trained .keras (e.g. a "
+                    "fine-tuned model from tools/reproduce.py): exported as is; "
+                    "--base/--ratio/--round-to/--epochs are then unused")
     ap.add_argument("--ratio", type=float, default=0.7)
     ap.add_argument("--round-to", type=int, default=1)
     ap.add_argument("--train-images", type=int, default=12000)
@@ -56,17 +59,26 @@ def main(argv=None):
     data = bl.load_eurosat(args.data_dir, args.train_images, args.check_images,
                            args.seed)
     keras.utils.set_random_seed(args.seed)
-    if args.base:
-        base = keras.saving.load_model(args.base, compile=False)
-        start = f"pruned from {args.base}"
+    if args.model:
+        model = keras.saving.load_model(args.model, compile=False)
+        start = f"the trained model {os.path.basename(args.model)}"
+        hist, args.epochs = {}, 0
+        how = f"{start}, exported as is"
     else:
-        base = rt.models.resnet18(10, (64, 64, 3))
-        start = "pruned from random weights"
-    model = rt.Pruner(base, importance="l1", ratio=args.ratio,
-                      round_to=args.round_to).prune()
-    t = time.time()
-    hist = bl.train(model, data["train"], args.epochs, args.lr)
-    bl.log(f"trained in {time.time() - t:.0f}s: {hist}")
+        if args.base:
+            base = keras.saving.load_model(args.base, compile=False)
+            start = f"pruned from {args.base}"
+        else:
+            base = rt.models.resnet18(10, (64, 64, 3))
+            start = "pruned from random weights"
+        model = rt.Pruner(base, importance="l1", ratio=args.ratio,
+                          round_to=args.round_to).prune()
+        t = time.time()
+        hist = bl.train(model, data["train"], args.epochs, args.lr)
+        bl.log(f"trained in {time.time() - t:.0f}s: {hist}")
+        how = (f"ResNet-18 pruned at ratio {args.ratio} (local L1, round_to "
+               f"{args.round_to}), {start}, then trained {args.epochs} epoch(s) on "
+               f"{args.train_images} EuroSAT train images")
     x_test, y_test = data["test"]
     ref = bl.keras_logits(model, x_test)
     rows = []
@@ -87,7 +99,7 @@ def main(argv=None):
                      "median_logit_margin": float(np.median(margin))})
         bl.log(f"{tag}: {rows[-1]}")
     payload = {
-        "command": command, "start": start, "ratio": args.ratio,
+        "command": command, "start": start, "model": args.model, "ratio": args.ratio,
         "round_to": args.round_to, "params": int(rt.count_params(model)),
         "macs": int(rt.count_macs(model)), "train_images": args.train_images,
         "epochs": args.epochs, "history": hist,
@@ -96,11 +108,8 @@ def main(argv=None):
     lines = [
         "# LiteRT parity of a pruned ResNet-18 on real EuroSAT test images", "",
         "Command:", "", "```", command, "```", "",
-        f"- Model: ResNet-18 pruned at ratio {args.ratio} (local L1, round_to "
-        f"{args.round_to}; {payload['params']:,} params, "
-        f"{payload['macs']:,} MACs), {start}, then trained {args.epochs} "
-        f"epoch(s) on {args.train_images} EuroSAT train images; Keras test "
-        f"accuracy {100 * payload['keras_accuracy']:.1f}% on "
+        f"- Model: {how} ({payload['params']:,} params, {payload['macs']:,} MACs); "
+        f"Keras test accuracy {100 * payload['keras_accuracy']:.1f}% on "
         f"{args.check_images} test images.",
         f"- int8: full-integer PTQ, calibrated on {args.calibration} train "
         "images, float32 I/O.", "",

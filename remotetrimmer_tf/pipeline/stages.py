@@ -284,7 +284,7 @@ def _recipe(section):
     return r
 
 
-def _fit(run, model, section, stage):
+def _fit(run, model, section, stage, teacher=None):
     """Trains `model` in place with the recipe in config `section`."""
     from remotetrimmer_tf import training
     recipe = _recipe(section)
@@ -304,6 +304,8 @@ def _fit(run, model, section, stage):
     keyfile.write_text(key)
     kwargs = dict(val=val, recipe=recipe, workdir=str(logdir),
                   verbose=run.verbose)
+    if teacher is not None:
+        kwargs["teacher"] = teacher
     params = inspect.signature(training.fit).parameters
     if run.strategy() is not None and "strategy" in params:
         kwargs["strategy"] = run.strategy()
@@ -512,11 +514,15 @@ def finetune(run):
            and run.wd.exists("model_recalibrated.keras")
            else "model_pruned.keras")
     model = run.load_model(src)
+    # finetune.distill_weight > 0: distill from the unpruned trained model.
+    teacher = (run.load_model("model_trained.keras")
+               if float(run.cfg.finetune.get("distill_weight", 0.0)) > 0 else None)
     t0 = time.time()
-    history = _fit(run, model, run.cfg.finetune, "finetune")
+    history = _fit(run, model, run.cfg.finetune, "finetune", teacher=teacher)
     run.save_model(model, "model_finetuned.keras")
     return ["model_finetuned.keras"], {
         "source": src, "history": history,
+        "teacher": "model_trained.keras" if teacher is not None else None,
         "train_seconds": round(time.time() - t0, 2),
         "metrics": run.accuracy(model)}
 
