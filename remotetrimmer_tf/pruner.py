@@ -15,13 +15,36 @@ from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
 __all__ = ["Pruner"]
 
 
-def _kept_count(size, ratio, min_channels, round_to):
+ROUND_MODES = ("up", "down", "nearest")
+
+
+def _round_width(n, size, round_to, mode="up", floor=1):
+    """``n`` kept channels rounded to a multiple of ``round_to`` by ``mode``.
+
+    ``"up"`` (Torch-Pruning / TAO): the next multiple; ``"down"``: the previous
+    one, so the model is no larger than the unrounded plan; ``"nearest"``:
+    the closer one (ties up). Never above ``size`` (a group narrower than
+    ``round_to`` stays whole) and never below ``max(floor, 1)``; a width that
+    would round to 0 keeps ``round_to`` channels (or ``size`` if smaller).
+    """
+    if round_to <= 1:
+        return int(min(size, max(1, floor, n)))
+    if mode == "up":
+        r = math.ceil(n / round_to) * round_to
+    elif mode == "down":
+        r = math.floor(n / round_to) * round_to
+    else:
+        r = math.floor(n / round_to + 0.5) * round_to
+    if r < max(1, floor):
+        r = math.ceil(max(1, floor) / round_to) * round_to
+    return int(min(size, r))
+
+
+def _kept_count(size, ratio, min_channels, round_to, round_mode="up"):
     """Published local rule: ``floor(C·(1 − ratio))``, floored at ``min_channels``
-    and rounded *up* to a multiple of ``round_to`` (never above ``C``)."""
+    and rounded to a multiple of ``round_to`` (:func:`_round_width`)."""
     n = max(min_channels, int(math.floor(size * (1.0 - ratio) + 1e-9)))
-    if round_to > 1:
-        n = int(math.ceil(n / round_to) * round_to)
-    return int(min(size, max(1, n)))
+    return _round_width(n, size, round_to, round_mode, floor=min_channels)
 
 
 class Pruner:
@@ -41,8 +64,13 @@ class Pruner:
             ``floor(ratio · ΣC)`` channels across all groups are removed,
             each group keeping at least ``ceil(C·(1 − max_ratio))`` and
             ``min_channels``.
-        round_to: Round every kept width up to a multiple of this (e.g. 8 for
-            mobile accelerators), never above the group's size.
+        round_to: Round every kept width to a multiple of this (e.g. 8 or 16:
+            XNNPACK / mobile kernels work in channel blocks, so odd widths
+            waste compute), never above the group's size.
+        round_mode: ``"up"`` (default, as Torch-Pruning and TAO: keeps at
+            least the planned channels), ``"down"`` (keeps at most the planned
+            channels: no larger and faster than the unrounded model, never
+            fewer than ``round_to`` or ``min_channels``) or ``"nearest"``.
         min_channels: Minimum channels any group keeps.
         ignore: Layer names whose output channels are left whole (every group
             the layer writes or carries; the groups it only reads stay prunable).
@@ -70,7 +98,8 @@ class Pruner:
 
     def __init__(self, model, importance="cap", ratio=0.7, scope="local",
                  round_to=1, min_channels=1, ignore=(), reduction="mean", seed=0,
-                 attention=None, steps=None, max_ratio=None, loss=None):
+                 attention=None, steps=None, max_ratio=None, loss=None,
+                 round_mode="up"):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
         self.model = model
@@ -91,6 +120,10 @@ class Pruner:
                 raise ValueError(f"Pruner: {arg} must be an int >= 1, got {val!r}.")
         self.round_to = int(round_to)
         self.min_channels = int(min_channels)
+        if round_mode not in ROUND_MODES:
+            raise ValueError(f"Pruner: round_mode must be one of {ROUND_MODES}, "
+                             f"got {round_mode!r}.")
+        self.round_mode = round_mode
         if isinstance(ignore, str):
             ignore = (ignore,)
         names = {layer.name for layer in model.layers}
@@ -206,7 +239,8 @@ class Pruner:
     def _keep_local(self):
         keep = {}
         for gi, scores in self.scores.items():
-            n = _kept_count(scores.size, self.ratio, self.min_channels, self.round_to)
+            n = _kept_count(scores.size, self.ratio, self.min_channels, self.round_to,
+                            self.round_mode)
             keep[gi] = self._top(scores, n)
         return keep
 
@@ -238,10 +272,11 @@ class Pruner:
         for gi, scores in self.scores.items():
             n = remaining[gi]
             if self.round_to > 1:
-                n = min(sizes[gi], int(math.ceil(n / self.round_to) * self.round_to))
+                n = _round_width(n, sizes[gi], self.round_to, self.round_mode,
+                                 floor=floors[gi])
             if n == remaining[gi]:
                 keep[gi] = np.array(sorted(set(range(sizes[gi])) - removed[gi]), np.int64)
-            else:   # rounded up: keep the best n by this group's own ranking
+            else:   # rounded: keep the best n by this group's own ranking
                 keep[gi] = self._top(scores, n)
         return keep
 

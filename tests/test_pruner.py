@@ -86,6 +86,27 @@ def test_round_to_and_min_channels(resnet):
     assert widths(small) == [4, 4, 4, 4, 5]
 
 
+def test_round_mode_down_and_nearest(resnet):
+    # planned widths at 0.7: [19, 19, 38, 76, 153]
+    down = Pruner(resnet, "l1", 0.7, round_to=16, round_mode="down").prune()
+    assert widths(down) == [16, 16, 32, 64, 144]
+    assert count_params(down) < 999_552           # no larger than the unrounded plan
+    up = Pruner(resnet, "l1", 0.7, round_to=16).prune()
+    assert widths(up) == [32, 32, 48, 80, 160]
+    near = Pruner(resnet, "l1", 0.7, round_to=16, round_mode="nearest").prune()
+    assert widths(near) == [16, 16, 32, 80, 160]
+    # a width that would round down to 0 keeps round_to channels
+    tiny = Pruner(resnet, "l1", 0.9, round_to=16, round_mode="down").prune()
+    assert widths(tiny) == [16, 16, 16, 16, 48]
+    gdown = Pruner(resnet, "slim", 0.6, scope="global", round_to=8,
+                   round_mode="down").prune()
+    gup = Pruner(resnet, "slim", 0.6, scope="global", round_to=8).prune()
+    assert all(w % 8 == 0 for w in widths(gdown))
+    assert count_params(gdown) < count_params(gup)
+    with pytest.raises(ValueError, match="round_mode"):
+        Pruner(resnet, "l1", 0.5, round_mode="ceil")
+
+
 def test_global_scope(resnet):
     pruner = Pruner(resnet, "slim", 0.6, scope="global", max_ratio=0.95)
     keep = pruner.plan()

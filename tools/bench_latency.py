@@ -1,8 +1,9 @@
 """LiteRT latency benchmark of unpruned vs structurally pruned ResNet-18.
 
 For the unpruned ResNet-18 (10 classes, 64x64x3) and for RemoteTrimmer
-pruned copies at ratios 0.3 / 0.5 / 0.7 (local L1 importance; ``round_to``
-1 and 8), exports float32 and full-int8 LiteRT models with
+pruned copies at ratios 0.3 / 0.5 / 0.7 (local L1 importance; ``--round-to``
+entries such as ``1,8,16,16down``: kept widths rounded up to multiples of 8 or
+16, or down with ``down``), exports float32 and full-int8 LiteRT models with
 :func:`remotetrimmer_tf.export.to_litert` (each export parity-checked on
 real EuroSAT test images), then times them with the ai_edge_litert
 interpreter (XNNPACK, fixed thread counts, warm-up, batch 1, median of
@@ -148,9 +149,9 @@ def build_variants(args, data):
                         f"{len(data['train'][0])} EuroSAT train images")
     variants = [{"name": "unpruned", "ratio": 0.0, "round_to": None,
                  "model": base, "finetune": None}]
-    for round_to in args.round_to:
+    for round_to, round_mode in args.round_to:
         for ratio in args.ratios:
-            name = f"r{ratio}_round{round_to}"
+            name = f"r{ratio}_round{round_to}" + ("" if round_mode == "up" else round_mode)
             cache = os.path.join(args.workdir, f"{name}_finetuned.keras")
             hist = None
             if (os.path.exists(cache) and not args.retrain
@@ -159,9 +160,9 @@ def build_variants(args, data):
                 pruned = keras.saving.load_model(cache, compile=False)
                 hist = "cached"
             else:
-                log(f"pruning ratio={ratio} round_to={round_to}")
+                log(f"pruning ratio={ratio} round_to={round_to} ({round_mode})")
                 pruned = rt.Pruner(base, importance="l1", ratio=ratio,
-                                   round_to=round_to).prune()
+                                   round_to=round_to, round_mode=round_mode).prune()
                 if args.finetune_epochs > 0:
                     t = time.time()
                     hist = train(pruned, data["train"], args.finetune_epochs,
@@ -170,7 +171,8 @@ def build_variants(args, data):
                 pruned.save(cache + ".tmp.keras")
                 os.replace(cache + ".tmp.keras", cache)
             variants.append({"name": name, "ratio": ratio,
-                             "round_to": round_to, "model": pruned,
+                             "round_to": round_to, "round_mode": round_mode,
+                             "model": pruned,
                              "finetune": hist})
     for v in variants:
         v["macs"] = int(rt.count_macs(v["model"]))
@@ -207,6 +209,7 @@ def export_all(args, variants, data):
                 f"[{time.time() - t:.0f}s]")
             entries.append({
                 "name": v["name"], "ratio": v["ratio"], "round_to": v["round_to"],
+                "round_mode": v.get("round_mode"),
                 "dtype": tag, "path": os.path.relpath(res.path, args.workdir),
                 "size_bytes": res.size_bytes, "macs": v["macs"],
                 "params": v["params"], "widths": v["widths"],
@@ -218,6 +221,15 @@ def export_all(args, variants, data):
     return entries
 
 
+def _round_spec(text):
+    """``"16"`` / ``"16up"`` -> (16, "up"); ``"16down"`` -> (16, "down"); etc."""
+    import re
+    m = re.fullmatch(r"(\d+)(up|down|nearest)?", text.strip())
+    if not m or int(m.group(1)) < 1:
+        raise SystemExit(f"--round-to: bad entry {text!r}; use e.g. 1,8,16,16down")
+    return int(m.group(1)), m.group(2) or "up"
+
+
 def tfmot_rows(args, variants, data, entries):
     """Optional: TFMOT magnitude pruning and QAT comparison rows."""
     from remotetrimmer_tf.export import (compressed_size, qat_to_litert,
@@ -226,7 +238,7 @@ def tfmot_rows(args, variants, data, entries):
     x_test, y_test = data["test"]
     base = variants[0]
     target = next((v for v in variants if v["ratio"] == max(args.ratios)
-                   and v["round_to"] == args.round_to[0]), None)
+                   and (v["round_to"], v.get("round_mode")) == args.round_to[0]), None)
     rows = []
     if target is None:
         return rows
@@ -544,7 +556,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.ratios = [float(r) for r in args.ratios.split(",")]
-    args.round_to = [int(r) for r in args.round_to.split(",")]
+    args.round_to = [_round_spec(r) for r in args.round_to.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     command = "python " + " ".join(shlex.quote(a) for a in
                                    [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
