@@ -122,6 +122,7 @@ def get_config():
     c.prune.ratio = 0.7
     c.prune.scope = "local"
     c.prune.round_to = 1
+    c.prune.round_mode = "up"   # "down": widths no larger than the plan
     c.prune.min_channels = 1
     c.prune.reduction = "mean"
     c.prune.ignore = ()      # names of layers never pruned

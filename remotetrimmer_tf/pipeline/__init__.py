@@ -31,6 +31,7 @@ _CHOICES = {
     "model.arch": ("resnet18", "vgg16_bn"),
     "prune.importance": ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random"),
     "prune.scope": ("local", "global"),
+    "prune.round_mode": ("up", "down", "nearest"),
     "prune.reduction": ("mean", "max", "sum", "prod", "first"),
     "evaluate.split": ("test", "val", "train"),
 }

@@ -461,6 +461,7 @@ def prune(run):
     try:
         pruner = Pruner(model, importance=criterion, ratio=float(p.ratio),
                         scope=p.scope, round_to=int(p.round_to),
+                        round_mode=p.get("round_mode", "up"),
                         min_channels=int(p.min_channels),
                         ignore=tuple(x for x in p.ignore if x),
                         reduction=p.reduction, seed=int(p.seed))
