@@ -181,6 +181,8 @@ BAD_INPUTS = {
                       ["--config.prune.ratoi", "did you mean --config.prune.ratio"]),
     "unknown_section": (["--config.pruning.ratio=0.5"], ["--config.pruning.ratio"]),
     "ratio_one": (["--config.prune.ratio=1.0"], ["--config.prune.ratio", "[0, 1)"]),
+    "round_mode_unknown": (["--config.prune.round_mode=ceil"],
+                           ["--config.prune.round_mode", "down"]),
     "ratio_negative": (["--config.prune.ratio=-0.1"], ["--config.prune.ratio"]),
     "ratio_not_a_number": (["--config.prune.ratio=abc"], ["--config.prune.ratio"]),
     "missing_init_model": (["--init_model={tmp}/nope.keras"],
@@ -345,3 +347,14 @@ def test_finetune_distills_from_the_trained_model_when_asked(assets, tmp_path):
     info = json.dumps(ledger["stages"]["finetune"])
     assert '"teacher": "model_trained.keras"' in info, info[:500]
     assert (wd / "model_finetuned.keras").is_file()
+
+
+def test_round_mode_reaches_the_pruner(assets, tmp_path):
+    wd = tmp_path / "rd"
+    # ratio 0.5 plans 4 of 8 and 8 of 16 channels; multiples of 3 rounded down
+    proc = cli(*tiny_args(assets, wd, "--config.prune.ratio=0.5",
+                          "--config.prune.round_to=3", "--config.prune.round_mode=down",
+                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = json.loads((wd / "kept.json").read_text())
+    assert sorted(len(v["kept"]) for v in kept.values()) == [3, 6]
