@@ -169,7 +169,8 @@ def run_job(args, name):
             if crit == "taylor":
                 kwargs["data"] = (train[0][:512], train[1][:512])
         pruner = rt.Pruner(model, importance=importance, ratio=ratio,
-                           scope=args.scope, seed=seed)
+                           scope=args.scope, seed=seed, round_to=args.round_to,
+                           round_mode=args.round_mode)
         pruned = pruner.prune(**kwargs)
         result["params"] = rt.count_params(pruned)
         result["macs"] = rt.count_macs(pruned)
@@ -320,7 +321,8 @@ def summarize(args, wall, echo=True):
                   a for a in args.argv if not a.startswith("--job")),
               "dataset": args.dataset, "arch": args.arch, "recipe": args.recipe,
               "image_size": args.image_size, "wall_seconds": round(wall, 1),
-              "hardware": _hardware(), "distill_weight": args.distill_weight,
+              "hardware": _hardware(), "round_to": args.round_to,
+              "round_mode": args.round_mode, "distill_weight": args.distill_weight,
               "distill_temperature": args.distill_temperature, "rows": table}
     _write_json(os.path.join(args.out, "results.json"), report)
     with open(os.path.join(args.out, "results.md"), "w") as f:
@@ -349,7 +351,10 @@ def markdown(report):
              + (f" Rows marked '+ KD' fine-tune with knowledge distillation from their "
                 f"own unpruned parent (loss + {report.get('distill_weight')} × T² × KL, "
                 f"T = {report.get('distill_temperature')})."
-                if any(r["loss"].endswith("_kd") for r in report["rows"]) else ""), "",
+                if any(r["loss"].endswith("_kd") for r in report["rows"]) else "")
+             + (f" Kept widths rounded {report.get('round_mode')} to multiples of "
+                f"{report.get('round_to')} (not the published widths)."
+                if (report.get("round_to") or 1) > 1 else ""), "",
              "| ratio | backbone | criterion | loss | params | MACs | unpruned | "
              "folded | pruned | +BN recal | fine-tuned | epochs | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -384,6 +389,9 @@ def main(argv=None):
     p.add_argument("--ratios", default="0.7")
     p.add_argument("--rows", default=ROWS_DEFAULT)
     p.add_argument("--scope", default="local")
+    p.add_argument("--round_to", type=int, default=1,
+                   help="round kept widths to multiples of this (1 = published)")
+    p.add_argument("--round_mode", default="up", choices=["up", "down", "nearest"])
     p.add_argument("--seeds", default="0")
     p.add_argument("--attention_batches", type=int, default=100)
     p.add_argument("--recal_batches", type=int, default=100)
