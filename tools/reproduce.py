@@ -3,7 +3,10 @@
 For one dataset this trains the unpruned backbone twice (with SE gates for
 CAP, plain for the baselines), prunes it with each criterion at each ratio,
 re-estimates BatchNorm statistics, fine-tunes with the Adaptive Mining Loss
-and with cross-entropy, and writes a results table (JSON + Markdown).
+and with cross-entropy, and writes a results table (JSON + Markdown). Rows
+are ``criterion+loss[+kd]``: ``+kd`` also distils from the row's unpruned
+parent while fine-tuning (``--distill_weight``, ``--distill_temperature``);
+``--round_to`` / ``--round_mode`` round the kept widths (default: published).
 
 Every unit of work is a *job* run in its own process, so independent jobs run
 in parallel (``--parallel``; on a GPU several small ResNet-18 jobs share the
