@@ -39,11 +39,17 @@ def tiny():
 RECIPE = dict(epochs=1, batch_size=8, lr=0.1, momentum=0.9, weight_decay=1e-2,
               schedule="onecycle", warmup_fraction=0.3, loss="aml", augment="none", seed=1)
 
-def run(strategy, **kw):
+def teacher():
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.GlobalAveragePooling2D()(inp)
+    return keras.Model(inp, keras.layers.Dense(2)(h))
+
+def run(strategy, recipe=RECIPE, **kw):
     x, y = data()
     model = tiny()
     w0 = [w.copy() for w in model.get_weights()]
-    hist = training.fit(model, (x, y), recipe=RECIPE, strategy=strategy, verbose=0, **kw)
+    hist = training.fit(model, (x, y), recipe=recipe, strategy=strategy, verbose=0, **kw)
     changed = not np.allclose(w0[0], model.get_weights()[0])
     return model, hist, changed
 """
@@ -82,6 +88,14 @@ def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
         single, _, _ = run(None)
         diff = max(float(np.abs(a - b).max()) for a, b in
                    zip(dist.get_weights(), single.get_weights()))
+        # distillation: the KD term is scaled across replicas like the loss
+        kd = dict(RECIPE, distill_weight=2.0)
+        dist_kd, _, _ = run(s, recipe=kd, teacher=teacher())
+        single_kd, _, _ = run(None, recipe=kd, teacher=teacher())
+        diff_kd = max(float(np.abs(a - b).max()) for a, b in
+                      zip(dist_kd.get_weights(), single_kd.get_weights()))
+        moved = max(float(np.abs(a - b).max()) for a, b in
+                    zip(dist_kd.get_weights(), single.get_weights()))
         x, y = data()
         ev = training.evaluate(dist, (x, y))
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
@@ -91,6 +105,7 @@ def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
         best = keras.saving.load_model({str(tmp_path / "best.keras")!r})
         print("RESULT", json.dumps(dict(
             replicas=s.num_replicas_in_sync, changed=changed, diff=diff,
+            diff_kd=diff_kd, moved=moved,
             epochs=len(hist["loss"]), ds_epochs=len(h_ds["loss"]),
             acc=ev["accuracy"], best_layers=len(best.layers))))
     """)
@@ -98,6 +113,7 @@ def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
     assert out["replicas"] == 2 and out["changed"] and out["epochs"] == 1
     assert out["ds_epochs"] == 1 and out["best_layers"] == 4
     assert out["diff"] < 1e-4, out
+    assert out["diff_kd"] < 1e-4 and out["moved"] > 1e-3, out
 
 
 def test_fit_under_jax_data_parallel_two_devices(tmp_path):
