@@ -72,3 +72,19 @@ def test_kd_rows_share_the_pruned_model_and_bad_rows_are_refused(tmp_path):
         args.rows = bad
         with pytest.raises(SystemExit, match="bad row"):
             reproduce._job_names(args)
+
+
+def test_resummarize_keeps_the_command_clean(tmp_path):
+    args = ["--out", str(tmp_path), "--rows", "slim+ce"]
+    for name, result in (("train-plain-s0", dict(accuracy=0.9, epochs=3)),
+                         ("prune-slim-r0.7-s0", dict(params=10, macs=20, params_unpruned=100,
+                                                     macs_unpruned=200, accuracy_pruned=0.1,
+                                                     accuracy_recalibrated=0.3)),
+                         ("finetune-slim-ce-r0.7-s0", dict(accuracy=0.8, epochs=2))):
+        path = tmp_path / "jobs" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"job": name, "seconds": 1.0, **result}))
+    assert reproduce.main(args + ["--summarize"]) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert "--summarize" not in report["command"] and report["wall_seconds"] is None
+    assert "not recorded" in (tmp_path / "results.md").read_text()

@@ -321,9 +321,10 @@ def summarize(args, wall, echo=True):
                               "backbone": f"{args.arch}{'+SE' if crit == 'cap' else ''}",
                               "seeds": per_seed})
     report = {"command": "python tools/reproduce.py " + " ".join(
-                  a for a in args.argv if not a.startswith("--job")),
+                  a for a in args.argv if not a.startswith(("--job", "--summarize"))),
               "dataset": args.dataset, "arch": args.arch, "recipe": args.recipe,
-              "image_size": args.image_size, "wall_seconds": round(wall, 1),
+              "image_size": args.image_size,
+              "wall_seconds": None if wall is None else round(wall, 1),
               "hardware": _hardware(), "round_to": args.round_to,
               "round_mode": args.round_mode, "distill_weight": args.distill_weight,
               "distill_temperature": args.distill_temperature, "rows": table}
@@ -349,7 +350,9 @@ def markdown(report):
     lines = [f"# RemoteTrimmer reproduction: {report['dataset']}, {report['arch']}, "
              f"{report['recipe']} recipe", "",
              f"Command: `{report['command']}`", "",
-             f"Hardware: {report['hardware']}; wall time {report['wall_seconds']} s.", "",
+             f"Hardware: {report['hardware']}; wall time "
+             + (f"{report['wall_seconds']} s." if report["wall_seconds"] is not None
+                else "not recorded (table rewritten with --summarize)."), "",
              "Test accuracy (%); mean ± std over seeds where several."
              + (f" Rows marked '+ KD' fine-tune with knowledge distillation from their "
                 f"own unpruned parent (loss + {report.get('distill_weight')} × T² × KL, "
@@ -407,8 +410,8 @@ def main(argv=None):
     if args.job:
         run_job(args, args.job)
         return 0
-    if args.summarize:
-        summarize(args, 0.0)
+    if args.summarize:   # rewrite the table from finished jobs; no wall time
+        summarize(args, None)
         return 0
     return orchestrate(args)
 
