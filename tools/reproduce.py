@@ -68,11 +68,16 @@ def _job_names(args):
             jobs[f"train-plain-s{seed}"] = ["data"]
         for ratio in _ratios(args):
             for crit, loss in rows:
-                base = f"train-{'se' if crit == 'cap' else 'plain'}-s{seed}"
+                base = _parent_job(crit, seed)
                 prune = f"prune-{crit}-r{ratio}-s{seed}"
                 jobs.setdefault(prune, [base])
                 jobs[f"finetune-{crit}-{loss}-r{ratio}-s{seed}"] = [prune]
     return jobs
+
+
+def _parent_job(crit, seed):
+    """The training job whose model a criterion prunes (CAP needs the SE backbone)."""
+    return f"train-{'se' if crit == 'cap' else 'plain'}-s{seed}"
 
 
 def _seeds(args):
@@ -157,7 +162,7 @@ def run_job(args, name):
         result["train_history"] = _last(history)
     elif kind == "prune":
         crit, ratio = rest.split("-")[0], float(rest.split("-")[1][1:])
-        base = f"train-{'se' if crit == 'cap' else 'plain'}-s{seed}"
+        base = _parent_job(crit, seed)
         model = keras.saving.load_model(_paths(args, base)[1])
         kwargs = {}
         if crit == "cap":
@@ -192,7 +197,7 @@ def run_job(args, name):
         recipe.loss = loss
         teacher = None
         if kd:
-            base = f"train-{'se' if crit == 'cap' else 'plain'}-s{seed}"
+            base = _parent_job(crit, seed)
             teacher = keras.saving.load_model(_paths(args, base)[1])
             recipe.distill_weight = args.distill_weight
             recipe.distill_temperature = args.distill_temperature
@@ -298,7 +303,7 @@ def summarize(args, wall, echo=True):
         for crit, loss in rows:
             per_seed = []
             for seed in _seeds(args):
-                base = load(f"train-{'se' if crit == 'cap' else 'plain'}-s{seed}")
+                base = load(_parent_job(crit, seed))
                 prune = load(f"prune-{crit}-r{ratio}-s{seed}")
                 fine = load(f"finetune-{crit}-{loss}-r{ratio}-s{seed}")
                 if not (base and prune and fine):
