@@ -84,14 +84,22 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
     """Return a new model with only the kept channels of each group.
 
     Args:
-        model: a Keras 3 functional (or Sequential-with-Input) model; untouched.
+        model: a Keras 3 functional / Sequential-with-Input model, a keras-hub
+            ``Backbone`` or task model, or any functional subclass; untouched.
         keep: ``{group index: sorted channel indices to keep}``; groups not
             named keep everything.
-        graph: a ``DependencyGraph(model)`` already built (optional).
+        graph: a ``DependencyGraph(model)`` already built (optional; build it
+            yourself to pass ``unknown=`` / ``ignore=`` / ``approximate=``).
 
     Returns:
         A new ``keras.Model`` with the same layer names, dtypes, trainability
-        and outputs, thinner where channels were removed.
+        and outputs, thinner where channels were removed. A model that is not
+        a plain functional one (a keras-hub Backbone or task, a functional
+        subclass, one with composite layers) comes back as a *plain
+        functional* ``keras.Model`` built from its ``functional_view``:
+        composite layers are replaced by their sub-layers and ops, nested
+        backbones become nested plain models of the same name. It saves to
+        ``.keras`` and reloads with the layers' own registrations only.
 
     Example:
         >>> g = DependencyGraph(model)                         # doctest: +SKIP
@@ -100,9 +108,10 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
     """
     if graph is None:
         graph = DependencyGraph(model)
-    elif graph.model is not model:
+    elif graph.model is not model and graph.source_model is not model:
         raise ValueError("graph was built for a different model; pass "
                          "DependencyGraph(model) for this model or graph=None.")
+    model = graph.model      # the plain functional model the graph analysed
     kept = graph.channel_mask(keep)
     nodes = graph._b.nodes
 

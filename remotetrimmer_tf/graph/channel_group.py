@@ -47,6 +47,9 @@ class ChannelGroup:
         producers: Layers whose kernel output axis creates the channels.
         channelwise: Layers with per-channel parameters passing them through.
         consumers: Layers whose kernel input axis reads the channels.
+        approximate: None when removing the group's channels is exact; else
+            why it is only approximate (e.g. a LayerNormalization over the
+            channels, allowed with ``approximate=("layernorm",)``).
 
     Example:
         >>> g = ChannelGroup(index=0, size=8)
@@ -62,6 +65,7 @@ class ChannelGroup:
     producers: List[Member] = dataclasses.field(default_factory=list)
     channelwise: List[Member] = dataclasses.field(default_factory=list)
     consumers: List[Member] = dataclasses.field(default_factory=list)
+    approximate: Optional[str] = None
 
     @property
     def members(self) -> List[Member]:
@@ -70,5 +74,7 @@ class ChannelGroup:
 
     def __repr__(self):
         state = "prunable" if self.prunable else f"frozen: {self.reason}"
+        if self.prunable and self.approximate:
+            state += f" (approximate: {self.approximate})"
         return (f"ChannelGroup(index={self.index}, size={self.size}, "
                 f"producers={[m.layer for m in self.producers]}, {state})")

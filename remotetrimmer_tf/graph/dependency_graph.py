@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from .channel_group import ChannelGroup, Member
+from .functional_view import _graph_of, composite_reason, functional_view
 from .handlers.registry import get_handler
 
 
@@ -65,27 +66,30 @@ def _is_functional(op) -> bool:
 
 def _functional_of(model):
     """The functional graph behind a Functional or (built) Sequential model."""
-    if isinstance(model, keras.Sequential):
-        fn = getattr(model, "_functional", None)
-        if fn is None:
-            raise TypeError(
-                f"Sequential model '{model.name}' has no defined input, so it has "
-                "no graph to analyse. Way out: start it with keras.Input(shape) "
-                "(or build it), or convert it to a functional model.")
-        return fn
-    if _is_functional(model):
-        return model
-    raise TypeError(
-        f"Model '{getattr(model, 'name', model)}' of class "
-        f"{type(model).__name__} is not a functional model: subclassed models "
-        "have no inspectable graph. Way out: convert it to a functional model "
-        "(keras.Model(inputs, outputs)) or a Sequential model with an Input.")
+    return _graph_of(model)
+
+
+APPROXIMATIONS = ("layernorm",)
+
+
+def _check_approximate(approximate):
+    if isinstance(approximate, str):
+        approximate = (approximate,)
+    approximate = tuple(approximate or ())
+    bad = [a for a in approximate if a not in APPROXIMATIONS]
+    if bad:
+        raise ValueError(f"approximate: unknown kind(s) {bad}; choose from "
+                         f"{list(APPROXIMATIONS)}.")
+    return approximate
 
 
 class _Builder:
     """Union-find over channel atoms plus the records handlers write."""
 
-    def __init__(self, unknown: str, ignore: Sequence[str]):
+    def __init__(self, unknown: str, ignore: Sequence[str],
+                 approximate: Sequence[str] = ()):
+        self.approx_allowed = frozenset(approximate)
+        self.approx: List[tuple] = []        # (atoms, reason)
         self.parent: List[int] = []
         self.source: List[int] = []          # source id per atom
         self.source_kind: List[str] = []     # "producer" | "input" | "opaque"
@@ -164,6 +168,15 @@ class _Builder:
         if m is not None and len(m):
             self.frozen.append((np.asarray(m), reason))
 
+    def allows(self, kind: str) -> bool:
+        """True when the user opted in to approximate pruning through ``kind``."""
+        return kind in self.approx_allowed
+
+    def approximate(self, m, reason: str):
+        """Mark the channels of map ``m`` as prunable only approximately."""
+        if m is not None and len(m):
+            self.approx.append((np.asarray(m), reason))
+
     # --------------------------------------------------------- members
     def producer(self, node, m):
         self.records.append(("producers", node.name, np.asarray(m)))
@@ -179,14 +192,27 @@ class DependencyGraph:
     """Groups of channels that must be removed together in a functional model.
 
     Args:
-        model: a built Keras 3 functional model (or Sequential with an Input).
+        model: a built Keras 3 model with a functional graph: functional,
+            Sequential with an Input, a keras-hub ``Backbone`` or task model
+            (``preprocessor=None``), any ``keras.Model`` subclass built
+            functionally, with nested models and composite layers (see
+            ``functional_view``). Never modified.
         unknown: what to do with a layer type that has no handler: ``"error"``
             (default) raises; ``"freeze"`` leaves its input and output
             channels unpruned (safe, but those groups cannot shrink).
         ignore: layer names whose output channels must not be pruned.
+        approximate: kinds of layers through which pruning is allowed although
+            it is not exact: ``("layernorm",)`` lets groups pass
+            LayerNormalization / RMSNormalization over the channel axis
+            (removing channels changes their mean and variance). Such groups
+            are marked (``ChannelGroup.approximate``); without the opt-in they
+            are frozen with a reason.
 
     Attributes:
-        model: the analysed model (never modified).
+        model: the analysed plain functional model: ``model`` itself when it
+            already is one, else its ``functional_view`` (group member names
+            refer to this model's layers; nested models as ``"outer/inner"``).
+        source_model: the model that was passed in.
         groups: list of ``ChannelGroup``.
 
     Example:
@@ -198,12 +224,15 @@ class DependencyGraph:
         [(3, False), (4, True), (2, False)]
     """
 
-    def __init__(self, model, unknown: str = "error", ignore: Sequence[str] = ()):
+    def __init__(self, model, unknown: str = "error", ignore: Sequence[str] = (),
+                 approximate: Sequence[str] = ()):
         if unknown not in ("error", "freeze"):
             raise ValueError(f"unknown must be 'error' or 'freeze', got {unknown!r}.")
-        self.model = model
-        fn = _functional_of(model)
-        b = _Builder(unknown, ignore)
+        approximate = _check_approximate(approximate)
+        self.source_model = model
+        self.model = functional_view(model)
+        fn = _functional_of(self.model)
+        b = _Builder(unknown, ignore, approximate)
         self._b = b
         in_maps = []
         for t in keras.tree.flatten(fn.inputs):
@@ -285,14 +314,20 @@ class DependencyGraph:
         if handler is None:
             kind = "layer" if isinstance(op, keras.layers.Layer) else "operation"
             msg = (f"No channel handler for {kind} '{name}' of type "
-                   f"{type(op).__module__}.{type(op).__name__}.")
+                   f"{type(op).__module__}.{type(op).__name__}")
+            if isinstance(op, keras.layers.Lambda):
+                msg += (" (a Lambda runs opaque Python: its channels cannot be "
+                        "followed, and Keras' safe mode refuses to reload it)")
+            elif isinstance(op, keras.layers.Layer) and op._flatten_layers(
+                    include_self=False, recursive=False):
+                msg += f" (a composite layer that cannot be inlined: {composite_reason(op)})"
             if b.unknown == "error":
                 raise ValueError(
-                    msg + " Way out: register one with "
+                    msg + ". Way out: register a handler with "
                     "remotetrimmer_tf.graph.register_handler(<class>, <LayerHandler>) "
-                    "(see docs/custom_layers.md), or pass unknown='freeze' to "
-                    "DependencyGraph to leave the channels around it unpruned, "
-                    "or replace the layer (Lambda layers cannot be analysed).")
+                    "(see docs/custom_layers.md); or pass unknown='freeze' to Pruner "
+                    "(or DependencyGraph) to leave the channels around it unpruned; "
+                    "or replace the layer (a Lambda by keras.ops calls).")
             why = f"{kind} '{name}' ({type(op).__name__}) has no handler"
             for m in maps:
                 b.freeze(m, why)
@@ -379,6 +414,10 @@ class DependencyGraph:
                 if groups[g].prunable:
                     groups[g].prunable = False
                     groups[g].reason = reason
+        for atoms, reason in b.approx:
+            for g in np.unique(cls_group[cls[atoms]]).tolist():
+                if groups[g].approximate is None:
+                    groups[g].approximate = reason
         # groups without a producer cannot shrink
         has_prod = np.zeros(n_groups, dtype=bool)
         kinds = np.asarray([k == "producer" for k in b.source_kind], dtype=bool)

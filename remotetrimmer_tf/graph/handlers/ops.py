@@ -8,6 +8,7 @@ other channel-mixing ops freeze the channels involved.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras.src.ops import nn as _nn
 from keras.src.ops import numpy as _np_ops
@@ -124,6 +125,82 @@ class SoftmaxOpHandler(LayerHandler):
         return [ctx.fresh(node, node.out_channels(0), frozen=why)]
 
 
+class PadOpHandler(LayerHandler):
+    """``keras.ops.pad``: pass-through when the channel axis is not padded."""
+
+    def propagate(self, node, ctx):
+        rank = len(node.in_shapes[0])
+        try:
+            pw = np.broadcast_to(np.asarray(node.layer.pad_width, dtype=np.int64),
+                                 (rank, 2))
+        except ValueError:
+            pw = None
+        if pw is not None and not pw[-1].any():
+            return [node.in_maps[0]]
+        why = f"op '{node.name}' pads the channel axis"
+        ctx.freeze(node.in_maps[0], why)
+        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+
+
+class SplitOpHandler(LayerHandler):
+    """``keras.ops.split``: along the channel axis each output is a slice of the
+    input's channels (the surgeon rewrites the split points); along another
+    axis every output carries all the channels."""
+
+    def _on_channels(self, node):
+        rank = len(node.in_shapes[0])
+        return (int(node.layer.axis) % rank) == rank - 1
+
+    def propagate(self, node, ctx):
+        m = node.in_maps[0]
+        n_out = len(node.out_shapes)
+        if not self._on_channels(node):
+            return [m] * n_out
+        outs, start = [], 0
+        for shape in node.out_shapes:
+            outs.append(m[start:start + int(shape[-1])])
+            start += int(shape[-1])
+        return outs
+
+    def prune(self, layer, config, weights, in_masks, out_masks):
+        # along the channel axis the outputs' widths add up to the input's
+        if len(out_masks) > 1 and \
+                sum(mk.shape[0] for mk in out_masks) == in_masks[0].shape[0]:
+            sizes = [int(mk.sum()) for mk in out_masks]
+            config["indices_or_sections"] = np.cumsum(sizes[:-1]).tolist()
+        return config, weights
+
+
+def _key_axes(key, rank):
+    """Per-axis entries of a ``x[key]`` index (Ellipsis expanded), or None."""
+    key = key if isinstance(key, tuple) else (key,)
+    if any(k is None for k in key) or sum(k is Ellipsis for k in key) > 1:
+        return None
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        fill = rank - (len(key) - 1)
+        key = key[:i] + (slice(None),) * fill + key[i + 1:]
+    if len(key) > rank:
+        return None
+    return list(key) + [slice(None)] * (rank - len(key))
+
+
+class GetItemOpHandler(LayerHandler):
+    """``x[...]``: pass-through when the channel axis is taken whole."""
+
+    def propagate(self, node, ctx):
+        rank = len(node.in_shapes[0])
+        key = node.args[1] if len(node.args) > 1 else node.kwargs.get("key")
+        axes = _key_axes(key, rank) if not isinstance(key, keras.KerasTensor) else None
+        if axes is not None and axes[-1] == slice(None) \
+                and node.out_channels(0) == node.in_maps[0].shape[0] \
+                and len(node.out_shapes[0]) > 0:
+            return [node.in_maps[0]]
+        why = f"op '{node.name}' indexes or slices the channel axis"
+        ctx.freeze(node.in_maps[0], why)
+        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+
+
 _ELEMENTWISE_NUMPY = [
     "Abs", "Absolute", "Add", "Subtract", "Multiply", "Divide", "TrueDivide",
     "DivideNoNan", "Maximum", "Minimum", "Power", "Negative", "Exp", "Expm1",
@@ -150,5 +227,8 @@ register_handler(_np_ops.Concatenate, ConcatenateOpHandler())
 register_handler(_np_ops.Reshape, ReshapeOpHandler())
 for _n in ("Transpose", "ExpandDims", "Squeeze"):
     register_handler(getattr(_np_ops, _n), AxisOpHandler())
+register_handler(_np_ops.Pad, PadOpHandler())
+register_handler(_np_ops.Split, SplitOpHandler())
+register_handler(_np_ops.GetItem, GetItemOpHandler())
 register_handler(_nn.Softmax, SoftmaxOpHandler())
 register_handler(_nn.LogSoftmax, SoftmaxOpHandler())

@@ -1,0 +1,295 @@
+"""A plain functional view of any Keras model built from a functional graph.
+
+The dependency graph and the surgeon read one thing: a plain
+``keras.Model(inputs, outputs)`` whose nodes are layers with handlers, keras
+ops and nested plain functional models. Users hold more than that:
+
+- keras-hub ``Backbone`` and task models (``ImageClassifier``) and any
+  ``keras.Model`` subclass built functionally in ``__init__``: their
+  ``get_config()`` holds constructor arguments, not a graph;
+- such models nested as one layer of another model (``f = backbone(x)``);
+- *composite* layers: a layer without a handler whose ``call`` only composes
+  other Keras layers and ``keras.ops`` (keras-hub's MBConv / FusedMBConv /
+  DepthwiseConvBlock / HGNetV2 blocks, users' own blocks).
+
+``functional_view(model)`` returns such a plain model computing the same
+function. When the model already is one it is returned unchanged (no copy);
+a functional subclass without composite layers gets a zero-copy view over its
+own graph; otherwise the graph is traced again on fresh ``keras.Input``s with
+copies of the layers (the user's layers are never called, so they gain no
+nodes) and every composite layer's ``call`` is run on the symbolic tensors,
+so its sub-layers and ops become nodes of the view. The traced view is
+checked against the original on a random batch before it is used.
+
+Example:
+    >>> inp = keras.Input((8, 8, 3))
+    >>> m = keras.Model(inp, keras.layers.Conv2D(4, 3)(inp))
+    >>> functional_view(m) is m
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import keras
+import numpy as np
+
+from .handlers.registry import get_handler
+
+__all__ = ["functional_view", "is_plain_functional", "composite_reason"]
+
+_MAX_PASSES = 8
+
+
+def _functional_cls():
+    from keras.src.models.functional import Functional
+    return Functional
+
+
+def _is_graph_model(op) -> bool:
+    """A model with a functional graph (Functional, subclass or Sequential)."""
+    return isinstance(op, keras.Model) and (
+        isinstance(op, keras.Sequential) or hasattr(op, "_nodes_by_depth"))
+
+
+def _graph_of(model):
+    if isinstance(model, keras.Sequential):
+        fn = getattr(model, "_functional", None)
+        if fn is None:
+            raise TypeError(
+                f"Sequential model '{model.name}' has no defined input, so it has "
+                "no graph to analyse. Way out: start it with keras.Input(shape) "
+                "(or build it), or convert it to a functional model.")
+        return fn
+    if _is_graph_model(model):
+        return model
+    raise TypeError(
+        f"Model '{getattr(model, 'name', model)}' of class {type(model).__name__} "
+        "is not built from a functional graph: a model whose call() is plain "
+        "Python has no inspectable graph. Way out: build it functionally "
+        "(keras.Model(inputs, outputs), or a subclass that calls "
+        "super().__init__(inputs, outputs)), or a Sequential model with an Input.")
+
+
+def _sublayers(layer):
+    return [x for x in layer._flatten_layers(include_self=False, recursive=False)]
+
+
+def _own_weights(layer):
+    """Weights created by ``layer`` itself, not by one of its sub-layers."""
+    inner = {id(w) for sub in _sublayers(layer) for w in sub.weights}
+    return [w for w in layer.weights if id(w) not in inner]
+
+
+def composite_reason(layer) -> Optional[str]:
+    """Why ``layer`` cannot be inlined as a composite, or None when it can.
+
+    A layer is a composite when it has no handler, is not a model, and owns
+    sub-layers; it can be inlined when every weight it uses belongs to a
+    sub-layer (its ``call`` then only composes layers and ops).
+    """
+    if not _sublayers(layer):
+        return "it has no sub-layers to inline"
+    own = _own_weights(layer)
+    if own:
+        return (f"it owns weights of its own ({own[0].path!r}) that its call uses "
+                "directly, so it cannot be inlined")
+    return None
+
+
+def _is_composite(op) -> bool:
+    return (isinstance(op, keras.layers.Layer) and not isinstance(op, keras.Model)
+            and not isinstance(op, keras.layers.InputLayer)
+            and get_handler(op) is None and composite_reason(op) is None)
+
+
+def _node_ops(fn):
+    for depth in fn._nodes_by_depth:
+        for node in fn._nodes_by_depth[depth]:
+            yield node, node.operation
+
+
+def is_plain_functional(model) -> bool:
+    """True when the graph and surgeon can use ``model`` as it is."""
+    fn = _graph_of(model)
+    if isinstance(model, keras.Sequential):
+        pass
+    elif type(model) is not _functional_cls():
+        return False
+    for _, op in _node_ops(fn):
+        if isinstance(op, keras.layers.InputLayer):
+            continue
+        if _is_graph_model(op):
+            if not is_plain_functional(op):
+                return False
+        elif _is_composite(op):
+            return False
+    return True
+
+
+def _has_composite(fn) -> bool:
+    for _, op in _node_ops(fn):
+        if _is_graph_model(op):
+            if _has_composite(_graph_of(op)):
+                return True
+        elif _is_composite(op):
+            return True
+    return False
+
+
+def _has_non_plain_nested(fn) -> bool:
+    for _, op in _node_ops(fn):
+        if _is_graph_model(op) and not is_plain_functional(op):
+            return True
+    return False
+
+
+class _Tracer:
+    """Runs a functional graph again on new tensors (copies or reuses layers)."""
+
+    def __init__(self, clone: bool):
+        self.clone = clone
+        self.copies: Dict[int, object] = {}
+        self.inlined = 0
+
+    def _copy(self, op):
+        new = self.copies.get(id(op))
+        if new is None:
+            new = op.__class__.from_config(op.get_config())
+            self.copies[id(op)] = new
+        return new
+
+    def _call(self, op, args, kwargs):
+        if isinstance(op, keras.layers.Layer) and self.clone:
+            new = self._copy(op)
+            first = not new.built
+            outs = new(*args, **kwargs)
+            if first and op.weights:
+                new.set_weights(op.get_weights())
+            return new, outs
+        return op, op(*args, **kwargs)
+
+    def _nested(self, op):
+        sub = self.copies.get(id(op))
+        if sub is None:
+            sub = self.copies[id(op)] = self.model(op)
+        return sub
+
+    def _unique_names(self, fn):
+        """Rename sub-layers of composites that would clash once inlined."""
+        seen = set()
+        composites = []
+        for _, op in _node_ops(fn):
+            if _is_composite(op) and not self.clone:
+                composites.append(op)
+            else:
+                seen.add(op.name)
+        for op in composites:
+            for sub in op._flatten_layers(include_self=False, recursive=True):
+                if sub.name in seen:
+                    sub.name = f"{op.name}_{sub.name}"
+                seen.add(sub.name)
+
+    def model(self, model, inputs=None):
+        """A plain Functional equal to ``model`` (optionally on ``inputs``)."""
+        fn = _graph_of(model)
+        self._unique_names(fn)
+        old_inputs = keras.tree.flatten(fn.inputs)
+        if inputs is None:
+            inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
+                                  name=t._keras_history[0].name) for t in old_inputs]
+        tmap = {id(t): n for t, n in zip(old_inputs, inputs)}
+        for depth in sorted(fn._nodes_by_depth, reverse=True):
+            for node in fn._nodes_by_depth[depth]:
+                op = node.operation
+                if isinstance(op, keras.layers.InputLayer):
+                    continue
+                args, kwargs = node.arguments.fill_in(tmap)
+                if _is_graph_model(op):
+                    if is_plain_functional(op) and not self.clone:
+                        outs = op(*args, **kwargs)
+                    else:
+                        outs = self._nested(op)(*args, **kwargs)
+                elif _is_composite(op) and not self.clone:
+                    self.inlined += 1
+                    outs = op.call(*args, **kwargs)
+                else:
+                    _, outs = self._call(op, args, kwargs)
+                flat = keras.tree.flatten(outs)
+                if len(flat) != len(node.outputs):
+                    raise ValueError(
+                        f"Layer '{op.name}' returned {len(flat)} tensors when traced "
+                        f"again, but {len(node.outputs)} in the model; it cannot be "
+                        "analysed (its call depends on more than its inputs).")
+                for t, n in zip(node.outputs, flat):
+                    tmap[id(t)] = n
+        outputs = keras.tree.map_structure(lambda t: tmap[id(t)], fn.outputs)
+        return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
+                           name=model.name)
+
+
+def _probe_inputs(model, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = []
+    for t in keras.tree.flatten(model.inputs):
+        if "float" not in str(t.dtype):
+            return None
+        shape = [2] + [32 if d is None else int(d) for d in t.shape[1:]]
+        xs.append(rng.standard_normal(shape).astype("float32"))
+    return xs
+
+
+def _check_same(model, view):
+    xs = _probe_inputs(model)
+    if xs is None:
+        return
+    arg = xs if len(xs) > 1 else xs[0]
+    try:
+        a = keras.tree.flatten(model(arg, training=False))
+    except Exception:   # a fixed-size input we guessed wrong: nothing to compare
+        return
+    b = keras.tree.flatten(view(arg, training=False))
+    for x, y in zip(a, b):
+        x = keras.ops.convert_to_numpy(x)
+        y = keras.ops.convert_to_numpy(y)
+        scale = max(1.0, float(np.max(np.abs(x))))
+        if x.shape != y.shape or float(np.max(np.abs(x - y))) > 1e-4 * scale:
+            raise RuntimeError(
+                f"Internal error: the functional view of model '{model.name}' does "
+                "not compute the same outputs as the model (a composite layer's "
+                "call depends on more than its inputs?). Way out: register a "
+                "handler for its composite layers (docs/custom_layers.md).")
+
+
+def functional_view(model, check: bool = True):
+    """A plain functional ``keras.Model`` computing what ``model`` computes.
+
+    Args:
+        model: a functional / Sequential / functional-subclass model
+            (keras-hub ``Backbone``, ``ImageClassifier`` ...).
+        check: compare a traced view against ``model`` on a random batch.
+
+    Returns:
+        ``model`` itself when it is already plain; a zero-copy view over its
+        graph for a functional subclass without composite layers; else a
+        traced copy (the layers are copies with the same weights; composite
+        layers are inlined). The user's model and layers are never modified.
+    """
+    fn = _graph_of(model)
+    if is_plain_functional(model):
+        return model
+    if not _has_composite(fn) and not _has_non_plain_nested(fn):
+        return keras.Model(fn.inputs, fn.outputs, name=model.name)
+    view = _Tracer(clone=True).model(model)
+    for _ in range(_MAX_PASSES):
+        if not _has_composite(view):
+            break
+        view = _Tracer(clone=False).model(view)
+    else:
+        raise ValueError(
+            f"Model '{model.name}': composite layers nest deeper than "
+            f"{_MAX_PASSES} levels; register handlers for them instead.")
+    if check:
+        _check_same(model, view)
+    return view
