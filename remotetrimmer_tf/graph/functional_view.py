@@ -123,7 +123,7 @@ def is_plain_functional(model) -> bool:
         if _is_graph_model(op):
             if not is_plain_functional(op):
                 return False
-        elif _is_composite(op):
+        elif _is_composite(op) or _bad_identity(op):
             return False
     return True
 
@@ -135,6 +135,26 @@ def _has_composite(fn) -> bool:
                 return True
         elif _is_composite(op):
             return True
+    return False
+
+
+def _has_identity(fn) -> bool:
+    for _, op in _node_ops(fn):
+        if _is_graph_model(op):
+            if _has_identity(_graph_of(op)):
+                return True
+        elif _bad_identity(op):
+            return True
+    return False
+
+
+def _bad_identity(op) -> bool:
+    if type(op) is not keras.layers.Identity:
+        return False
+    try:
+        op.get_config()
+    except NotImplementedError:
+        return True
     return False
 
 
@@ -156,11 +176,31 @@ class _Tracer:
     def _copy(self, op):
         new = self.copies.get(id(op))
         if new is None:
-            new = op.__class__.from_config(op.get_config())
+            try:
+                new = op.__class__.from_config(op.get_config())
+            except Exception as err:
+                raise ValueError(
+                    f"Layer '{op.name}' ({type(op).__name__}) cannot be copied from "
+                    f"its config ({type(err).__name__}: {str(err).strip()[:120]}), so "
+                    "the model cannot be rebuilt thinner. Way out: give the layer a "
+                    "get_config() that from_config() accepts, or register a handler "
+                    "for the layer that contains it.") from None
             self.copies[id(op)] = new
         return new
 
+    def _plain_identity(self, op):
+        """keras-hub builds Identity(dtype=<DTypePolicy>), whose get_config()
+        raises: use an equivalent Identity that serialises."""
+        if not _bad_identity(op):
+            return op
+        new = self.copies.get(("identity", id(op)))
+        if new is None:
+            new = keras.layers.Identity(name=op.name, dtype=op.dtype_policy.name)
+            self.copies[("identity", id(op))] = new
+        return new
+
     def _call(self, op, args, kwargs):
+        op = self._plain_identity(op)
         if isinstance(op, keras.layers.Layer) and self.clone:
             new = self._copy(op)
             first = not new.built
@@ -283,7 +323,7 @@ def functional_view(model, check: bool = True):
         return keras.Model(fn.inputs, fn.outputs, name=model.name)
     view = _Tracer(clone=True).model(model)
     for _ in range(_MAX_PASSES):
-        if not _has_composite(view):
+        if not _has_composite(view) and not _has_identity(view):
             break
         view = _Tracer(clone=False).model(view)
     else:

@@ -5,12 +5,21 @@ from __future__ import annotations
 import numpy as np
 from keras import layers
 
+from .activations import activation_problem
 from .registry import LayerHandler, register_handler
 
 
 def _channels_last(node):
     fmt = getattr(node.layer, "data_format", "channels_last")
     return fmt in (None, "channels_last")
+
+
+def _freeze_if_mixing(node, ctx, m):
+    """A channel-mixing or unknown ``activation=`` freezes the layer's output."""
+    why = activation_problem(node.name, getattr(node.layer, "activation", None))
+    if why:
+        ctx.freeze(m, why)
+    return m
 
 
 class ConvHandler(LayerHandler):
@@ -28,22 +37,33 @@ class ConvHandler(LayerHandler):
                               f"layer '{node.name}' uses data_format='channels_first'")]
         if groups != 1 and groups == m.shape[0] == node.out_channels(0):
             ctx.channelwise(node, m)       # depthwise written as Conv(groups=C)
-            return [m]
-        if groups != 1:
-            why = f"grouped convolution '{node.name}' (groups={groups})"
-            ctx.freeze(m, why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+            return [_freeze_if_mixing(node, ctx, m)]
         ctx.consumer(node, m)
         out = ctx.fresh(node, node.out_channels(0))
+        if groups != 1:
+            # grouped convolution: every group keeps the same local channels
+            # (channel j of each group is removed together), groups stays G
+            kin, kout = m.shape[0] // groups, out.shape[0] // groups
+            for g in range(1, groups):
+                ctx.couple(m[g * kin:(g + 1) * kin], m[:kin])
+                ctx.couple(out[g * kout:(g + 1) * kout], out[:kout])
         ctx.producer(node, out)
-        return [out]
+        return [_freeze_if_mixing(node, ctx, out)]
 
     def prune(self, layer, config, weights, in_masks, out_masks):
         mi, mo = in_masks[0], out_masks[0]
         groups = int(config.get("groups", 1) or 1)
-        if groups != 1:    # depthwise-as-grouped: kernel (*k, 1, C)
+        if groups != 1 and weights[0].shape[-2] == 1 and \
+                mi.shape[0] == mo.shape[0] == groups:
+            # depthwise-as-grouped: kernel (*k, 1, C)
             config["groups"] = int(mo.sum())
             kernel = weights[0][..., mo]
+        elif groups != 1:  # kernel (*k, Cin / G, Cout): the local kept inputs
+            local = mi.reshape(groups, -1)
+            if not (local == local[:1]).all():
+                raise ValueError(f"grouped convolution '{layer.name}': the groups "
+                                 "keep different input channels.")
+            kernel = weights[0][..., local[0], :][..., mo]
         else:
             kernel = weights[0][..., mi, :][..., mo]
         new = [kernel] + [w[..., mo] for w in weights[1:]]
@@ -92,7 +112,7 @@ class DepthwiseConvHandler(LayerHandler):
             why = f"depthwise layer '{node.name}' has depth_multiplier={mult} > 1"
         else:
             ctx.channelwise(node, m)
-            return [m]
+            return [_freeze_if_mixing(node, ctx, m)]
         ctx.freeze(m, why)
         return [ctx.fresh(node, node.out_channels(0), frozen=why)]
 

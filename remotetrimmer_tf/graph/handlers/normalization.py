@@ -63,6 +63,34 @@ class AxisChannelwiseHandler(ChannelwiseHandler):
         return None
 
 
+class LayerNormHandler(AxisChannelwiseHandler):
+    """LayerNormalization / RMSNormalization over the channel axis.
+
+    Removing channels changes the mean / mean square the layer divides by, so
+    pruning through it is an approximation: refused (the channels are frozen)
+    unless the user allows it with ``approximate=("layernorm",)``, and then
+    the group is marked ``approximate``.
+    """
+
+    def propagate(self, node, ctx):
+        why = self.check(node)
+        m = node.in_maps[0]
+        if why is None:
+            kind = type(node.layer).__name__
+            note = (f"{kind} '{node.name}' normalises over the channels: removing "
+                    "channels changes its statistics")
+            if not ctx.allows("layernorm"):
+                why = note + " (allow with approximate=('layernorm',))"
+            else:
+                ctx.approximate(m, note)
+        if why:
+            ctx.freeze(m, why)
+            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        if node.layer.weights:
+            ctx.channelwise(node, m)
+        return [m]
+
+
 class NormalizationHandler(AxisChannelwiseHandler):
     """keras.layers.Normalization: mean/variance per channel."""
 
@@ -96,7 +124,9 @@ class GroupNormHandler(ChannelwiseHandler):
 
 
 register_handler(layers.BatchNormalization, AxisChannelwiseHandler())
-register_handler(layers.LayerNormalization, AxisChannelwiseHandler())
+register_handler(layers.LayerNormalization, LayerNormHandler())
+if hasattr(layers, "RMSNormalization"):
+    register_handler(layers.RMSNormalization, LayerNormHandler())
 register_handler(layers.Normalization, NormalizationHandler())
 register_handler(layers.PReLU, PReLUHandler())
 register_handler(layers.GroupNormalization, GroupNormHandler())

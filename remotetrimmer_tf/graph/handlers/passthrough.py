@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from keras import layers
 
+from .activations import activation_problem
 from .registry import LayerHandler, register_handler
 
 
@@ -14,6 +15,17 @@ class PassThroughHandler(LayerHandler):
         fmt = getattr(node.layer, "data_format", None)
         if fmt == "channels_first":
             why = f"layer '{node.name}' uses data_format='channels_first'"
+            ctx.freeze(node.in_maps[0], why)
+            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return [node.in_maps[0]]
+
+
+class ActivationHandler(PassThroughHandler):
+    """``Activation(fn)``: channel-wise only when ``fn`` is (see activations.py)."""
+
+    def propagate(self, node, ctx):
+        why = activation_problem(node.name, node.layer.activation)
+        if why:
             ctx.freeze(node.in_maps[0], why)
             return [ctx.fresh(node, node.out_channels(0), frozen=why)]
         return [node.in_maps[0]]
@@ -34,7 +46,7 @@ class SoftmaxHandler(LayerHandler):
 
 
 _PASS = [
-    "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU",
+    "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
     "Identity", "Masking",
@@ -54,5 +66,6 @@ for _n in _PASS:
     _c = getattr(layers, _n, None)
     if _c is not None:
         register_handler(_c, PassThroughHandler())
+register_handler(layers.Activation, ActivationHandler())
 register_handler(layers.Softmax, SoftmaxHandler())
 register_handler("keras.src.applications.convnext.StochasticDepth", PassThroughHandler())
