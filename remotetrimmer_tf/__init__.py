@@ -36,6 +36,8 @@ _EXPORTS = {
     "Member": "remotetrimmer_tf.graph",
     "LayerHandler": "remotetrimmer_tf.graph",
     "register_handler": "remotetrimmer_tf.graph",
+    "register_activation": "remotetrimmer_tf.graph",
+    "functional_view": "remotetrimmer_tf.graph",
     "prune_channels": "remotetrimmer_tf.surgeon",
     "count_macs": "remotetrimmer_tf.metrics",
     "count_params": "remotetrimmer_tf.metrics",

@@ -50,16 +50,28 @@ def _layer_macs(layer, in_shape, out_shape):
 
 
 def _graph_of(model):
-    from .graph.dependency_graph import _functional_of
-    return _functional_of(model)
+    from .graph.functional_view import _graph_of as graph_of, functional_view
+    return graph_of(functional_view(model, check=False))
+
+
+def _uncounted(layer):
+    """A layer whose MACs this module cannot know: no handler, and a kernel
+    (a weight of rank >= 2) it multiplies with in ways only its call knows."""
+    from .graph.handlers.registry import get_handler
+    if get_handler(layer) is not None:
+        return False
+    return any(len(w.shape) >= 2 for w in layer.weights)
 
 
 def count_macs(model) -> int:
     """Conv + dense multiply-accumulates for one input at the model's input shape.
 
     Args:
-        model: a functional or Sequential-with-Input Keras model (nested
-            functional sub-models are counted once per call).
+        model: a functional or Sequential-with-Input Keras model, a keras-hub
+            Backbone / task or any functional subclass (nested sub-models are
+            counted once per call; composite layers through the layers they
+            are made of). A layer it cannot count (no handler, but a kernel)
+            raises instead of counting 0.
 
     Returns:
         int: MACs for a batch of one.
@@ -82,6 +94,11 @@ def count_macs(model) -> int:
                 continue
             if not isinstance(op, keras.layers.Layer):
                 continue
+            if _uncounted(op):
+                raise ValueError(
+                    f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
+                    "kernel but no handler, so its multiply-accumulates are unknown. "
+                    "Way out: register a handler for it (docs/custom_layers.md).")
             ins = node.arguments.keras_tensors
             if not ins or not node.outputs:
                 continue

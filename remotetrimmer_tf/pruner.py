@@ -5,6 +5,7 @@ Flow: (``cap`` only: collect attention → fold the SE gates into the BNs) →
 → ``prune_channels``. The input model is never modified.
 """
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -83,6 +84,20 @@ class Pruner:
         max_ratio: Global scope: the most any group may lose
             (default ``max(0.9, ratio)``).
         loss: Loss for ``taylor`` (default sparse CE from logits).
+        unknown: A layer type without a handler: ``"error"`` (default) raises
+            naming it; ``"freeze"`` leaves the channels around it unpruned.
+        approximate: Kinds of non-exact pruning the user allows, e.g.
+            ``("layernorm",)`` to prune through LayerNormalization /
+            RMSNormalization over the channels (their statistics change, so
+            the pruned model is not equivalent even for dead channels). Such
+            groups are listed in ``approximate_groups`` and marked in
+            ``summary()``, and a warning says so. Default: none (those groups
+            are frozen).
+
+    Models: functional, Sequential, keras-hub ``Backbone`` / task models
+    (``preprocessor=None``), functional subclasses, nested backbones and
+    composite layers (see ``graph.functional_view``); a model that is not
+    plain functional is pruned into a plain functional ``keras.Model``.
 
     Attributes (after ``plan``): ``graph``, ``scores`` (``{group: scores}``),
     ``skipped`` (``{group: reason}`` for groups left whole), ``attention``,
@@ -99,7 +114,7 @@ class Pruner:
     def __init__(self, model, importance="cap", ratio=0.7, scope="local",
                  round_to=1, min_channels=1, ignore=(), reduction="mean", seed=0,
                  attention=None, steps=None, max_ratio=None, loss=None,
-                 round_mode="up"):
+                 round_mode="up", unknown="error", approximate=()):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
         self.model = model
@@ -126,12 +141,27 @@ class Pruner:
         self.round_mode = round_mode
         if isinstance(ignore, str):
             ignore = (ignore,)
-        names = {layer.name for layer in model.layers}
-        missing = [n for n in ignore if n.split("/")[0] not in names]
-        if missing:
-            raise ValueError(
-                f"Pruner: ignore names layers not in model {model.name!r}: {missing}.")
         self.ignore = tuple(ignore)
+        from remotetrimmer_tf.graph.functional_view import is_plain_functional
+        try:
+            plain = is_plain_functional(model)
+        except TypeError as err:
+            raise TypeError(f"Pruner: {err}") from None
+        if plain:     # others are checked against their functional view in plan()
+            names = {layer.name for layer in model.layers}
+            missing = [n for n in self.ignore if n.split("/")[0] not in names]
+            if missing:
+                raise ValueError(f"Pruner: ignore names layers not in model "
+                                 f"{model.name!r}: {missing}.")
+        if unknown not in ("error", "freeze"):
+            raise ValueError(f"Pruner: unknown must be 'error' or 'freeze', got {unknown!r}.")
+        self.unknown = unknown
+        from remotetrimmer_tf.graph.dependency_graph import _check_approximate
+        try:
+            self.approximate = _check_approximate(approximate)
+        except ValueError as err:
+            raise ValueError(f"Pruner: {err}") from None
+        self.approximate_groups = {}
         if not callable(reduction) and reduction not in REDUCTIONS:
             raise ValueError(f"Pruner: unknown reduction {reduction!r}; use one of "
                              f"{sorted(REDUCTIONS)} or a callable.")
@@ -185,7 +215,9 @@ class Pruner:
         from remotetrimmer_tf.graph import DependencyGraph
 
         target = self._target(data)
-        self.graph = graph = DependencyGraph(target)
+        self.graph = graph = DependencyGraph(target, unknown=self.unknown,
+                                             approximate=self.approximate)
+        target = graph.model          # the plain functional model analysed
         # after folding, CAP is |γ'| of the folded BNs (= |γ|·s̄)
         score_fn = get_importance("slim") if self._is_cap else self.importance
         ctx = {"reduction": self.reduction, "seed": self.seed, "data": data,
@@ -193,7 +225,7 @@ class Pruner:
         if self.steps is not None:
             ctx["steps"] = self.steps
         self.scores, self.skipped = {}, {}
-        ignored = set(self.ignore)
+        ignored = self._ignored_layers(graph)
         for group in graph.groups:
             if not group.prunable:
                 continue
@@ -220,15 +252,56 @@ class Pruner:
                     f"group {group.index} (layers {group.layers[:4]}).")
             self.scores[group.index] = scores
         if not self.scores:
-            reasons = sorted(set(self.skipped.values()))[:3]
-            raise ValueError(
-                f"Pruner: no channel group of model {target.name!r} could be scored "
-                f"with importance {self.importance_name!r} ({reasons}). For 'slim'/'cap' "
-                "the model needs BatchNormalization layers; try importance='l1'.")
+            raise ValueError(self._nothing_scored(graph, target))
+        self.approximate_groups = {
+            gi: graph.groups[gi].approximate for gi in self.scores
+            if graph.groups[gi].approximate}
         keep = self._keep_local() if self.scope == "local" else self._keep_global()
         sizes = {g.index: g.size for g in graph.groups}
         self._keep = {gi: idx for gi, idx in keep.items() if len(idx) < sizes[gi]}
+        approx = sorted(gi for gi in self._keep if gi in self.approximate_groups)
+        if approx:
+            warnings.warn(
+                f"Pruner: {len(approx)} group(s) are pruned only approximately "
+                f"(approximate={self.approximate}): {self.approximate_groups[approx[0]]}"
+                "; the pruned model is not equivalent to the original even for "
+                "dead channels, so fine-tune it.", stacklevel=2)
         return dict(self._keep)
+
+    def _ignored_layers(self, graph):
+        """``ignore`` as analysed layer names (composites: their sub-layers)."""
+        from remotetrimmer_tf.graph import inlined_layers
+        names = set(graph._b.nodes)
+        inlined = inlined_layers(graph.model)
+        out, missing = set(), []
+        for name in self.ignore:
+            if name in names:
+                out.add(name)
+            elif name in inlined:
+                out.update(inlined[name])
+            else:
+                missing.append(name)
+        if missing:
+            raise ValueError(
+                f"Pruner: ignore names layers not in model {graph.model.name!r}: "
+                f"{missing}. Use names from DependencyGraph(model).groups[i].layers "
+                "(nested models as 'outer/inner').")
+        return out
+
+    def _nothing_scored(self, graph, target):
+        why = sorted(set(self.skipped.values()))[:3]
+        frozen = sorted({g.reason for g in graph.groups if not g.prunable and g.reason
+                         and not g.reason.startswith(("model input", "model output"))})
+        if not why and frozen:
+            why = frozen[:3]
+        if not why:
+            why = ["every group touches a model input or output"]
+        hint = ""
+        if self.importance_name in ("slim", "cap"):
+            hint = (" For 'slim'/'cap' the channels need BatchNormalization layers; "
+                    "use importance='l1' for a model without them.")
+        return (f"Pruner: no channel group of model {target.name!r} could be scored "
+                f"with importance {self.importance_name!r}: {'; '.join(why)}.{hint}")
 
     @staticmethod
     def _top(scores, n):
@@ -289,8 +362,7 @@ class Pruner:
         """
         keep = self.plan(data)
         from remotetrimmer_tf.surgeon import prune_channels
-        target = self.folded_model if self._is_cap else self.model
-        return prune_channels(target, keep, graph=self.graph)
+        return prune_channels(self.graph.model, keep, graph=self.graph)
 
     def summary(self):
         """``[{group, layers, size, kept}]`` of the last plan."""
@@ -301,5 +373,6 @@ class Pruner:
             if g.index in self.scores or g.index in self.skipped:
                 kept = len(self._keep.get(g.index, range(g.size)))
                 out.append({"group": g.index, "layers": list(g.layers), "size": g.size,
-                            "kept": kept, "skipped": self.skipped.get(g.index)})
+                            "kept": kept, "skipped": self.skipped.get(g.index),
+                            "approximate": g.approximate})
         return out

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from typing import Dict, Optional
 
 import keras
@@ -37,7 +38,7 @@ import numpy as np
 
 from .handlers.registry import get_handler
 
-__all__ = ["functional_view", "is_plain_functional", "composite_reason"]
+__all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers"]
 
 _MAX_PASSES = 8
 
@@ -171,7 +172,7 @@ class _Tracer:
     def __init__(self, clone: bool):
         self.clone = clone
         self.copies: Dict[int, object] = {}
-        self.inlined = 0
+        self.inlined: Dict[str, list] = {}   # composite name -> sub-layer names
 
     def _copy(self, op):
         new = self.copies.get(id(op))
@@ -252,7 +253,9 @@ class _Tracer:
                     else:
                         outs = self._nested(op)(*args, **kwargs)
                 elif _is_composite(op) and not self.clone:
-                    self.inlined += 1
+                    self.inlined[op.name] = [
+                        x.name for x in op._flatten_layers(include_self=False,
+                                                           recursive=True)]
                     outs = op.call(*args, **kwargs)
                 else:
                     _, outs = self._call(op, args, kwargs)
@@ -322,14 +325,27 @@ def functional_view(model, check: bool = True):
     if not _has_composite(fn) and not _has_non_plain_nested(fn):
         return keras.Model(fn.inputs, fn.outputs, name=model.name)
     view = _Tracer(clone=True).model(model)
+    inlined: Dict[str, list] = {}
     for _ in range(_MAX_PASSES):
         if not _has_composite(view) and not _has_identity(view):
             break
-        view = _Tracer(clone=False).model(view)
+        tracer = _Tracer(clone=False)
+        view = tracer.model(view)
+        for name, subs in tracer.inlined.items():
+            inlined.setdefault(name, []).extend(subs)
     else:
         raise ValueError(
             f"Model '{model.name}': composite layers nest deeper than "
             f"{_MAX_PASSES} levels; register handlers for them instead.")
     if check:
         _check_same(model, view)
+    _INLINED[view] = inlined
     return view
+
+
+_INLINED = weakref.WeakKeyDictionary()
+
+
+def inlined_layers(view) -> Dict[str, list]:
+    """``{composite layer name: names of the layers it was inlined into}``."""
+    return dict(_INLINED.get(view, {}))
