@@ -257,6 +257,7 @@ class Pruner:
             gi: graph.groups[gi].approximate for gi in self.scores
             if graph.groups[gi].approximate}
         keep = self._keep_local() if self.scope == "local" else self._keep_global()
+        keep = {gi: self._cover_sections(graph, gi, idx) for gi, idx in keep.items()}
         sizes = {g.index: g.size for g in graph.groups}
         self._keep = {gi: idx for gi, idx in keep.items() if len(idx) < sizes[gi]}
         approx = sorted(gi for gi in self._keep if gi in self.approximate_groups)
@@ -267,6 +268,26 @@ class Pruner:
                 "; the pruned model is not equivalent to the original even for "
                 "dead channels, so fine-tune it.", stacklevel=2)
         return dict(self._keep)
+
+    def _cover_sections(self, graph, gi, kept):
+        """Keep at least one channel of every section of the group (a split's
+        outputs...), swapping in each empty section's best channel for the
+        lowest-scoring kept channel that no section needs."""
+        sections = graph.sections(gi)
+        if not sections:
+            return kept
+        scores = self.scores[gi]
+        kept = set(int(i) for i in kept)
+        for sec in sections:
+            if kept.intersection(sec.tolist()):
+                continue
+            kept.add(int(sec[np.argmax(scores[sec])]))
+            needed = {int(next(iter(kept.intersection(x.tolist()))))
+                      for x in sections if len(kept.intersection(x.tolist())) == 1}
+            spare = [i for i in kept if i not in needed]
+            if spare:
+                kept.discard(min(spare, key=lambda i: (scores[i], i)))
+        return np.array(sorted(kept), dtype=np.int64)
 
     def _ignored_layers(self, graph):
         """``ignore`` as analysed layer names (composites: their sub-layers)."""

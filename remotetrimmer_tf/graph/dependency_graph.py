@@ -501,6 +501,29 @@ class DependencyGraph:
             kept[self._group_classes[gi][drop]] = False
         return kept
 
+    def sections(self, index: int) -> List[np.ndarray]:
+        """Parts of group ``index`` that a tensor carries without the rest.
+
+        A split along the channels, one input of a concatenation coupled to a
+        wider tensor...: each part is a sorted array of the group's channel
+        positions; a plan must keep at least one channel of every part (the
+        surgeon refuses to empty a tensor).
+        """
+        if not hasattr(self, "_sections"):
+            found: List[dict] = [dict() for _ in self.groups]
+            for info in self._b.nodes.values():
+                for m in list(info["in_maps"]) + list(info["out_maps"]):
+                    if m is None or not len(m):
+                        continue
+                    c = self._atom_class[m]
+                    gs = self._cls_group[c]
+                    for g in np.unique(gs).tolist():
+                        pos = np.unique(self._cls_pos[c[gs == g]])
+                        if pos.shape[0] < self.groups[g].size:
+                            found[g].setdefault(pos.tobytes(), pos)
+            self._sections = [list(d.values()) for d in found]
+        return list(self._sections[index])
+
     def mask_of(self, m, kept_channels) -> np.ndarray:
         """Kept positions of a tensor with channel map ``m``."""
         return kept_channels[self._atom_class[m]]

@@ -272,6 +272,17 @@ class _Tracer:
                            name=model.name)
 
 
+def _refuse_preprocessor(model):
+    """keras-hub tasks run a preprocessor outside their graph: refuse it."""
+    if getattr(model, "preprocessor", None) is not None:
+        raise ValueError(
+            f"Model '{model.name}' ({type(model).__name__}) has a preprocessor "
+            "attached; it runs outside the model's graph, so a pruned model "
+            "would silently lose it. Way out: build the task with "
+            "preprocessor=None (apply the preprocessor to the data yourself), "
+            "or prune its backbone.")
+
+
 def _probe_inputs(model, seed=0):
     rng = np.random.default_rng(seed)
     xs = []
@@ -320,6 +331,7 @@ def functional_view(model, check: bool = True):
         layers are inlined). The user's model and layers are never modified.
     """
     fn = _graph_of(model)
+    _refuse_preprocessor(model)
     if is_plain_functional(model):
         return model
     if not _has_composite(fn) and not _has_non_plain_nested(fn):

@@ -26,6 +26,9 @@ class SqueezeExciteHandler(LayerHandler):
         ctx.channelwise(node, channels)   # per-channel parameters, same channels
         return [channels]                 # the output carries the input's channels
 
+    def input_channel_axes(self, layer):
+        return {0: 0}                     # W1 (C, h) reads the squeezed channels
+
     def prune(self, layer, config, weights, in_masks, out_masks):
         keep = in_masks[0]
         w1, b1, w2, b2 = weights          # (C, h), (h,), (h, C), (C,)

@@ -27,6 +27,9 @@ class ConvHandler(LayerHandler):
 
     units_key = "filters"
 
+    def input_channel_axes(self, layer):
+        return {0: -2}          # kernel (*k, in / groups, out) or (in, out)
+
     def propagate(self, node, ctx):
         (m,) = node.in_maps[:1]
         layer = node.layer
@@ -78,6 +81,9 @@ class DenseHandler(ConvHandler):
 class ConvTransposeHandler(ConvHandler):
     """Conv*Transpose: kernel ``(*k, out, in)``."""
 
+    def input_channel_axes(self, layer):
+        return {0: -1}
+
     def prune(self, layer, config, weights, in_masks, out_masks):
         mi, mo = in_masks[0], out_masks[0]
         kernel = weights[0][..., mi][..., mo, :]
@@ -88,6 +94,9 @@ class ConvTransposeHandler(ConvHandler):
 
 class SeparableConvHandler(ConvHandler):
     """SeparableConv*: depthwise ``(*k, in, mult)``, pointwise ``(*1, in*mult, out)``."""
+
+    def input_channel_axes(self, layer):
+        return {0: -2}
 
     def prune(self, layer, config, weights, in_masks, out_masks):
         mi, mo = in_masks[0], out_masks[0]

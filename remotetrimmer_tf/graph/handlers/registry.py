@@ -49,6 +49,15 @@ class LayerHandler:
         """
         raise NotImplementedError
 
+    def input_channel_axes(self, layer) -> Dict[int, int]:
+        """``{weight index: axis}`` of the weights that read input channels.
+
+        A channel ``c`` whose rows on these axes are zero in every layer that
+        reads it has no effect on the output; ``graph.silence_dropped`` uses
+        this to make exactly removable ("dead") channels. Default: none.
+        """
+        return {}
+
     def prune(self, layer, config: dict, weights: List[np.ndarray],
               in_masks: Sequence[np.ndarray], out_masks: Sequence[np.ndarray]
               ) -> Tuple[dict, List[np.ndarray]]:

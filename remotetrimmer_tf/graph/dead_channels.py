@@ -1,0 +1,81 @@
+"""Dead channels: the exactness check of any pruning plan.
+
+``silence_dropped(model, keep)`` returns a copy of the model in which every
+channel that ``keep`` removes is read by no layer: the weights of every
+member that reads it (each handler declares them with
+``input_channel_axes``) are zero on its rows. Removing such channels with
+``prune_channels`` must then leave the output unchanged, up to float
+rounding; where it does not, the graph mis-grouped a channel-mixing layer
+(or the group is marked ``approximate``). The coverage table, the property
+tests and the keras-hub tests all check pruning this way.
+
+Example:
+    >>> inp = keras.Input((4, 4, 3))
+    >>> x = keras.layers.Conv2D(6, 1, name="c1")(inp)
+    >>> m = keras.Model(inp, keras.layers.Conv2D(2, 1, name="c2")(x))
+    >>> g = DependencyGraph(m)
+    >>> keep = {1: [0, 2, 4]}
+    >>> quiet = silence_dropped(m, keep, graph=g)
+    >>> small = prune_channels(quiet, keep)
+    >>> x = np.ones((1, 4, 4, 3), "float32")
+    >>> bool(np.allclose(quiet(x), small(x), atol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .dependency_graph import DependencyGraph
+from .handlers.registry import get_handler
+
+__all__ = ["silence_dropped"]
+
+
+def _get_layer(model, name):
+    layer = model
+    for part in name.split("/"):
+        layer = layer.get_layer(part)
+    return layer
+
+
+def silence_dropped(model, keep: Dict[int, Sequence[int]],
+                    graph: Optional[DependencyGraph] = None):
+    """A copy of ``graph.model`` in which the channels ``keep`` drops are dead.
+
+    Args:
+        model: the model ``keep`` was planned for.
+        keep: ``{group index: kept indices}`` (e.g. ``Pruner.plan()``).
+        graph: its ``DependencyGraph`` (built when omitted).
+
+    Returns:
+        A new plain functional model with the same graph and layer names.
+    """
+    from ..surgeon import prune_channels
+    if graph is None:
+        graph = DependencyGraph(model)
+    graph.channel_mask(keep)                    # validates keep
+    copy = prune_channels(model, {}, graph=graph)    # an exact copy
+    for gi, idx in keep.items():
+        group = graph.groups[gi]
+        drop = np.setdiff1d(np.arange(group.size), np.asarray(idx, dtype=np.int64))
+        if not drop.size:
+            continue
+        for member in group.consumers + group.channelwise:
+            layer = _get_layer(copy, member.layer)
+            handler = get_handler(layer)
+            axes = handler.input_channel_axes(layer) if handler else {}
+            if not axes:
+                continue
+            rows = np.asarray(member.indices)[drop].reshape(-1)
+            rows = rows[rows >= 0]
+            weights = layer.get_weights()
+            for wi, axis in axes.items():
+                w = weights[wi]
+                sel = [slice(None)] * w.ndim
+                sel[axis] = np.unique(rows % w.shape[axis])
+                w[tuple(sel)] = 0
+            layer.set_weights(weights)
+    return copy
