@@ -36,7 +36,7 @@ setup(
         "ai-edge-litert",
     ],
     extras_require={
-        "test": ["pytest", "jax[cpu]", "matplotlib"],
+        "test": ["pytest", "jax[cpu]", "matplotlib", "keras-hub>=0.32"],
         "jax": ["jax"],
         "plot": ["matplotlib"],
         "qat": ["tensorflow-model-optimization", "tf_keras"],

@@ -38,6 +38,11 @@ def _custom_objects(model, out):
             out.setdefault(cls.__name__, cls)
         elif cls.__module__.startswith("keras.src.applications"):
             out.setdefault(cls.__name__, cls)
+        act = getattr(op, "activation", None)   # a user's activation function
+        if callable(act) and not (getattr(act, "__module__", "") or "").startswith("keras"):
+            name = getattr(act, "__name__", None)
+            if name:
+                out.setdefault(name, act)
         if isinstance(op, keras.Model):
             _custom_objects(op, out)
     return out
