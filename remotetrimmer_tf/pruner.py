@@ -215,8 +215,14 @@ class Pruner:
         from remotetrimmer_tf.graph import DependencyGraph
 
         target = self._target(data)
-        self.graph = graph = DependencyGraph(target, unknown=self.unknown,
-                                             approximate=self.approximate)
+        graph = self.graph
+        if graph is None or graph.source_model is not target:
+            graph = DependencyGraph(target, unknown=self.unknown,
+                                    approximate=self.approximate)
+        else:     # planning again: a traced view re-reads the model's weights
+            from remotetrimmer_tf.graph import functional_view
+            functional_view(target)
+        self.graph = graph
         target = graph.model          # the plain functional model analysed
         # after folding, CAP is |γ'| of the folded BNs (= |γ|·s̄)
         score_fn = get_importance("slim") if self._is_cap else self.importance

@@ -173,6 +173,7 @@ class _Tracer:
         self.clone = clone
         self.copies: Dict[int, object] = {}
         self.inlined: Dict[str, list] = {}   # composite name -> sub-layer names
+        self.pairs: list = []                # (user's layer, its copy)
 
     def _copy(self, op):
         new = self.copies.get(id(op))
@@ -206,8 +207,10 @@ class _Tracer:
             new = self._copy(op)
             first = not new.built
             outs = new(*args, **kwargs)
-            if first and op.weights:
-                new.set_weights(op.get_weights())
+            if first:
+                self.pairs.append((op, new))
+                if op.weights:
+                    new.set_weights(op.get_weights())
             return new, outs
         return op, op(*args, **kwargs)
 
@@ -329,6 +332,8 @@ def functional_view(model, check: bool = True):
         graph for a functional subclass without composite layers; else a
         traced copy (the layers are copies with the same weights; composite
         layers are inlined). The user's model and layers are never modified.
+        A traced view is built once per model and reused, its weights copied
+        again from the model on every call (so training in between is seen).
     """
     fn = _graph_of(model)
     _refuse_preprocessor(model)
@@ -336,7 +341,16 @@ def functional_view(model, check: bool = True):
         return model
     if not _has_composite(fn) and not _has_non_plain_nested(fn):
         return keras.Model(fn.inputs, fn.outputs, name=model.name)
-    view = _Tracer(clone=True).model(model)
+    cached = _VIEWS.get(model)
+    if cached is not None:        # same graph: bring the copies' weights up to date
+        view, pairs = cached
+        for old, new in pairs:
+            if old.weights:
+                new.set_weights(old.get_weights())
+            new.trainable = old.trainable
+        return view
+    first = _Tracer(clone=True)
+    view = first.model(model)
     inlined: Dict[str, list] = {}
     for _ in range(_MAX_PASSES):
         if not _has_composite(view) and not _has_identity(view):
@@ -352,10 +366,12 @@ def functional_view(model, check: bool = True):
     if check:
         _check_same(model, view)
     _INLINED[view] = inlined
+    _VIEWS[model] = (view, first.pairs)
     return view
 
 
 _INLINED = weakref.WeakKeyDictionary()
+_VIEWS = weakref.WeakKeyDictionary()      # user's model -> (traced view, copies)
 
 
 def inlined_layers(view) -> Dict[str, list]:
