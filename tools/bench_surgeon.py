@@ -138,10 +138,16 @@ def run_one(name, size, tmpdir):
 
 
 def speed_resnet50(repeats=5):
-    """Best-of-N graph+surgery seconds for ResNet50 at 224 (robust to load)."""
+    """Best-of-N graph+surgery seconds for ResNet50 at 224, alternated with
+    ``keras.models.clone_model`` of the same model (the Keras floor of any
+    rebuild), so that the ratio is robust to the machine's load."""
     model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
-    times, cpu = [], []
+    times, cpu, clone = [], [], []
     for _ in range(repeats):
+        t0 = time.perf_counter()
+        keras.models.clone_model(model)
+        clone.append(time.perf_counter() - t0)
+        gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
         graph = DependencyGraph(model)
         c1, t1 = time.process_time(), time.perf_counter()
@@ -156,6 +162,9 @@ def speed_resnet50(repeats=5):
             "median_s": round(float(np.median(times)), 3),
             "all_s": [round(t, 3) for t in times],
             "best_cpu_s": round(min(cpu), 3),
+            "clone_model_best_s": round(min(clone), 3),
+            "clone_model_median_s": round(float(np.median(clone)), 3),
+            "ratio_best": round(min(times) / min(clone), 2),
             "load_avg_1min": round(os.getloadavg()[0], 1)}
 
 
@@ -186,6 +195,9 @@ def write_results(rows, out, command, speed=None):
            + (f", best process CPU {speed['best_cpu_s']} s, load average "
               f"{speed['load_avg_1min']} on {os.cpu_count()} cores"
               if "best_cpu_s" in speed else "")
+           + (f"; keras.models.clone_model of the same model, alternated: "
+              f"{speed['clone_model_best_s']} s best, ratio {speed['ratio_best']}"
+              if "clone_model_best_s" in speed else "")
            if speed else "N): not measured (use --speed)") + "  ",
         "Per-model seconds below are single runs on a shared, loaded machine.", "",
         "| model | input | groups | prunable | params before | params after | "

@@ -31,7 +31,7 @@ import numpy as np
 from .dependency_graph import DependencyGraph
 from .handlers.registry import get_handler
 
-__all__ = ["silence_dropped"]
+__all__ = ["silence_dropped", "silence_in_place"]
 
 
 def _get_layer(model, name):
@@ -58,6 +58,13 @@ def silence_dropped(model, keep: Dict[int, Sequence[int]],
         graph = DependencyGraph(model)
     graph.channel_mask(keep)                    # validates keep
     copy = prune_channels(model, {}, graph=graph)    # an exact copy
+    silence_in_place(copy, keep, graph)
+    return copy
+
+
+def silence_in_place(copy, keep, graph):
+    """Zero, in ``copy`` (a model with ``graph.model``'s layer names, e.g. its
+    no-op rebuild), the weights that read the channels ``keep`` drops."""
     for gi, idx in keep.items():
         group = graph.groups[gi]
         drop = np.setdiff1d(np.arange(group.size), np.asarray(idx, dtype=np.int64))
@@ -78,4 +85,3 @@ def silence_dropped(model, keep: Dict[int, Sequence[int]],
                 sel[axis] = np.unique(rows % w.shape[axis])
                 w[tuple(sel)] = 0
             layer.set_weights(weights)
-    return copy

@@ -440,15 +440,15 @@ class DependencyGraph:
                 size = groups[g].size
                 cnt = np.bincount(j, minlength=size)
                 k = int(cnt.max())
-                if k == 1 and cnt.min() == 1:
-                    idx = np.empty(size, dtype=np.int64)
-                    idx[j] = pos
-                elif cnt.min() == k:
-                    o = np.lexsort((pos, j))
-                    idx = pos[o].reshape(size, k)
-                else:
+                if k == 1:
                     idx = np.full(size, -1, dtype=np.int64)
-                    idx[j[::-1]] = pos[::-1]
+                    idx[j] = pos
+                else:   # k positions per channel (Flatten -> Dense); -1 unseen
+                    o = np.lexsort((pos, j))
+                    js, ps = j[o], pos[o]
+                    first = np.searchsorted(js, js, side="left")
+                    idx = np.full((size, k), -1, dtype=np.int64)
+                    idx[js, np.arange(js.shape[0]) - first] = ps
                 getattr(groups[g], role).append(Member(name, idx))
         # layers touching each group
         layer_sets: List[dict] = [dict() for _ in range(n_groups)]
