@@ -18,12 +18,9 @@ import remotetrimmer_tf as rt
 from remotetrimmer_tf.graph import (DependencyGraph, activation_kind, register_activation,
                                     silence_dropped)
 from remotetrimmer_tf.surgeon import prune_channels
+from test_no_silent_errors import _group_of, _zero_bn_channels  # shared helpers
 
 X = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
-
-
-def _group_of(graph, producer):
-    return next(g for g in graph.groups if any(m.layer == producer for m in g.producers))
 
 
 def _dead_error(model, graph, keep, **graph_kw):
@@ -40,14 +37,6 @@ def _bn_gated(act_layer):
     x = L.BatchNormalization(name="bn")(x)
     x = act_layer(x)
     return keras.Model(inp, L.Conv2D(4, 1, name="c2")(x))
-
-
-def _zero_bn_channels(model, drop):
-    bn = model.get_layer("bn")
-    g, b, mean, var = bn.get_weights()
-    g[drop] = 0
-    b[drop] = 0
-    bn.set_weights([g, b, mean, var])
 
 
 @pytest.mark.parametrize("act", [

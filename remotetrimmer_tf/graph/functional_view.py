@@ -129,24 +129,23 @@ def is_plain_functional(model) -> bool:
     return True
 
 
-def _has_composite(fn) -> bool:
+def _any_node(fn, pred) -> bool:
+    """True when ``pred(op)`` holds for a node of ``fn`` or of a nested model."""
     for _, op in _node_ops(fn):
         if _is_graph_model(op):
-            if _has_composite(_graph_of(op)):
+            if _any_node(_graph_of(op), pred):
                 return True
-        elif _is_composite(op):
+        elif pred(op):
             return True
     return False
+
+
+def _has_composite(fn) -> bool:
+    return _any_node(fn, _is_composite)
 
 
 def _has_identity(fn) -> bool:
-    for _, op in _node_ops(fn):
-        if _is_graph_model(op):
-            if _has_identity(_graph_of(op)):
-                return True
-        elif _bad_identity(op):
-            return True
-    return False
+    return _any_node(fn, _bad_identity)
 
 
 def _bad_identity(op) -> bool:

@@ -36,11 +36,16 @@ class ChannelwiseHandler(LayerHandler):
         m = node.in_maps[0]
         why = self.check(node)
         if why:
-            ctx.freeze(m, why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+            return self.frozen(node, ctx, why)
         if node.layer.weights:
             ctx.channelwise(node, m)
         return [m]
+
+    @staticmethod
+    def frozen(node, ctx, why):
+        """Freeze the input channels and give the output fresh frozen ones."""
+        ctx.freeze(node.in_maps[0], why)
+        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
 
     def prune(self, layer, config, weights, in_masks, out_masks):
         m = in_masks[0]
@@ -73,22 +78,13 @@ class LayerNormHandler(AxisChannelwiseHandler):
     """
 
     def propagate(self, node, ctx):
-        why = self.check(node)
-        m = node.in_maps[0]
-        if why is None:
-            kind = type(node.layer).__name__
-            note = (f"{kind} '{node.name}' normalises over the channels: removing "
-                    "channels changes its statistics")
+        if self.check(node) is None:        # over the channel axis only
+            note = (f"{type(node.layer).__name__} '{node.name}' normalises over the "
+                    "channels: removing channels changes its statistics")
             if not ctx.allows("layernorm"):
-                why = note + " (allow with approximate=('layernorm',))"
-            else:
-                ctx.approximate(m, note)
-        if why:
-            ctx.freeze(m, why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
-        if node.layer.weights:
-            ctx.channelwise(node, m)
-        return [m]
+                return self.frozen(node, ctx, note + " (allow with approximate=('layernorm',))")
+            ctx.approximate(node.in_maps[0], note)
+        return super().propagate(node, ctx)
 
 
 class NormalizationHandler(AxisChannelwiseHandler):
