@@ -529,6 +529,8 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
                 initial_epoch = backed_up
             all_callbacks.append(keras.callbacks.BackupAndRestore(
                 os.fspath(backup_dir), double_checkpoint=True))
+            if not trainer.built:   # BackupAndRestore restores into a built model
+                trainer(ops.zeros((1,) + tuple(inner.input_shape[1:])), training=False)
         if isinstance(train_data, ArrayBatches):
             train_data.epoch = int(initial_epoch)
             train_data._order = None

@@ -419,33 +419,42 @@ def describe(strategy):
 
 
 # ----------------------------------------- moving the chief's state to all
+_REDUCERS = {}
+
+
+def _reducer(strategy):
+    """A compiled all-reduce (SUM) of a 1-D int64 tensor over the replicas:
+    with ``everyone=False`` only global replica 0 (on the chief) contributes,
+    so every worker receives the chief's value; else the first replica of
+    every worker does. Traced once per strategy."""
+    if id(strategy) not in _REDUCERS:
+        import tensorflow as tf  # TF-only path, imported lazily
+        local = len(strategy.extended.worker_devices)
+
+        def contribute(value, everyone):
+            rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+            first = tf.equal(tf.where(everyone, rid % local, rid), 0)
+            return tf.where(first, value, tf.zeros_like(value))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64),
+                                      tf.TensorSpec([], tf.bool)])
+        def reduce(value, everyone):
+            per_replica = strategy.run(contribute, args=(value, everyone))
+            return strategy.reduce("SUM", per_replica, axis=None)
+
+        _REDUCERS[id(strategy)] = (strategy, reduce)   # keeps the id valid
+    return _REDUCERS[id(strategy)][1]
+
+
 def _sum_from_first_replica(strategy, array):
-    """All-reduce (SUM) where only global replica 0 (on the chief) contributes:
-    every worker gets the chief's ``array``. Same shape and dtype everywhere."""
-    import tensorflow as tf  # TF-only path, imported lazily
-    value = tf.constant(array)
-
-    def contribute():
-        ctx = tf.distribute.get_replica_context()
-        first = tf.equal(ctx.replica_id_in_sync_group, 0)
-        return tf.where(first, value, tf.zeros_like(value))
-
-    per_replica = strategy.run(contribute)
-    return np.asarray(strategy.reduce("SUM", per_replica, axis=None))
+    """Every worker gets the chief's 1-D int64 ``array`` (same length
+    everywhere; what the other workers pass is ignored)."""
+    return np.asarray(_reducer(strategy)(np.asarray(array, np.int64), False))
 
 
 def _sum_all(strategy, array):
-    """All-reduce (SUM) over the first replica of every worker."""
-    import tensorflow as tf  # TF-only path, imported lazily
-    value = tf.constant(array)
-    local = len(strategy.extended.worker_devices)
-
-    def contribute():
-        ctx = tf.distribute.get_replica_context()
-        first = tf.equal(ctx.replica_id_in_sync_group % local, 0)
-        return tf.where(first, value, tf.zeros_like(value))
-
-    return np.asarray(strategy.reduce("SUM", strategy.run(contribute), axis=None))
+    """All-reduce (SUM) of a 1-D int64 ``array`` over the workers."""
+    return np.asarray(_reducer(strategy)(np.asarray(array, np.int64), True))
 
 
 def broadcast_bytes(strategy, data):
@@ -470,12 +479,12 @@ def broadcast_bytes(strategy, data):
         buf = np.frombuffer(data, np.uint8) if chief else np.zeros(size, np.uint8)
         return np.asarray(multihost_utils.broadcast_one_to_all(buf)).tobytes()
     size = int(_sum_from_first_replica(strategy, np.array([len(data)], np.int64))[0])
-    padded = size + (-size) % 4
-    if chief:
-        words = np.frombuffer(data + b"\0" * (padded - size), dtype=np.int32)
+    padded = size + (-size) % 8
+    if chief:   # 8 bytes per int64 word; adding the others' zeros is exact
+        words = np.frombuffer(data + b"\0" * (padded - size), dtype=np.int64)
     else:
-        words = np.zeros(padded // 4, dtype=np.int32)
-    return _sum_from_first_replica(strategy, words).astype(np.int32).tobytes()[:size]
+        words = np.zeros(padded // 8, dtype=np.int64)
+    return _sum_from_first_replica(strategy, words).tobytes()[:size]
 
 
 def broadcast_json(strategy, obj):
@@ -560,15 +569,31 @@ def trainer_class(cls, strategy):
                 return value.values[0]
             return value
 
+        def _zeros_batch(epoch_iterator):
+            # A batch of zeros shaped like the dataset's elements: building
+            # from it reads no data, so a reshuffling dataset's first epoch
+            # is the same order as without a strategy (Keras would draw one
+            # batch here, which advances the shuffle by one epoch).
+            adapter = getattr(epoch_iterator, "data_adapter", None)
+            try:
+                spec = adapter.get_tf_dataset().element_spec
+            except Exception:  # noqa: BLE001 - another adapter: read a batch
+                return None
+            return keras.tree.map_structure(
+                lambda t: tf.zeros([d if d is not None else 1 for d in t.shape],
+                                   t.dtype), spec)
+
         def _rank1(logs):
             return keras.tree.map_structure(lambda v: tf.reshape(v, (1,)), logs)
 
         class MultiWorker(cls):
             def _maybe_symbolic_build(self, iterator=None, data_batch=None):
                 if iterator is not None and data_batch is None:
-                    for _, _, it in iterator:
-                        data_batch = keras.tree.map_structure(_local, next(it))
-                        break
+                    data_batch = _zeros_batch(iterator)
+                    if data_batch is None:
+                        for _, _, it in iterator:
+                            data_batch = keras.tree.map_structure(_local, next(it))
+                            break
                 return super()._maybe_symbolic_build(data_batch=data_batch)
 
             def train_step(self, data):
