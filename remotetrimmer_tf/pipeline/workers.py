@@ -64,15 +64,17 @@ def start(name, log):
     if name in (None, "", "default"):
         return None
     mod = _strategy_mod()
-    if name == "multi_worker":
-        kind, cfg = _cluster(mod)
-        if cfg is not None:
-            peers = [a for job in ("chief", "worker") for a in cfg["cluster"].get(job, ())]
-            log(f"[remotetrimmer] multi_worker: waiting for {len(peers)} workers "
-                f"({', '.join(peers)}; at most {mod._timeout_s()} s)")
-        elif kind == "slurm":
-            log("[remotetrimmer] multi_worker: waiting for the workers of the Slurm job")
     try:
+        if name == "multi_worker":
+            kind, cfg = mod.cluster_from_env()
+            if cfg is not None:
+                peers = [a for job in ("chief", "worker")
+                         for a in cfg["cluster"].get(job, ())]
+                log(f"[remotetrimmer] multi_worker: waiting for {len(peers)} workers "
+                    f"({', '.join(peers)}; at most {mod._timeout_s()} s)")
+            elif kind == "slurm":
+                log("[remotetrimmer] multi_worker: waiting for the workers of the "
+                    "Slurm job")
         strategy = mod.get_strategy(name)
     except ValueError as e:
         raise PipelineError(_first_line(e)) from None
@@ -81,13 +83,6 @@ def start(name, log):
         log(f"[remotetrimmer] {mod.describe(strategy)}"
             + (f": {replicas} replicas in sync" if replicas else ""))
     return strategy
-
-
-def _cluster(mod):
-    try:
-        return mod.cluster_from_env()
-    except ValueError as e:
-        raise PipelineError(_first_line(e)) from None
 
 
 def _first_line(e):

@@ -55,7 +55,6 @@ __all__ = ["get_strategy", "strategy_scope", "is_distributed", "STRATEGIES",
 STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel", "tpu")
 TIMEOUT_ENV = "REMOTETRIMMER_CLUSTER_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600
-HEALTH_CHECK_INTERVAL_S = 10   # how often a worker pings the others (TF: 30)
 _EXAMPLE_TF_CONFIG = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                       '"task": {"type": "worker", "index": 0}}')
 _MULTI_WORKER = {}   # one MultiWorkerMirroredStrategy per process
@@ -176,52 +175,88 @@ def _timeout_s():
     return value
 
 
+def _wait_for_peers(own, peers, timeout):
+    """Meets the other workers before TensorFlow starts its server.
+
+    Listens on this worker's own port (so the others can see it is up) and
+    connects to every peer until each answered once, either this rendezvous
+    or its TensorFlow server. TensorFlow itself would wait forever.
+
+    Raises:
+        StrategyError: the own port is taken, or peers did not answer within
+            ``timeout`` seconds (they are named).
+    """
+    import threading
+    import time
+
+    host, _, port = own.rpartition(":")
+    listener = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(port)))
+    except OSError as e:
+        listener.close()
+        raise StrategyError(f"TF_CONFIG: this worker cannot listen on {own} "
+                            f"({e.strerror or e}); pick a free port for it in "
+                            "TF_CONFIG on every worker") from None
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pending, deadline = list(peers), time.monotonic() + timeout
+    try:
+        while pending and time.monotonic() < deadline:
+            pending = _unreachable(pending, timeout=1.0)
+            if pending:
+                time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    if pending:
+        raise StrategyError(
+            f"TF_CONFIG: no answer from {', '.join(pending)} within {timeout} s; "
+            "start the same command on every worker of TF_CONFIG (check the "
+            f"addresses and ports), or raise {TIMEOUT_ENV}")
+
+
 def _multi_worker_tf():
     """The process's MultiWorkerMirroredStrategy (created once)."""
     if "tf" in _MULTI_WORKER:
         return _MULTI_WORKER["tf"]
-    import tensorflow as tf  # TF-only path, imported lazily
-    from tensorflow.python.distribute import collective_all_reduce_strategy as car
-
     kind, cfg = cluster_from_env()
     timeout = _timeout_s()
+    import tensorflow as tf  # TF-only path, imported lazily
+
     if kind == "slurm":
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
     elif kind == "tf_config":
+        own = cfg["cluster"][cfg["task"]["type"]][cfg["task"]["index"]]
+        _wait_for_peers(own, _peers(cfg["cluster"], own), timeout)
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     else:
         resolver = None
         warnings.warn("--strategy=multi_worker without TF_CONFIG or a Slurm job of "
                       "several tasks: training runs as a single worker.", stacklevel=3)
-    ext = car.CollectiveAllReduceExtended
-    saved = (ext._check_health_initial_timeout, ext._check_health_interval)
-    # The constructor waits for every worker (a barrier): bounded, not forever.
-    ext._check_health_initial_timeout = timeout
-    ext._check_health_interval = HEALTH_CHECK_INTERVAL_S
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except RuntimeError as e:
-        text = str(e)
-        if "program startup" in text:
+        if "program startup" in str(e):
             raise StrategyError(
                 "--strategy=multi_worker must be created before TensorFlow runs its "
                 "first operation; call training.get_strategy('multi_worker') at the "
                 "start of the program (the CLI does)") from None
-        if "Timeout waiting for the cluster" in text and cfg is not None:
-            own = cfg["cluster"][cfg["task"]["type"]][cfg["task"]["index"]]
-            peers = _peers(cfg["cluster"], own)
-            down = _unreachable(peers) or peers
-            raise StrategyError(
-                f"TF_CONFIG: no answer from {', '.join(down)} within {timeout} s; "
-                "start the same command on every worker of TF_CONFIG (check the "
-                f"addresses and ports), or raise {TIMEOUT_ENV}") from None
-        if "Timeout waiting for the cluster" in text:
-            raise StrategyError(f"multi_worker: the workers did not all start within "
-                                f"{timeout} s; start every task, or raise "
-                                f"{TIMEOUT_ENV}") from None
         raise
-    finally:
-        ext._check_health_initial_timeout, ext._check_health_interval = saved
     _MULTI_WORKER["tf"] = strategy
     return strategy
 
