@@ -301,3 +301,58 @@ def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path):
                zip(restarted.get_weights(), full.get_weights()))
     assert diff < 1e-5, diff
     assert not (backup / "training_metadata.json").exists()   # deleted at the end
+
+
+def test_killed_worker_restarted_resumes_from_the_backup(assets, tmp_path):
+    """SIGKILL one of 2 workers during fine-tuning: the chief stops with an
+    error (no hang); the same command restarted on both resumes at the
+    backed-up epoch (none repeated, none redone from scratch) and finishes."""
+    import time
+    epochs = 30
+    args = _args(assets, "--strategy=multi_worker", f"--config.finetune.epochs={epochs}")
+    homes = [tmp_path / "host0", tmp_path / "host1"]
+    for h in homes:
+        h.mkdir()
+
+    def start():
+        ports = _free_ports(2)
+        return [_cli(args, homes[i], _env(TF_CONFIG=_tf_config(ports, i),
+                                          REMOTETRIMMER_CLUSTER_TIMEOUT="120"))
+                for i in range(2)]
+
+    run = homes[0] / "run"
+    meta = run / "logs" / "finetune" / "backup" / "training_metadata.json"
+    procs = start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(meta.read_text())["epoch"] >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        assert procs[0].poll() is None, _communicate(procs[0], 10)[1][-3000:]
+        time.sleep(0.2)
+    else:
+        for p in procs:
+            p.kill()
+        pytest.fail("fine-tuning never reached epoch 2")
+    procs[1].kill()
+    _communicate(procs[1], 60)
+    _, err = _communicate(procs[0], 180)
+    assert procs[0].returncode != 0
+    assert not (run / "model_finetuned.keras").exists()
+    backed_up = json.loads(meta.read_text())["epoch"]
+    assert 2 <= backed_up < epochs
+
+    procs = start()   # the same command again, on both workers
+    outs = [_communicate(p, 280) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    ledger = json.loads((run / "stages.json").read_text())
+    assert "finetune" in ledger["stages"] and (run / "report.json").exists()
+    # the resumed fit ran only the epochs after the backup
+    assert ledger["stages"]["finetune"]["info"]["history"]["epochs_run"] == epochs - backed_up
+    logged = [int(l.split(",")[0]) for l in
+              (run / "logs" / "finetune" / "log.csv").read_text().splitlines()[1:]]
+    assert logged == sorted(set(logged)) and logged[-1] == epochs - 1  # none repeated
+    assert list(homes[1].iterdir()) == []

@@ -85,6 +85,8 @@ def run_once(n, extra, root, timeout):
             if "weights sha256" in line:
                 stage = line.split(": ")[-1].split(" weights")[0]
                 digests.setdefault(stage, []).append(line.rsplit(" ", 1)[1])
+    failed = {i: (root / f"worker{i}.log").read_text()[-3000:]
+              for i, code in enumerate(codes) if code}
     info = ledger["stages"].get("evaluate", {}).get("info", {})
     return {"workers": n, "exit_codes": codes, "wall_seconds": walls,
             "stage_seconds": stages,
@@ -92,7 +94,8 @@ def run_once(n, extra, root, timeout):
             "finetune_epochs": ledger.get("config", {}).get("finetune", {}).get("epochs"),
             "finetuned_accuracy": info.get("metrics", {}).get("accuracy"),
             "weights_agree": {k: len(set(v)) == 1 and len(v) == n
-                              for k, v in digests.items()} if n > 1 else None}
+                              for k, v in digests.items()} if n > 1 else None,
+            **({"failed_log_tails": failed} if failed else {})}
 
 
 def to_markdown(res):

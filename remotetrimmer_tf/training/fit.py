@@ -523,11 +523,13 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
             if tensorboard:
                 all_callbacks.append(cbs.tensorboard(os.path.join(workdir, "tb")))
         all_callbacks += list(callbacks)
-        if backup_dir is not None:   # last: backs up after the checkpoints above
+        if backup_dir is not None:
             backed_up = _backup_epoch(backup_dir)
             if backed_up is not None:   # BackupAndRestore will resume there
                 initial_epoch = backed_up
-            all_callbacks.append(keras.callbacks.BackupAndRestore(
+            # First: an epoch counts as done once backed up, so a kill between
+            # it and the log/checkpoints never makes a restart repeat an epoch.
+            all_callbacks.insert(0, keras.callbacks.BackupAndRestore(
                 os.fspath(backup_dir), double_checkpoint=True))
             if not trainer.built:   # BackupAndRestore restores into a built model
                 trainer(ops.zeros((1,) + tuple(inner.input_shape[1:])), training=False)
@@ -543,6 +545,9 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
                                steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
                                verbose=verbose, shuffle=False)
             history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        # multi_worker: BN moving statistics are per replica; every worker ends
+        # with the chief's (as DDP's broadcast buffers), so all workers agree.
+        strategy_lib.sync_from_chief(strategy, inner)
     if distributed:
         _copy_weights(model, inner)
         model.compile(optimizer=make_optimizer(recipe, spe), loss=loss,
