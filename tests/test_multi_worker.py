@@ -356,3 +356,48 @@ def test_killed_worker_restarted_resumes_from_the_backup(assets, tmp_path):
               (run / "logs" / "finetune" / "log.csv").read_text().splitlines()[1:]]
     assert logged == sorted(set(logged)) and logged[-1] == epochs - 1  # none repeated
     assert list(homes[1].iterdir()) == []
+
+
+def test_strategy_after_tensorflow_started_is_one_clear_error(tmp_path):
+    """The bug this issue started from: collectives configured after TF ran an
+    op. get_strategy says so in one line instead of TF's RuntimeError."""
+    code = ("import tensorflow as tf\n"
+            "tf.constant(1.0) + 1.0\n"
+            "from remotetrimmer_tf.training import strategy\n"
+            "try:\n"
+            "    strategy.get_strategy('multi_worker')\n"
+            "except strategy.StrategyError as e:\n"
+            "    print('ERROR', e)\n")
+    env = _env(TF_CONFIG=_tf_config(_free_ports(1), 0), KERAS_BACKEND="tensorflow")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert "ERROR --strategy=multi_worker must be created before TensorFlow" \
+        in proc.stdout, proc.stderr[-2000:]
+
+
+def test_chief_state_travels_to_a_worker_folder(tmp_path):
+    """What the chief sends before a training stage: its ledger, the finished
+    stages' artifacts and logs/<stage>/, nothing else; unpacking replaces the
+    worker folder's old contents."""
+    from remotetrimmer_tf.pipeline import workers
+    from remotetrimmer_tf.pipeline.workdir import Workdir
+    wd = Workdir(tmp_path / "chief")
+    wd.start({"a": 1}, "cfg")
+    wd.write_json("kept.json", {"0": [1, 2]})
+    wd.write_text("model_pruned.keras", "weights")
+    wd.mark_finished("prune", "k1", ["model_pruned.keras", "kept.json"], {}, 0.1)
+    wd.write_text("unrelated.txt", "not an artifact")
+    (wd / "logs" / "finetune" / "backup").mkdir(parents=True)
+    (wd / "logs" / "finetune" / "backup" / "training_metadata.json").write_text('{"epoch": 2}')
+    (wd / "logs" / "train").mkdir()
+    (wd / "logs" / "train" / "log.csv").write_text("old")
+    blob = workers._pack(wd, {"action": "stage", "stage": "finetune"}, "finetune")
+    folder = tmp_path / "worker"
+    folder.mkdir()
+    (folder / "stale.keras").write_text("from an earlier stage")
+    message = workers._unpack(blob, str(folder))
+    assert message == {"action": "stage", "stage": "finetune"}
+    got = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert got == ["kept.json", "logs/finetune/backup/training_metadata.json",
+                   "model_pruned.keras", "stages.json"]
+    assert Workdir(folder).finished("prune", "k1") is not None

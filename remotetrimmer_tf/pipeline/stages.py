@@ -105,7 +105,7 @@ class Run:
       config: the (locked) `ConfigDict`.
       workdir: a `Workdir`.
       init_model: path of a user model to start from, or None.
-      strategy: "default" | "mirrored" | "multi_worker" | "tpu".
+      strategy: "default" | "mirrored" | "data_parallel" | "multi_worker" | "tpu".
       verbose: Keras verbosity for training.
     """
 

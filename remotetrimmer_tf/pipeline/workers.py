@@ -31,6 +31,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 
@@ -187,7 +188,7 @@ def _lost(e):
 
 
 def _is_collective_failure(e):
-    tf = __import__("sys").modules.get("tensorflow")
+    tf = sys.modules.get("tensorflow")
     if tf is None:
         return False
     return isinstance(e, (tf.errors.UnavailableError, tf.errors.CancelledError,
