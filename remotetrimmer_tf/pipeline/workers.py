@@ -208,7 +208,7 @@ class _Leader:
 
     def __init__(self, strategy, log):
         self.strategy, self.log, self.run = strategy, log, None
-        self.active = needs_workers(strategy)
+        self.active = strategy is not None and needs_workers(strategy)
         self.in_stage = False
 
     def attach(self, run):
