@@ -37,7 +37,7 @@ from absl import app, flags
 from remotetrimmer_tf.pipeline import PipelineError, config_dir
 
 EXIT_BAD_INPUT = 2
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel", "tpu")
 
 
 # ------------------------------------------------------------------ configs
@@ -156,7 +156,11 @@ def define_flags(argv, flag_values=None):
         "init_model", None, "a .keras model to start from instead of training "
         "(only read; copied into the run folder)", flag_values=fv)
     flags.DEFINE_enum("strategy", "default", STRATEGIES,
-                      "distribution strategy for training", flag_values=fv)
+                      "distribution strategy for training: mirrored (all "
+                      "devices of this machine, TF), data_parallel (all local "
+                      "devices, JAX), multi_worker (several machines: TF_CONFIG "
+                      "or Slurm on TF, KERAS_DISTRIBUTION_* on JAX; every "
+                      "worker runs the same command), tpu", flag_values=fv)
     flags.DEFINE_string(
         "stages", "all", "comma-separated stages to run (train, attention, "
         "fold, prune, recalibrate, finetune, evaluate, export, report); the "
@@ -215,7 +219,10 @@ def main(argv):
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
             verbose=FLAGS.verbose)
     except PipelineError as e:
-        _die(str(e))
+        _die(str(e), getattr(e, "exit_code", EXIT_BAD_INPUT))
+    if summary.get("worker"):   # a non-chief worker of --strategy=multi_worker
+        print(f"{summary['worker']}: finished; the chief wrote the run folder")
+        return 0
     report = summary.get("report")
     print()
     if report:

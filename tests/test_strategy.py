@@ -125,18 +125,65 @@ def test_fit_under_jax_data_parallel_two_devices(tmp_path):
                     raise ImportError("tensorflow blocked for this test")
         sys.meta_path.insert(0, _NoTF())
     """) + _COMMON + textwrap.dedent("""
+        import warnings
         import jax
-        s = training.get_strategy("mirrored")
+        from remotetrimmer_tf.training import strategy as strategy_mod
+        # multi-process initialisation, as one process of a 1-process "cluster"
+        mw = training.get_strategy("multi_worker")
+        init = dict(kind=type(mw).__name__, chief=strategy_mod.is_chief(mw),
+                    workers=strategy_mod.num_workers(mw),
+                    processes=jax.process_count(),
+                    echo=strategy_mod.broadcast_json(mw, {"plan": [1, 2]}))
+        s = training.get_strategy("data_parallel")
         dist, hist, changed = run(s)
         single, _, _ = run(None)
         diff = max(float(np.abs(a - b).max()) for a, b in
                    zip(dist.get_weights(), single.get_weights()))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            one = training.get_strategy("data_parallel", devices=jax.devices()[:1])
         print("RESULT", json.dumps(dict(devices=len(jax.devices()),
-              kind=type(s).__name__, changed=changed, diff=diff,
-              tf="tensorflow" in sys.modules)))
+              kind=type(s).__name__, changed=changed, diff=diff, init=init,
+              mirrored=type(training.get_strategy("mirrored")).__name__,
+              one_device_warning=[str(w.message) for w in caught],
+              one=type(one).__name__, tf="tensorflow" in sys.modules)))
     """)
-    out = _run(code, "jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = _run(code, "jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                             "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+                             "KERAS_DISTRIBUTION_NUM_PROCESSES": "1",
+                             "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
                cwd=str(tmp_path))
     assert out["devices"] == 2 and out["kind"] == "DataParallel"
+    assert out["mirrored"] == "DataParallel" and out["one"] == "DataParallel"
     assert out["changed"] and not out["tf"]
     assert out["diff"] < 1e-4, out
+    assert out["init"] == {"kind": "DataParallel", "chief": True, "workers": 1,
+                           "processes": 1, "echo": {"plan": [1, 2]}}
+    assert any("sees one device" in w for w in out["one_device_warning"]), out
+
+
+def test_strategy_names_the_backend_does_not_have():
+    import keras
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(strategy.StrategyError, match="--strategy=mirrored"):
+            strategy.get_strategy("data_parallel")
+    assert "data_parallel" in strategy.STRATEGIES
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "2"},
+     "0 <= PROCESS_ID < NUM_PROCESSES"),
+    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "two", "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
+     "need integers"),
+])
+def test_bad_jax_cluster_is_one_clear_error(env, words, monkeypatch):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(strategy.keras.backend, "backend", lambda: "jax")
+    with pytest.raises(strategy.StrategyError, match="KERAS_DISTRIBUTION") as e:
+        strategy.get_strategy("multi_worker")
+    assert words in str(e.value)

@@ -299,6 +299,24 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
     if init_model is not None:
         stages_mod.check_keras_file(init_model)
         init_digest = file_digest(init_model)
+    # ---- several workers (pipeline/workers.py): the strategy is created
+    # before anything runs a TensorFlow op; the non-chief workers follow the
+    # chief in a temporary folder and never open --workdir.
+    from remotetrimmer_tf.pipeline import workers
+    strategy_obj = workers.start(strategy, log)
+    if not workers.is_chief(strategy_obj):
+        return workers.follow_chief(cfg, strategy_obj, init_model=init_model,
+                                    verbose=verbose, log=log)
+    with workers.leading(strategy_obj, log) as lead:
+        return _run_stages(cfg, workdir, init_model, init_digest, strategy,
+                           strategy_obj, selected, explicit, resume, verbose,
+                           log, lead)
+
+
+def _run_stages(cfg, workdir, init_model, init_digest, strategy, strategy_obj,
+                selected, explicit, resume, verbose, log, lead):
+    """The chief's (or the single process's) part of `run_pipeline`."""
+    from remotetrimmer_tf.pipeline import stages as stages_mod
     wd = open_workdir(workdir, cfg, init_digest, resume=resume)
     keys = stages_mod.stage_keys(_plain(cfg), init_digest)
     last_selected = max(STAGES.index(s) for s in selected)
@@ -313,6 +331,8 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
     run = stages_mod.Run(cfg, wd, init_model=init_model, strategy=strategy,
                          verbose=verbose)
     run.keys = keys
+    run._strategy = strategy_obj
+    lead.attach(run)
     ran, skipped = [], []
     for stage in STAGES[:last_selected + 1]:
         done = wd.finished(stage, keys[stage])
@@ -334,6 +354,7 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
                 (wd / name).unlink(missing_ok=True)
             wd.forget(later)
         log(f"[remotetrimmer] {stage}: running")
+        lead.before(stage)   # multi_worker: the other workers join a training stage
         t0 = time.time()
         wd.begin_stage()
         try:
@@ -341,6 +362,7 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
         except BaseException:
             wd.discard_written()
             raise
+        lead.after(stage, artifacts)
         seconds = time.time() - t0
         wd.mark_finished(stage, keys[stage], artifacts, info, seconds)
         ran.append(stage)

@@ -105,7 +105,7 @@ class Run:
       config: the (locked) `ConfigDict`.
       workdir: a `Workdir`.
       init_model: path of a user model to start from, or None.
-      strategy: "default" | "mirrored" | "multi_worker" | "tpu".
+      strategy: "default" | "mirrored" | "data_parallel" | "multi_worker" | "tpu".
       verbose: Keras verbosity for training.
     """
 
@@ -135,6 +135,15 @@ class Run:
 
     def data_dir(self):
         return self.cfg.data.data_dir
+
+    @property
+    def is_chief(self):
+        """True unless this process is a non-chief worker of --strategy=
+        multi_worker (which writes nothing and skips evaluations)."""
+        if self.strategy_name != "multi_worker":
+            return True
+        from remotetrimmer_tf.training import strategy as strategy_mod
+        return strategy_mod.is_chief(self.strategy())
 
     def strategy(self):
         """The tf.distribute strategy (None for "default")."""
@@ -175,8 +184,11 @@ class Run:
             save_keras(model, tmp)
 
     def accuracy(self, model, split=None):
-        """Test accuracy (and loss) of `model` on the evaluation split."""
+        """Test accuracy (and loss) of `model` on the evaluation split
+        (`{}` on a non-chief worker, whose results are not kept)."""
         from remotetrimmer_tf import training
+        if not self.is_chief:
+            return {}
         split = split or self.cfg.evaluate.split
         data = self.data(split)
         steps = self.cfg.evaluate.steps
@@ -309,6 +321,10 @@ def _fit(run, model, section, stage, teacher=None):
     params = inspect.signature(training.fit).parameters
     if run.strategy() is not None and "strategy" in params:
         kwargs["strategy"] = run.strategy()
+    if run.strategy_name == "multi_worker" and "backup_dir" in params:
+        # keras BackupAndRestore: a restarted worker resumes the epoch count,
+        # weights and optimizer from here (the chief sends it to the others).
+        kwargs["backup_dir"] = str(logdir / "backup")
     history = training.fit(model, train, **kwargs)
     # The stage's own artifact replaces fit's resume checkpoints.
     for ckpt in logdir.glob("*.keras"):
@@ -333,6 +349,17 @@ def _summarize_history(history):
     except (TypeError, ValueError):
         pass
     return out
+
+
+def needs_all_workers(run, stage):
+    """True if `stage` trains (so every worker of --strategy=multi_worker
+    must run it with the chief): `train` without --init_model, `finetune`,
+    each with epochs > 0."""
+    if stage == "train":
+        return not run.init_model and int(run.cfg.train.epochs) > 0
+    if stage == "finetune":
+        return int(run.cfg.finetune.epochs) > 0
+    return False
 
 
 def se_layer_names(model):

@@ -44,6 +44,7 @@ from remotetrimmer_tf.training import callbacks as cbs
 from remotetrimmer_tf.training import recipes as recipes_lib
 from remotetrimmer_tf.training.augment import make_augment
 from remotetrimmer_tf.training.schedules import make_schedule
+from remotetrimmer_tf.training import strategy as strategy_lib
 from remotetrimmer_tf.training.strategy import strategy_scope
 
 __all__ = ["fit", "evaluate", "make_optimizer", "make_loss", "infer_from_logits",
@@ -368,9 +369,20 @@ def _restore(workdir, inner, trainer, optimizer):
     return state
 
 
+def _backup_epoch(backup_dir):
+    """Epochs done according to a ``BackupAndRestore`` folder, or None."""
+    path = os.path.join(os.fspath(backup_dir), "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose="auto",
         strategy=None, initial_epoch=0, steps_per_epoch=None, from_logits=None,
-        tensorboard=False, resume=True, jit_compile="auto", teacher=None):
+        tensorboard=False, resume=True, jit_compile="auto", teacher=None,
+        backup_dir=None):
     """Train ``model`` in place with a recipe; return the Keras history dict.
 
     Args:
@@ -399,6 +411,12 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
             (e.g. the unpruned parent) to distill from; needs
             ``recipe.distill_weight > 0``. A frozen copy is used: the teacher
             itself is not modified.
+        backup_dir: folder for ``keras.callbacks.BackupAndRestore`` (the
+            pipeline passes one under ``multi_worker``): the training state
+            (weights, optimizer, epoch) is backed up after every epoch, and a
+            ``fit`` restarted after a crash or a killed worker resumes from
+            it instead of from scratch; the backup is deleted when training
+            finishes. Under ``multi_worker`` each worker needs its own folder.
 
     Returns:
         dict ``{metric: [per-epoch values]}`` (``loss``, ``accuracy``,
@@ -449,21 +467,28 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
         raise ValueError("fit: cannot tell how many batches `train` has (infinite or "
                          "unknown cardinality); pass steps_per_epoch=.")
     spe = int(spe)
+    # ---- multi-worker: every worker keeps its share of each global batch
+    train_data = strategy_lib.prepare_dataset(strategy, train_data)
+    val_data = strategy_lib.prepare_dataset(strategy, val_data)
 
     # ---- model, optimizer, loss
     distributed = strategy is not None
     with strategy_scope(strategy):
         inner = _clone_with_weights(model) if distributed else model
+        strategy_lib.sync_from_chief(strategy, inner)   # no-op unless multi_worker
         augment = make_augment(recipe.augment, seed=int(recipe.seed))
         optimizer = make_optimizer(recipe, spe, model=inner)
         l2 = float(recipe.weight_decay) if recipe.weight_decay_mode == "l2" else 0.0
         frozen = _frozen_teacher(teacher, inner) if teacher is not None else None
-        trainer = _Trainer(inner, augment, l2=l2, teacher=frozen,
-                           distill_weight=distill_weight,
-                           temperature=float(recipe.distill_temperature),
-                           from_logits=from_logits,
-                           teacher_from_logits=(infer_from_logits(teacher)
-                                                if teacher is not None else True))
+        if frozen is not None:
+            strategy_lib.sync_from_chief(strategy, frozen)
+        trainer_cls = strategy_lib.trainer_class(_Trainer, strategy)
+        trainer = trainer_cls(inner, augment, l2=l2, teacher=frozen,
+                              distill_weight=distill_weight,
+                              temperature=float(recipe.distill_temperature),
+                              from_logits=from_logits,
+                              teacher_from_logits=(infer_from_logits(teacher)
+                                                   if teacher is not None else True))
         loss = make_loss(recipe, from_logits=from_logits)
         jit = _resolve_jit(jit_compile)
         trainer.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit)
@@ -498,6 +523,16 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
             if tensorboard:
                 all_callbacks.append(cbs.tensorboard(os.path.join(workdir, "tb")))
         all_callbacks += list(callbacks)
+        if backup_dir is not None:
+            backed_up = _backup_epoch(backup_dir)
+            if backed_up is not None:   # BackupAndRestore will resume there
+                initial_epoch = backed_up
+            # First: an epoch counts as done once backed up, so a kill between
+            # it and the log/checkpoints never makes a restart repeat an epoch.
+            all_callbacks.insert(0, keras.callbacks.BackupAndRestore(
+                os.fspath(backup_dir), double_checkpoint=True))
+            if not trainer.built:   # BackupAndRestore restores into a built model
+                trainer(ops.zeros((1,) + tuple(inner.input_shape[1:])), training=False)
         if isinstance(train_data, ArrayBatches):
             train_data.epoch = int(initial_epoch)
             train_data._order = None
@@ -510,6 +545,9 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
                                steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
                                verbose=verbose, shuffle=False)
             history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        # multi_worker: BN moving statistics are per replica; every worker ends
+        # with the chief's (as DDP's broadcast buffers), so all workers agree.
+        strategy_lib.sync_from_chief(strategy, inner)
     if distributed:
         _copy_weights(model, inner)
         model.compile(optimizer=make_optimizer(recipe, spe), loss=loss,
