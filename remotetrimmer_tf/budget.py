@@ -285,8 +285,12 @@ def solve_budget(pruner, kind, target):
                 f"give a target in that range.")
         i = _bisect_first(n, lambda j: count(plan_at(j)) <= target)
         keep = plan_at(i)
+        if pruner.scope == "local":
+            ratio = ratios[i]
+        else:   # widen back what still fits (rounding makes the ranking's steps coarse)
+            keep = _fill(pruner, keep, count, target)
+            ratio = 1.0 - sum(len(v) for v in keep.values()) / max(1, n - 1)
         achieved = count(keep)
-        ratio = ratios[i] if pruner.scope == "local" else i / max(1, n - 1)
     finally:
         pruner.ratio = saved
     info = {"kind": kind, "target": int(target), "achieved": int(achieved),
@@ -294,6 +298,33 @@ def solve_budget(pruner, kind, target):
             "ratio": float(ratio), "evaluations": evals[0],
             "search_s": time.perf_counter() - t0}
     return keep, info
+
+
+def _fill(pruner, keep, count, target):
+    """Global scope: widen groups (by ``round_to``, most important next channel
+    first) while the plan stays within ``target``."""
+    keep = {gi: np.asarray(v) for gi, v in keep.items()}
+    step = max(1, pruner.round_to)
+    for _ in range(4 * len(pruner.scores) + 8):
+        order = []
+        for gi, sc in pruner.scores.items():
+            n = len(keep.get(gi, sc))
+            if n >= sc.size:
+                continue
+            finite = sc[np.isfinite(sc)]
+            mean = finite.mean() if finite.size and finite.mean() > 0 else 1.0
+            nxt = np.sort(sc)[::-1][n] / mean
+            order.append((-nxt, gi, min(sc.size, (n // step + 1) * step)))
+        changed = False
+        for _, gi, width in sorted(order):
+            trial = dict(keep)
+            trial[gi] = pruner._top(pruner.scores[gi], width)
+            if count(trial) <= target:
+                keep, changed = trial, True
+                break
+        if not changed:
+            break
+    return keep
 
 
 def _plan(pruner, scope, ratio):

