@@ -20,10 +20,12 @@ per group among the runtime's efficient multiples (``block``, 16 by default;
 ``round_to`` when given): starting from the full model it repeatedly narrows
 the group that loses the least normalised importance per predicted
 millisecond saved, until the prediction fits; then it widens back groups
-while the prediction still fits. The result is built and measured; if the
-measurement exceeds the target, the target of the prediction is tightened by
-the measured/predicted ratio and the search continues (at most
-``max_rounds`` times).
+while the prediction still fits. The result is built and measured; unless it
+measures within 3 % under the target, the prediction is rescaled by that
+result's measured/predicted ratio and the search runs again (at most 4
+rounds); the
+best result measured under the target is returned (``met`` False, with a
+warning, if none was).
 """
 
 from __future__ import annotations
@@ -301,6 +303,7 @@ def solve_latency(pruner, budget):
     """
     t0 = time.perf_counter()
     target = float(budget["target"])
+    tolerance = float(budget.get("tolerance", 0.03))
     lm = budget.get("latency_model") or LatencyModel(
         budget["runtime"], budget["threads"], budget["dtype"])
     block = pruner.round_to if pruner.round_to > 1 else 16
@@ -315,23 +318,14 @@ def solve_latency(pruner, budget):
     predict = pl.predict
     unpruned_ms = pl.unpruned_ms
     full_widths = dict(sizes)
-    lowest = predict({gi: c[0] for gi, c in cands.items()})
-    if target < lowest:
-        lm.save()
-        raise ValueError(
-            f"Pruner: target_latency_ms={target:g} is below the fastest reachable "
-            f"{lowest:.4g} ms (predicted, {lm.runtime} {lm.dtype} {lm.threads} thread(s); "
-            f"unpruned {unpruned_ms:.4g} ms measured; widths multiples of {block}, "
-            f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
-            "give a larger target.")
-    pos = {gi: len(c) - 1 for gi, c in cands.items()}
-    widths = dict(full_widths)
-    goal = target
-    rounds, measured, model = 0, None, None
-    cur = predict(widths)
-    while True:
-        rounds += 1
-        while cur > goal:           # narrow the cheapest group per ms saved
+    def greedy(goal):
+        """Widths from the full model: narrow the group losing the least
+        importance per predicted ms saved until the prediction fits, then
+        widen back (most importance per ms first) what still fits."""
+        pos = {gi: len(c) - 1 for gi, c in cands.items()}
+        widths = dict(full_widths)
+        cur = predict(widths)
+        while cur > goal:
             best = None
             for gi in scores:
                 if pos[gi] == 0:
@@ -339,11 +333,9 @@ def solve_latency(pruner, budget):
                 w = dict(widths)
                 w[gi] = cands[gi][pos[gi] - 1]
                 p = predict(w)
-                saved = cur - p
-                if saved <= 0:
+                if cur - p <= 0:
                     continue
-                lost = prefix[gi][widths[gi]] - prefix[gi][w[gi]]
-                score = lost / saved
+                score = (prefix[gi][widths[gi]] - prefix[gi][w[gi]]) / (cur - p)
                 if best is None or score < best[0]:
                     best = (score, gi, p)
             if best is None:
@@ -351,9 +343,7 @@ def solve_latency(pruner, budget):
             _, gi, cur = best
             pos[gi] -= 1
             widths[gi] = cands[gi][pos[gi]]
-        improved = True             # widen back what still fits, best first
-        while improved:
-            improved = False
+        while True:
             best = None
             for gi in scores:
                 if pos[gi] == len(cands[gi]) - 1:
@@ -363,29 +353,55 @@ def solve_latency(pruner, budget):
                 p = predict(w)
                 if p > goal:
                     continue
-                gain = prefix[gi][w[gi]] - prefix[gi][widths[gi]]
-                score = gain / max(p - cur, 1e-12)
+                score = (prefix[gi][w[gi]] - prefix[gi][widths[gi]]) / max(p - cur, 1e-12)
                 if best is None or score > best[0]:
                     best = (score, gi, p)
-            if best is not None:
-                _, gi, cur = best
-                pos[gi] += 1
-                widths[gi] = cands[gi][pos[gi]]
-                improved = True
-        keep = pl.keep_of(widths)
-        model = pl.build(widths)
-        measured = lm.model_ms(model)
-        if measured <= target or rounds >= budget.get("max_rounds", 3) or cur <= lowest:
+            if best is None:
+                return widths, cur
+            _, gi, cur = best
+            pos[gi] += 1
+            widths[gi] = cands[gi][pos[gi]]
+
+    narrowest = {gi: c[0] for gi, c in cands.items()}
+    lowest = predict(narrowest)
+    if target < lowest:   # the scale may be off: measure the narrowest plan first
+        fastest = lm.model_ms(pl.build(narrowest))
+        if target < fastest:
+            lm.save()
+            raise ValueError(
+                f"Pruner: target_latency_ms={target:g} is below the fastest reachable "
+                f"{fastest:.4g} ms (measured, {lm.runtime} {lm.dtype} {lm.threads} "
+                f"thread(s); unpruned {unpruned_ms:.4g} ms; widths multiples of {block}, "
+                f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
+                "give a larger target.")
+        pl.scale *= fastest / lowest
+    history, best = [], None
+    for _ in range(int(budget.get("max_rounds", 4))):
+        widths, cur = greedy(target)
+        measured = lm.model_ms(pl.build(widths))
+        history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
+                        "scale": float(pl.scale)})
+        if measured <= target and (best is None or measured > best[2]):
+            best = (widths, cur, measured)
+        if target * (1 - tolerance) <= measured <= target:
             break
-        goal = min(goal, cur) * target / measured
+        pl.scale *= measured / cur     # recalibrate on this result and search again
+    met = best is not None
+    widths, cur, measured = best if met else (widths, cur, measured)
+    keep = pl.keep_of(widths)
     lm.save()
     info = {"kind": "latency_ms", "target": target, "predicted_ms": float(cur),
-            "measured_ms": float(measured), "achieved": float(measured),
+            "measured_ms": float(measured), "achieved": float(measured), "met": met,
             "unpruned_ms": float(unpruned_ms), "macs": pl.cost.macs(keep),
             "unpruned_macs": pl.cost.macs({}),
             "widths": {int(gi): int(n) for gi, n in widths.items()},
-            "block": int(block), "rounds": rounds, "runtime": lm.runtime,
-            "threads": lm.threads, "dtype": lm.dtype,
+            "block": int(block), "rounds": len(history), "history": history,
+            "runtime": lm.runtime, "threads": lm.threads, "dtype": lm.dtype,
             "layer_measurements": lm.measured, "cache": lm.cache_path,
             "search_s": time.perf_counter() - t0}
+    if not met:
+        import warnings
+        warnings.warn(f"Pruner: no plan measured under target_latency_ms={target:g} in "
+                      f"{len(history)} rounds (last: {measured:.4g} ms measured); the "
+                      "machine may be loaded. budget_report['met'] is False.", stacklevel=3)
     return keep, info
