@@ -349,8 +349,12 @@ def _positive(name, value, integer):
     return int(value) if integer else float(value)
 
 
+OBJECTIVES = ("importance", "macs")
+
+
 def resolve_target(ratio, target_macs=None, target_params=None, target_latency_ms=None,
-                   runtime="litert", threads=1, dtype="float32", latency_model=None):
+                   runtime="litert", threads=1, dtype="float32", latency_model=None,
+                   objective="importance"):
     """Validate the budget arguments of ``Pruner``; ``None`` when pruning by ratio.
 
     Returns:
@@ -376,7 +380,7 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
     kind = name[len("target_"):]
     out = {"kind": kind, "target": _positive(name, value, integer=kind != "latency_ms"),
            "runtime": runtime, "threads": threads, "dtype": dtype,
-           "latency_model": latency_model}
+           "latency_model": latency_model, "objective": objective}
     if kind == "latency_ms":
         if runtime not in RUNTIMES:
             raise ValueError(f"Pruner: runtime must be one of {RUNTIMES}, got {runtime!r}.")
@@ -384,6 +388,8 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
             raise ValueError(f"Pruner: threads must be an int >= 1, got {threads!r}.")
         if dtype not in DTYPES:
             raise ValueError(f"Pruner: dtype must be one of {DTYPES}, got {dtype!r}.")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"Pruner: objective must be one of {OBJECTIVES}, got {objective!r}.")
         if latency_model is None:
             import importlib.util
             if importlib.util.find_spec("ai_edge_litert") is None:

@@ -18,8 +18,9 @@ threads, dtype) under ``~/.cache/remotetrimmer_tf/latency/`` (or
 :func:`solve_latency` (``Pruner(target_latency_ms=...)``) chooses one width
 per group among the runtime's efficient multiples (``block``, 16 by default;
 ``round_to`` when given): starting from the full model it repeatedly narrows
-the group that loses the least normalised importance per predicted
-millisecond saved, until the prediction fits; then it widens back groups
+the group that loses the least normalised importance (``objective=
+"importance"``, each group's scores divided by their mean) or the fewest MACs
+(``objective="macs"``) per predicted millisecond saved, until the prediction fits; then it widens back groups
 while the prediction still fits. The result is built and measured; unless it
 measures within 3 % under the target, the prediction is rescaled by that
 result's measured/predicted ratio and the search runs again (at most 4
@@ -316,6 +317,13 @@ def solve_latency(pruner, budget):
         norm = np.where(finite, sc / mean, 1e6) if mean > 0 else np.ones_like(sc)
         prefix[gi] = np.concatenate([[0.0], np.cumsum(-np.sort(-norm))])
     predict = pl.predict
+    objective = budget.get("objective", "importance")
+
+    def value(widths):
+        """What the search keeps most of: normalised importance, or MACs."""
+        if objective == "macs":
+            return float(pl.cost.macs(pl.keep_of(widths)))
+        return float(sum(prefix[gi][n] for gi, n in widths.items()))
     unpruned_ms = pl.unpruned_ms
     full_widths = dict(sizes)
     def greedy(goal):
@@ -335,7 +343,7 @@ def solve_latency(pruner, budget):
                 p = predict(w)
                 if cur - p <= 0:
                     continue
-                score = (prefix[gi][widths[gi]] - prefix[gi][w[gi]]) / (cur - p)
+                score = (value(widths) - value(w)) / (cur - p)
                 if best is None or score < best[0]:
                     best = (score, gi, p)
             if best is None:
@@ -353,7 +361,7 @@ def solve_latency(pruner, budget):
                 p = predict(w)
                 if p > goal:
                     continue
-                score = (prefix[gi][w[gi]] - prefix[gi][widths[gi]]) / max(p - cur, 1e-12)
+                score = (value(w) - value(widths)) / max(p - cur, 1e-12)
                 if best is None or score > best[0]:
                     best = (score, gi, p)
             if best is None:
@@ -395,7 +403,7 @@ def solve_latency(pruner, budget):
             "unpruned_ms": float(unpruned_ms), "macs": pl.cost.macs(keep),
             "unpruned_macs": pl.cost.macs({}),
             "widths": {int(gi): int(n) for gi, n in widths.items()},
-            "block": int(block), "rounds": len(history), "history": history,
+            "block": int(block), "objective": objective, "rounds": len(history), "history": history,
             "runtime": lm.runtime, "threads": lm.threads, "dtype": lm.dtype,
             "layer_measurements": lm.measured, "cache": lm.cache_path,
             "search_s": time.perf_counter() - t0}

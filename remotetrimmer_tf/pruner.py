@@ -93,7 +93,9 @@ class Pruner:
             ``"int8"``): per-group widths in the runtime's efficient multiples
             that keep the most importance within the budget. See
             ``remotetrimmer_tf.latency``. ``latency_model``: a ready
-            ``LatencyModel`` (e.g. with your own timing function).
+            ``LatencyModel`` (e.g. with your own timing function);
+            ``objective``: keep the most normalised ``"importance"`` (default)
+            or the most ``"macs"`` within the latency.
             After ``plan``, ``budget_report`` holds target, achieved value and
             search time.
 
@@ -115,13 +117,14 @@ class Pruner:
                  round_mode="up",
                  # --- budgets (remotetrimmer_tf/budget.py) ---
                  target_macs=None, target_params=None, target_latency_ms=None,
-                 runtime="litert", threads=1, dtype="float32", latency_model=None):
+                 runtime="litert", threads=1, dtype="float32", latency_model=None,
+                 objective="importance"):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
         # --- budgets: a target replaces the ratio (budget.resolve_target validates)
         from remotetrimmer_tf.budget import resolve_target
         self.budget = resolve_target(ratio, target_macs, target_params, target_latency_ms,
-                                     runtime, threads, dtype, latency_model)
+                                     runtime, threads, dtype, latency_model, objective)
         self.budget_report = None
         if ratio is None:
             ratio = 0.0 if self.budget else 0.7

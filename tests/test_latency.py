@@ -175,3 +175,22 @@ def test_real_litert_smoke(tmp_path):
     assert data["key"]["runtime"] == "litert" and data["key"]["runtime_version"] != "missing"
     assert os.path.basename(lm.cache_path).startswith("litert-float32-t1-")
     assert sum(len(v["ms"]) for v in data["layers"].values()) >= 2
+
+
+def test_objective_macs_keeps_more_macs_within_the_same_latency(resnet, tmp_path):
+    target = 0.3 * fake_model(resnet)
+    reps = {}
+    for objective in ("importance", "macs"):
+        p = Pruner(resnet, importance="l1", target_latency_ms=target, objective=objective,
+                   latency_model=_lm(tmp_path))
+        p.plan()
+        reps[objective] = p.budget_report
+        assert p.budget_report["measured_ms"] <= target
+        assert p.budget_report["objective"] == objective
+    assert reps["macs"]["macs"] >= reps["importance"]["macs"]
+
+
+def test_bad_objective(resnet, tmp_path):
+    with pytest.raises(ValueError, match="objective"):
+        Pruner(resnet, importance="l1", target_latency_ms=1.0, objective="speed",
+               latency_model=_lm(tmp_path))
