@@ -178,3 +178,28 @@ def test_bad_budget_arguments(models, kw, msg):
 
 def test_ratio_default_is_unchanged(models):
     assert Pruner(models["mixed"], importance="l1").ratio == 0.7
+
+
+def _hub_resnet():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    b = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 64], stackwise_num_blocks=[2, 2],
+        stackwise_num_strides=[1, 2], block_type="basic_block", image_shape=(32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(b.output)
+    return keras.Model(b.input, keras.layers.Dense(5)(x), name="hub_resnet")
+
+
+def test_keras_hub_backbone_budget_and_analytic_count():
+    model = _hub_resnet()
+    graph = DependencyGraph(model)
+    cost = PlanCost(graph)
+    keep = _random_plan(graph, np.random.default_rng(2))
+    small = prune_channels(model, keep, graph=graph)
+    assert (cost.macs(keep), cost.params(keep)) == (count_macs(small), count_params(small))
+    for kind, count in (("macs", count_macs), ("params", count_params)):
+        target = int(count(model) * 0.4)
+        pruner = Pruner(model, importance="l1", scope="global", **{f"target_{kind}": target})
+        got = count(pruner.prune())
+        assert 0.97 * target <= got <= target
