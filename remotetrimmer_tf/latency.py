@@ -8,9 +8,11 @@ widths (a 1-D sweep of each, the full width of the other fixed), and
     t(n_in, n_out) ≈ t(n_in, C_out) · t(C_in, n_out) / t(C_in, C_out)
 
 with linear interpolation between swept widths (depthwise layers: one
-sweep of their single width). The sum over layers is scaled by
-``measured(unpruned model) / Σ t(full widths)``, which folds in the ops the
-tables do not time (adds, pooling, quantise ops). Measurements are cached on
+sweep of their single width). A model's latency is predicted as
+``alpha · Σ t + beta · params`` (:class:`PlanLatency`): ``alpha`` folds in the
+ops the tables do not time (adds, pooling, quantise ops), ``beta`` the
+weights that stop fitting in cache as a model grows; both are fitted on the
+whole models measured during the search (the unpruned one first). Measurements are cached on
 disk per machine and runtime version (CPU model, ``ai_edge_litert`` version,
 threads, dtype) under ``~/.cache/remotetrimmer_tf/latency/`` (or
 ``$RT_LATENCY_CACHE`` / ``cache_dir``), so a second search costs no timing.
@@ -22,9 +24,8 @@ the group that loses the least normalised importance (``objective=
 "importance"``, each group's scores divided by their mean) or the fewest MACs
 (``objective="macs"``) per predicted millisecond saved, until the prediction fits; then it widens back groups
 while the prediction still fits. The result is built and measured; unless it
-measures within 3 % under the target, the prediction is rescaled by that
-result's measured/predicted ratio and the search runs again (at most 4
-rounds); the
+measures within 3 % under the target, it joins the fit and the search runs
+again (at most 5 rounds); the
 best result measured under the target is returned (``met`` False, with a
 warning, if none was).
 """
@@ -44,7 +45,8 @@ from remotetrimmer_tf.budget import PlanCost
 __all__ = ["LatencyModel", "PlanLatency", "solve_latency", "layer_spec", "default_cache_dir"]
 
 
-_TABLE_FORMAT = "1"   # bump when what a table cell means changes
+_TABLE_FORMAT = "1"
+LOOKAHEAD = 4         # candidates one narrowing step may skip   # bump when what a table cell means changes
 
 
 def default_cache_dir():
@@ -85,10 +87,12 @@ def _grid(full, floor, block, points):
 
 
 def _interp(table, n):
+    """Linear interpolation over the swept widths, made non-decreasing in the
+    width (a wider layer is never faster; a noisy cell is lifted to its
+    narrower neighbour's time)."""
     xs = sorted(table)
-    if n in table:
-        return table[n]
-    return float(np.interp(n, xs, [table[x] for x in xs]))
+    ys = np.maximum.accumulate([table[x] for x in xs])
+    return float(np.interp(n, xs, ys))
 
 
 class LatencyModel:
@@ -208,20 +212,26 @@ class LatencyModel:
             return _interp({w: self.layer_ms(spec, w, w) for w in grid}, n_out)
         full = max(self.layer_ms(spec, c_in, c_out), 1e-9)
         t_in = 1.0
-        if n_in != c_in:
-            grid = _grid(c_in, floors[0], block, self.points)
-            t_in = _interp({w: self.layer_ms(spec, w, c_out) for w in grid}, n_in) / full
+        if n_in != c_in:   # ratios within one monotone sweep: 1 at the full width
+            tab = {w: self.layer_ms(spec, w, c_out) for w in _grid(c_in, floors[0], block, self.points)}
+            t_in = _interp(tab, n_in) / max(_interp(tab, c_in), 1e-9)
         t_out = 1.0
         if n_out != c_out:
-            grid = _grid(c_out, floors[1], block, self.points)
-            t_out = _interp({w: self.layer_ms(spec, c_in, w) for w in grid}, n_out) / full
+            tab = {w: self.layer_ms(spec, c_in, w) for w in _grid(c_out, floors[1], block, self.points)}
+            t_out = _interp(tab, n_out) / max(_interp(tab, c_out), 1e-9)
         return full * t_in * t_out
 
 
 class PlanLatency:
     """Predicted latency of per-group width plans of a scored ``Pruner``.
 
-    Calibrated once on the measured unpruned model (``scale``). Widths are
+    ``predict = alpha · Σ layer tables + beta · trainable params``: ``alpha``
+    folds in what the tables do not time (adds, pooling, quantise ops),
+    ``beta`` the cost of streaming weights that no longer stay in cache as a
+    model grows (a layer timed alone keeps its weights in cache). Calibrated
+    on the measured unpruned model (``alpha`` only), and refitted by
+    :meth:`fit` on every measured model (non-negative least squares on
+    relative errors). Widths are
     ``{group index: kept count}``; the kept channels are each group's top
     scores.
 
@@ -255,7 +265,43 @@ class PlanLatency:
         self.floors = dict(enumerate(self.cost.kept(narrow)))
         self.model = pruner.folded_model if pruner._is_cap else pruner.model
         self.unpruned_ms = lm.model_ms(self.model)
-        self.scale = self.unpruned_ms / self._raw({})
+        self.points = []              # (raw table sum, params, measured ms)
+        self.alpha, self.beta = 1.0, 0.0
+        self.add_point({}, self.unpruned_ms)
+
+    def add_point(self, keep, measured_ms):
+        """Add a measured model (its plan ``keep``) and refit ``alpha``, ``beta``."""
+        self.points.append((self._raw(keep), float(self.cost.params(keep)), float(measured_ms)))
+        self.fit()
+
+    target_ms = None   # set by the search: the fit then uses models near the target
+
+    def fit(self):
+        """Non-negative least squares of measured = alpha·raw + beta·params,
+        each point weighted by 1/measured (relative errors); with a
+        ``target_ms``, only the models measured within 3x of it (when any)."""
+        pts = np.asarray(self.points, np.float64)
+        if self.target_ms:
+            near = (pts[:, 2] <= 3 * self.target_ms) & (pts[:, 2] >= self.target_ms / 3)
+            if near.any():
+                pts = pts[near]
+        if len(pts) < 2:
+            self.alpha, self.beta = float(pts[-1, 2] / max(pts[-1, 0], 1e-12)), 0.0
+            return
+        A = pts[:, :2] / pts[:, 2:3]
+        b = np.ones(len(pts))
+        best = None
+        for cols in ((0, 1), (0,), (1,)):
+            sol, *_ = np.linalg.lstsq(A[:, cols], b, rcond=None)
+            if np.any(sol < 0):
+                continue
+            coef = np.zeros(2)
+            coef[list(cols)] = sol
+            err = float(np.sum((A @ coef - b) ** 2))
+            if best is None or err < best[0]:
+                best = (err, coef)
+        self.alpha, self.beta = (float(best[1][0]), float(best[1][1])) if best else (
+            float(pts[0, 2] / max(pts[0, 0], 1e-12)), 0.0)
 
     def keep_of(self, widths):
         """``{group: kept indices}`` of a width plan (the top-scored channels)."""
@@ -275,7 +321,9 @@ class PlanLatency:
 
     def predict(self, widths):
         """Predicted latency (ms) of a width plan."""
-        return self.scale * self._raw(self.keep_of(widths))
+        keep = self.keep_of(widths)
+        raw = self._raw(keep)
+        return self.alpha * raw + (self.beta * self.cost.params(keep) if self.beta else 0.0)
 
     def build(self, widths):
         """The pruned Keras model of a width plan."""
@@ -336,21 +384,21 @@ def solve_latency(pruner, budget):
         while cur > goal:
             best = None
             for gi in scores:
-                if pos[gi] == 0:
-                    continue
-                w = dict(widths)
-                w[gi] = cands[gi][pos[gi] - 1]
-                p = predict(w)
-                if cur - p <= 0:
-                    continue
-                score = (value(widths) - value(w)) / (cur - p)
-                if best is None or score < best[0]:
-                    best = (score, gi, p)
+                # look a few candidates down: noisy tables have small plateaus
+                for k in range(max(0, pos[gi] - LOOKAHEAD), pos[gi]):
+                    w = dict(widths)
+                    w[gi] = cands[gi][k]
+                    p = predict(w)
+                    if cur - p <= 0:
+                        continue
+                    score = (value(widths) - value(w)) / (cur - p)
+                    if best is None or score < best[0]:
+                        best = (score, gi, p, k)
             if best is None:
                 break
-            _, gi, cur = best
-            pos[gi] -= 1
-            widths[gi] = cands[gi][pos[gi]]
+            _, gi, cur, k = best
+            pos[gi] = k
+            widths[gi] = cands[gi][k]
         while True:
             best = None
             for gi in scores:
@@ -370,10 +418,12 @@ def solve_latency(pruner, budget):
             pos[gi] += 1
             widths[gi] = cands[gi][pos[gi]]
 
+    pl.target_ms = target
     narrowest = {gi: c[0] for gi, c in cands.items()}
     lowest = predict(narrowest)
-    if target < lowest:   # the scale may be off: measure the narrowest plan first
+    if target < lowest:   # the fit may be off: measure the narrowest plan first
         fastest = lm.model_ms(pl.build(narrowest))
+        pl.add_point(pl.keep_of(narrowest), fastest)
         if target < fastest:
             lm.save()
             raise ValueError(
@@ -382,18 +432,17 @@ def solve_latency(pruner, budget):
                 f"thread(s); unpruned {unpruned_ms:.4g} ms; widths multiples of {block}, "
                 f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
                 "give a larger target.")
-        pl.scale *= fastest / lowest
     history, best = [], None
-    for _ in range(int(budget.get("max_rounds", 4))):
+    for _ in range(int(budget.get("max_rounds", 5))):
         widths, cur = greedy(target)
         measured = lm.model_ms(pl.build(widths))
         history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
-                        "scale": float(pl.scale)})
+                        "alpha": pl.alpha, "beta": pl.beta})
         if measured <= target and (best is None or measured > best[2]):
             best = (widths, cur, measured)
         if target * (1 - tolerance) <= measured <= target:
             break
-        pl.scale *= measured / cur     # recalibrate on this result and search again
+        pl.add_point(pl.keep_of(widths), measured)   # refit on this result, search again
     met = best is not None
     widths, cur, measured = best if met else (widths, cur, measured)
     keep = pl.keep_of(widths)
@@ -406,6 +455,8 @@ def solve_latency(pruner, budget):
             "block": int(block), "objective": objective, "rounds": len(history), "history": history,
             "runtime": lm.runtime, "threads": lm.threads, "dtype": lm.dtype,
             "layer_measurements": lm.measured, "cache": lm.cache_path,
+            "fit": {"alpha": pl.alpha, "beta": pl.beta,
+                    "points": [list(map(float, q)) for q in pl.points]},
             "search_s": time.perf_counter() - t0}
     if not met:
         import warnings

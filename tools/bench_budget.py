@@ -83,24 +83,24 @@ def interleaved(models, threads, dtype, rounds, runs):
 
 def held_out(model, lm, n_plans, seed, report):
     """Predicted vs measured latency of random width plans (multiples of 16):
-    with the scale calibrated on the measured unpruned model, and with the
-    scale calibrated on the search's measured result (neither plan is held in)."""
+    with the latency model calibrated on the measured unpruned model only, and
+    as fitted during the search (unpruned + the search's measured results;
+    the held-out plans are not among them)."""
     import remotetrimmer_tf as rt
     from remotetrimmer_tf.latency import PlanLatency
 
     p = rt.Pruner(model, importance="l1", ratio=0.0)
     p.plan()                                   # scores only
     pl = PlanLatency(p, lm, block=16)
-    scale_unpruned = pl.scale
-    h = next(h for h in report["history"] if h["measured_ms"] == report["measured_ms"])
-    scale_result = h["scale"] * h["measured_ms"] / h["predicted_ms"]
+    first = (pl.alpha, pl.beta)
+    fitted = (report["fit"]["alpha"], report["fit"]["beta"])
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_plans):
         w = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
-        pl.scale = scale_unpruned
+        pl.alpha, pl.beta = first
         pred = pl.predict(w)
-        pl.scale = scale_result
+        pl.alpha, pl.beta = fitted
         pred_r = pl.predict(w)
         small = pl.build(w)
         meas = lm.model_ms(small)
@@ -109,7 +109,7 @@ def held_out(model, lm, n_plans, seed, report):
                     "measured_ms": meas, "error": pred / meas - 1,
                     "error_result_calibrated": pred_r / meas - 1})
         log(f"  held-out {widths(small)}: predicted {pred:.3f} / {pred_r:.3f} ms "
-            f"(unpruned- / result-calibrated), measured {meas:.3f} ms")
+            f"(unpruned-calibrated / search-fitted), measured {meas:.3f} ms")
     lm.save()
     return out
 
@@ -269,10 +269,13 @@ def markdown(p):
               f"{lat['report_objective_macs']['search_s']:.1f} s, under the target: "
               f"{lat['report_objective_macs']['met']}.", ""]
         if lat["held_out"]:
-            L += ["Latency model on held-out random widths (multiples of 16); scale "
-                  "calibrated on the measured unpruned model / on the search's measured result:", "",
+            f = lat["report"]["fit"]
+            L += ["Latency model on held-out random widths (multiples of 16): calibrated on "
+                  "the measured unpruned model only / as fitted in the search "
+                  f"(alpha {f['alpha']:.3f}, beta {f['beta']:.3g} ms per parameter, "
+                  f"{len(f['points'])} measured models):", "",
                   "| widths | MMACs | predicted ms (unpruned-cal.) | error | predicted ms "
-                  "(result-cal.) | error | measured ms |", "|---|---|---|---|---|---|---|"]
+                  "(search-fitted) | error | measured ms |", "|---|---|---|---|---|---|---|"]
             for h in lat["held_out"]:
                 L.append(f"| {h['widths']} | {h['macs'] / 1e6:.1f} | {h['predicted_ms']:.3f} | "
                          f"{100 * h['error']:+.1f}% | {h['predicted_result_calibrated_ms']:.3f} | "
