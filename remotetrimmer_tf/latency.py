@@ -182,6 +182,8 @@ class LatencyModel:
                 ms = self._layer_timer(spec, int(n_in), int(n_out))
             entry["ms"][cell] = float(ms)
             self.measured += 1
+            if self.measured % 16 == 0:   # an interrupted search keeps its timings
+                self.save()
         return entry["ms"][cell]
 
     def model_ms(self, model):
