@@ -87,7 +87,8 @@ class Pruner:
         target_macs, target_params: Prune to a budget instead of a ratio: the
             widths whose MACs / trainable parameters come closest to the
             target without exceeding it (local: one ratio for all groups;
-            global: a prefix of the ranking). See ``remotetrimmer_tf.budget``.
+            global: a cut of the ranking, widened back where the budget
+            allows). See ``remotetrimmer_tf.budget``.
         target_latency_ms: Prune to a latency measured on the runtime
             (``runtime="litert"``, ``threads``, ``dtype`` ``"float32"`` or
             ``"int8"``): per-group widths in the runtime's efficient multiples
