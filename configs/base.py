@@ -10,7 +10,8 @@ Sections:
   model       architecture ("resnet18" | "vgg16_bn"), SE gates, classes.
   train       training recipe for the unpruned model (see `recipe()`).
   attention   how many batches to average the SE gates over (None = all).
-  prune       importance criterion, ratio, scope, rounding, ignored layers.
+  prune       importance criterion, ratio or budget (MACs, params, latency),
+              scope, rounding, ignored layers.
   recalibrate BN-statistics re-estimation after pruning (steps, 0 = off).
   finetune    fine-tuning recipe of the pruned model (Adaptive Mining Loss).
   evaluate    which split the accuracies are measured on.
@@ -128,6 +129,14 @@ def get_config():
     c.prune.ignore = ()      # names of layers never pruned
     c.prune.seed = 0
     c.prune.steps = 8        # batches the data-driven criteria (taylor) use
+    # Budgets (remotetrimmer_tf/budget.py, latency.py): give one target instead of
+    # the ratio; widths come closest to it without exceeding it.
+    c.prune.target_macs = config_dict.placeholder(float)        # e.g. 15e6
+    c.prune.target_params = config_dict.placeholder(float)      # trainable, e.g. 1e6
+    c.prune.target_latency_ms = config_dict.placeholder(float)  # measured on `runtime`
+    c.prune.runtime = "litert"    # latency target: ai_edge_litert interpreter (XNNPACK)
+    c.prune.threads = 1           # latency target: interpreter threads
+    c.prune.dtype = "float32"     # latency target: "float32" or "int8"
 
     c.recalibrate = config_dict.ConfigDict()
     c.recalibrate.steps = 0  # batches for BN re-estimation; 0 = off

@@ -48,11 +48,14 @@ _EXPORTS = {
     "register_importance": "remotetrimmer_tf.importance",
     "run_pipeline": "remotetrimmer_tf.pipeline",
     "Pruner": "remotetrimmer_tf.pruner",
+    "PlanCost": "remotetrimmer_tf.budget",
+    "LatencyModel": "remotetrimmer_tf.latency",
     "recalibrate_bn": "remotetrimmer_tf.training.bn_recalibration",
     "AdaptiveMiningLoss": "remotetrimmer_tf.losses",
 }
 _SUBMODULES = ("models", "graph", "importance", "training", "data", "export",
-               "pipeline", "attention", "surgeon", "metrics", "losses", "pruner")
+               "pipeline", "attention", "surgeon", "metrics", "losses", "pruner",
+               "budget", "latency")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 

@@ -57,7 +57,8 @@ class Pruner:
         importance: Criterion name (``"cap"``, ``"slim"``, ``"l1"``, ``"l2"``,
             ``"fpgm"``, ``"taylor"``, ``"random"``) or a callable
             ``fn(group, model, **ctx) -> (group.size,) scores``.
-        ratio: Fraction of channels to remove, ``0 <= ratio < 1``.
+        ratio: Fraction of channels to remove, ``0 <= ratio < 1`` (default
+            0.7; leave it out when a target is given).
         scope: ``"local"``: every group keeps ``floor(C·(1 − ratio))`` channels
             (published). ``"global"``: scores are normalised per group (divided
             by the group's mean score, so each group's scores average 1 and
@@ -84,6 +85,21 @@ class Pruner:
         max_ratio: Global scope: the most any group may lose
             (default ``max(0.9, ratio)``).
         loss: Loss for ``taylor`` (default sparse CE from logits).
+        target_macs, target_params: Prune to a budget instead of a ratio: the
+            widths whose MACs / trainable parameters come closest to the
+            target without exceeding it (local: one ratio for all groups;
+            global: a cut of the ranking, widened back where the budget
+            allows). See ``remotetrimmer_tf.budget``.
+        target_latency_ms: Prune to a latency measured on the runtime
+            (``runtime="litert"``, ``threads``, ``dtype`` ``"float32"`` or
+            ``"int8"``): per-group widths in the runtime's efficient multiples
+            that keep the most importance within the budget. See
+            ``remotetrimmer_tf.latency``. ``latency_model``: a ready
+            ``LatencyModel`` (e.g. with your own timing function);
+            ``objective``: keep the most normalised ``"importance"`` (default)
+            or the most ``"macs"`` within the latency.
+            After ``plan``, ``budget_report`` holds target, achieved value and
+            search time.
         unknown: A layer type without a handler: ``"error"`` (default) raises
             naming it; ``"freeze"`` leaves the channels around it unpruned.
         approximate: Kinds of non-exact pruning the user allows, e.g.
@@ -111,12 +127,24 @@ class Pruner:
     ```
     """
 
-    def __init__(self, model, importance="cap", ratio=0.7, scope="local",
+    def __init__(self, model, importance="cap", ratio=None, scope="local",
                  round_to=1, min_channels=1, ignore=(), reduction="mean", seed=0,
                  attention=None, steps=None, max_ratio=None, loss=None,
-                 round_mode="up", unknown="error", approximate=()):
+                 round_mode="up", unknown="error", approximate=(),
+                 # --- budgets (remotetrimmer_tf/budget.py) ---
+                 target_macs=None, target_params=None, target_latency_ms=None,
+                 runtime="litert", threads=1, dtype="float32", latency_model=None,
+                 objective="importance"):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
+        # --- budgets: a target replaces the ratio (budget.resolve_target validates)
+        from remotetrimmer_tf.budget import resolve_target
+        self.budget = resolve_target(ratio, target_macs, target_params, target_latency_ms,
+                                     runtime, threads, dtype, latency_model, objective)
+        self.budget_report = None
+        if ratio is None:
+            ratio = 0.0 if self.budget else 0.7
+        # --- end budgets
         self.model = model
         self.importance_name = importance if isinstance(importance, str) else getattr(
             importance, "__name__", "custom")
@@ -262,7 +290,11 @@ class Pruner:
         self.approximate_groups = {
             gi: graph.groups[gi].approximate for gi in self.scores
             if graph.groups[gi].approximate}
-        keep = self._keep_local() if self.scope == "local" else self._keep_global()
+        if self.budget:   # --- budgets: widths from the target (budget.py)
+            from remotetrimmer_tf.budget import plan_to_budget
+            keep = plan_to_budget(self)
+        else:
+            keep = self._keep_local() if self.scope == "local" else self._keep_global()
         keep = {gi: self._cover_sections(graph, gi, idx) for gi, idx in keep.items()}
         sizes = {g.index: g.size for g in graph.groups}
         self._keep = {gi: idx for gi, idx in keep.items() if len(idx) < sizes[gi]}

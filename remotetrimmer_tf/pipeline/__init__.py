@@ -13,6 +13,7 @@ Example:
 """
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import sys
@@ -137,6 +138,7 @@ def validate_config(cfg, init_model=None):
         raise _bad("prune.ratio", ratio,
                    "is outside [0, 1); pass the fraction of channels to "
                    "remove, e.g. --config.prune.ratio=0.7")
+    _validate_budget(cfg.prune)   # issue 15: target_macs / params / latency_ms
     for path, low in (("data.image_size", 8), ("data.batch_size", 1),
                       ("prune.round_to", 1), ("prune.min_channels", 1),
                       ("recalibrate.steps", 0), ("export.check_samples", 1),
@@ -185,6 +187,55 @@ def validate_config(cfg, init_model=None):
     if cfg.data.data_dir is not None and not os.path.isdir(cfg.data.data_dir):
         raise _bad("data.data_dir", cfg.data.data_dir,
                    "is not a folder; pass the folder holding the dataset")
+
+
+_BUDGETS = ("target_macs", "target_params", "target_latency_ms")
+
+
+def budget_of(prune_cfg):
+    """``{"target_macs": int}`` (or params / latency_ms, with runtime, threads,
+    dtype) from the prune config; ``{}`` when pruning by ratio."""
+    given = {k: prune_cfg.get(k) for k in _BUDGETS if prune_cfg.get(k) is not None}
+    if not given:
+        return {}
+    (key, value), = given.items()
+    if key == "target_latency_ms":
+        return {key: float(value), "runtime": prune_cfg.get("runtime", "litert"),
+                "threads": int(prune_cfg.get("threads", 1)),
+                "dtype": prune_cfg.get("dtype", "float32")}
+    return {key: int(value)}
+
+
+def _validate_budget(p):
+    """One budget at most, positive, and not together with an explicit ratio."""
+    given = [k for k in _BUDGETS if p.get(k) is not None]
+    if len(given) > 1:
+        raise PipelineError(f"--config.prune.{given[0]} and --config.prune.{given[1]} "
+                            "conflict; give one budget")
+    if not given:
+        return
+    key = given[0]
+    value = p.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0 \
+            or (key != "target_latency_ms" and value != int(value)):
+        raise _bad(f"prune.{key}", value, "must be a positive "
+                   + ("number of milliseconds" if key == "target_latency_ms"
+                      else "whole number, e.g. 15e6"))
+    if any(a.split("=")[0] == "--config.prune.ratio" for a in sys.argv[1:]):
+        raise PipelineError(f"--config.prune.ratio and --config.prune.{key} conflict: "
+                            "a budget decides the widths; drop one of them")
+    if key == "target_latency_ms":
+        if p.get("runtime") != "litert":
+            raise _bad("prune.runtime", p.get("runtime"), "is not one of litert")
+        if p.get("dtype") not in ("float32", "int8"):
+            raise _bad("prune.dtype", p.get("dtype"), "is not one of float32, int8")
+        threads = p.get("threads")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise _bad("prune.threads", threads, "must be an integer >= 1")
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            raise PipelineError("--config.prune.target_latency_ms needs the LiteRT runtime "
+                                "on this machine: pip install ai-edge-litert")
 
 
 def parse_stages(text):

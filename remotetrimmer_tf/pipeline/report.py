@@ -173,6 +173,21 @@ def table_rows(rep):
 HEADER = ("model", "params", "MACs", "accuracy", "file")
 
 
+def budget_line(rep):
+    """One line on the prune stage's budget (target, achieved, search time), or None."""
+    b = (rep.get("stages", {}).get("prune") or {}).get("budget")
+    if not b:
+        return None
+    if b["kind"] == "latency_ms":
+        return (f"budget: target_latency_ms={b['target']:g} ({b['runtime']} {b['dtype']}, "
+                f"{b['threads']} thread(s)); measured {b['measured_ms']:.4g} ms, predicted "
+                f"{b['predicted_ms']:.4g} ms, unpruned {b['unpruned_ms']:.4g} ms; "
+                f"search {b['search_s']:.1f} s")
+    return (f"budget: target_{b['kind']}={b['target']:,}; achieved {b['achieved']:,} "
+            f"({100 * (1 - b['achieved'] / b['target']):.2f}% under; unpruned "
+            f"{b['unpruned']:,}); search {b['search_s']:.2f} s")
+
+
 def format_table(rep):
     """The plain-text summary table printed at the end of a run."""
     rows = [HEADER] + table_rows(rep)
@@ -189,6 +204,8 @@ def format_table(rep):
         lines.append(f"params removed {100 * red['params_removed']:.1f}%, "
                      f"MACs removed {100 * red['macs_removed']:.1f}% "
                      f"(accuracy on the {rep.get('accuracy_split', 'test')} split)")
+    if budget_line(rep):
+        lines.append(budget_line(rep))
     return "\n".join(lines)
 
 
@@ -204,6 +221,8 @@ def format_markdown(rep):
         out += ["", f"Parameters removed: {100 * red['params_removed']:.1f}%; "
                     f"MACs removed: {100 * red['macs_removed']:.1f}%. "
                     f"Accuracies on the `{rep.get('accuracy_split')}` split."]
+    if budget_line(rep):
+        out += ["", "B" + budget_line(rep)[1:] + "."]
     acc = rep.get("accuracy", {})
     if acc:
         out += ["", "## Accuracy by stage", "", "| stage | accuracy |",

@@ -485,8 +485,11 @@ def prune(run):
     data = None
     if importance in DATA_DRIVEN_IMPORTANCE:
         data = _take(run.data("train"), p.steps, int(run.cfg.data.batch_size))
+    from remotetrimmer_tf.pipeline import budget_of
+    budget = budget_of(p)   # issue 15: a target replaces the ratio
     try:
-        pruner = Pruner(model, importance=criterion, ratio=float(p.ratio),
+        pruner = Pruner(model, importance=criterion,
+                        ratio=None if budget else float(p.ratio), **budget,
                         scope=p.scope, round_to=int(p.round_to),
                         round_mode=p.get("round_mode", "up"),
                         min_channels=int(p.min_channels),
@@ -495,7 +498,12 @@ def prune(run):
     except (ValueError, TypeError) as e:   # e.g. prune.ignore names no layer
         raise PipelineError(
             f"--config.prune: {_first_line(e)} Fix the --config.prune.* value") from None
-    keep = pruner.plan(data)
+    try:
+        keep = pruner.plan(data)
+    except ValueError as e:
+        if not budget:
+            raise
+        raise PipelineError(f"--config.prune: {_first_line(e)}") from None
     graph = getattr(pruner, "graph", None)
     pruned = prune_channels(model, keep, graph=graph)
     kept = {}
@@ -515,6 +523,7 @@ def prune(run):
                            (getattr(pruner, "skipped", None) or {}).items()},
         "groups_pruned": sum(1 for v in kept.values()
                              if v["size"] is not None and len(v["kept"]) < v["size"]),
+        **({"budget": pruner.budget_report} if budget else {}),
         "metrics": run.accuracy(pruned)}
 
 

@@ -1,0 +1,128 @@
+"""Latency on the LiteRT interpreter (XNNPACK) of this machine.
+
+What :class:`remotetrimmer_tf.latency.LatencyModel` measures with: one layer
+at a given input / output width (a one-layer model with random weights), or
+a whole Keras model. Models are converted with
+:func:`~remotetrimmer_tf.export.litert.convert_to_litert_bytes` and run with
+:class:`~remotetrimmer_tf.export.litert.LiteRTRunner`. ``int8`` models are
+calibrated on random standard-normal inputs unless ``representative_data``
+is given (latency does not depend on the calibration, accuracy would).
+
+Timing: warm-up runs, then ``rounds`` rounds of ``runs`` invokes; the
+latency is the minimum over rounds of the per-round median (a shared
+machine's load only ever adds time).
+
+TensorFlow and ai_edge_litert are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+__all__ = ["machine_key", "time_tflite", "time_model", "time_layer", "layer_model",
+           "time_invoke_overhead"]
+
+
+def machine_key(runtime="litert", threads=1, dtype="float32"):
+    """What a latency measurement depends on: CPU model, runtime version,
+    threads, dtype (a dict of strings)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+        ver = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - not installed: the key says so
+        ver = "missing"
+    return {"runtime": runtime, "runtime_version": ver, "cpu": cpu,
+            "threads": str(int(threads)), "dtype": dtype}
+
+
+def time_tflite(tflite, threads=1, warmup=5, runs=20, rounds=3):
+    """Latency (ms) of a ``.tflite`` (bytes or path) with batch-1 random input."""
+    from remotetrimmer_tf.export.litert import LiteRTRunner
+
+    runner = LiteRTRunner(tflite, num_threads=int(threads))
+    x = np.random.default_rng(0).standard_normal(runner.input_shape).astype(np.float32)
+    runner.set_input(x)
+    for _ in range(warmup):
+        runner.invoke()
+    best = float("inf")
+    for _ in range(rounds):
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            runner.invoke()
+            ts.append(time.perf_counter() - t0)
+        best = min(best, float(np.median(ts)))
+    return best * 1e3
+
+
+def _convert(model, dtype, representative_data=None, int8_io=False):
+    from remotetrimmer_tf.export.litert import convert_to_litert_bytes
+
+    if dtype == "float32":
+        return convert_to_litert_bytes(model)
+    if dtype != "int8":
+        raise ValueError(f"dtype must be 'float32' or 'int8', got {dtype!r}.")
+    if representative_data is None:
+        shape = (16,) + tuple(model.inputs[0].shape[1:])
+        representative_data = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return convert_to_litert_bytes(model, "int8", representative_data, int8_io=int8_io,
+                                   num_calibration=len(representative_data))
+
+
+def time_model(model, threads=1, dtype="float32", representative_data=None, **timing):
+    """Convert a Keras model to LiteRT (``float32`` / ``int8``) and time it (ms).
+
+    Example:
+        >>> time_model(model, threads=1, dtype="int8")   # doctest: +SKIP
+        0.21
+    """
+    return time_tflite(_convert(model, dtype, representative_data), threads, **timing)
+
+
+def layer_model(spec, n_in, n_out):
+    """A one-layer Keras model: ``spec``'s layer at ``n_in`` -> ``n_out`` channels."""
+    import keras
+
+    cfg = dict(spec["config"])
+    cfg.pop("name", None)
+    for key in ("filters", "units"):
+        if key in cfg:
+            cfg[key] = int(n_out)
+    if int(cfg.get("groups", 1) or 1) > 1:
+        cfg["groups"] = int(n_in)
+    layer = keras.saving.deserialize_keras_object(
+        {"module": spec["module"], "class_name": spec["class_name"], "config": cfg,
+         "registered_name": spec.get("registered_name")})
+    inp = keras.Input(tuple(spec["in_shape"]) + (int(n_in),), batch_size=1)
+    return keras.Model(inp, layer(inp))
+
+
+def time_layer(spec, n_in, n_out, threads=1, dtype="float32", rounds=5, runs=10, **timing):
+    """Latency (ms) of ``spec``'s layer alone at ``n_in`` -> ``n_out`` channels
+    (random weights; int8 with int8 input/output, so no quantise ops are timed)."""
+    model = layer_model(spec, n_in, n_out)
+    return time_tflite(_convert(model, dtype, int8_io=dtype == "int8"), threads,
+                       rounds=rounds, runs=runs, **timing)
+
+
+def time_invoke_overhead(threads=1, dtype="float32", rounds=5, runs=10):
+    """Latency (ms) of a one-op model (a ReLU on 1x1x8): the fixed cost of an
+    invoke, which a layer timed alone pays and a layer inside a model does not."""
+    import keras
+
+    inp = keras.Input((1, 1, 8), batch_size=1)
+    model = keras.Model(inp, keras.layers.ReLU()(inp))
+    return time_tflite(_convert(model, dtype, int8_io=dtype == "int8"), threads,
+                       rounds=rounds, runs=runs)

@@ -1,0 +1,468 @@
+"""Prune to a latency measured on the runtime: a per-layer latency model and a search.
+
+:class:`LatencyModel` predicts the latency of a pruning plan from per-layer
+lookup tables: every conv / dense call of the model is timed alone on the
+runtime (LiteRT / XNNPACK, ``threads``, ``dtype``) at a few input and output
+widths (a 1-D sweep of each, the full width of the other fixed), and
+
+    t(n_in, n_out) ≈ t(n_in, C_out) · t(C_in, n_out) / t(C_in, C_out)
+
+with linear interpolation between swept widths (depthwise layers: one
+sweep of their single width). A model's latency is predicted as
+``alpha · Σ t + beta · params`` (:class:`PlanLatency`): ``alpha`` folds in the
+ops the tables do not time (adds, pooling, quantise ops), ``beta`` the
+weights that stop fitting in cache as a model grows; both are fitted on the
+whole models measured during the search (the unpruned one first). Measurements are cached on
+disk per machine and runtime version (CPU model, ``ai_edge_litert`` version,
+threads, dtype) under ``~/.cache/remotetrimmer_tf/latency/`` (or
+``$RT_LATENCY_CACHE`` / ``cache_dir``), so a second search costs no timing.
+
+:func:`solve_latency` (``Pruner(target_latency_ms=...)``) chooses one width
+per group among the runtime's efficient multiples (``block``, 16 by default;
+``round_to`` when given): starting from the full model it repeatedly narrows
+the group that loses the least normalised importance (``objective=
+"importance"``, each group's scores divided by their mean) or the fewest MACs
+(``objective="macs"``) per predicted millisecond saved, until the prediction fits; then it widens back groups
+while the prediction still fits. The result is built and measured; unless it
+measures within 3 % under the target, it joins the fit and the search runs
+again (at most 5 rounds); the
+best result measured under the target is returned (``met`` False, with a
+warning, if none was).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from remotetrimmer_tf.budget import PlanCost
+
+__all__ = ["LatencyModel", "PlanLatency", "solve_latency", "layer_spec", "default_cache_dir"]
+
+
+_TABLE_FORMAT = "1"
+LOOKAHEAD = 4         # candidates one narrowing step may skip   # bump when what a table cell means changes
+
+
+def default_cache_dir():
+    """``$RT_LATENCY_CACHE`` or ``~/.cache/remotetrimmer_tf/latency``."""
+    return os.environ.get("RT_LATENCY_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "remotetrimmer_tf", "latency")
+
+
+def layer_spec(layer, in_shape, out_shape):
+    """What a layer's latency depends on, apart from its two widths (JSON-able)."""
+    import keras
+
+    cfg = layer.get_config()
+    cfg.pop("name", None)
+    for k in ("dtype", "trainable"):
+        cfg.pop(k, None)
+    ser = keras.saving.serialize_keras_object(layer)
+    spec = {"module": ser.get("module"), "class_name": ser.get("class_name"),
+            "registered_name": ser.get("registered_name"), "config": cfg,
+            "in_shape": [int(d) for d in in_shape[1:-1]],
+            "full": [int(in_shape[-1]), int(out_shape[-1])]}
+    spec["key"] = _spec_key(spec)
+    return spec
+
+
+def _spec_key(spec):
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _grid(full, floor, block, points):
+    """``points`` widths in ``[floor, full]`` (multiples of ``block``) plus ``full``."""
+    lo = max(1, int(floor))
+    mults = [w for w in range(block, full, block) if w >= lo] or [lo]
+    if len(mults) > points - 1:
+        idx = np.linspace(0, len(mults) - 1, points - 1).round().astype(int)
+        mults = [mults[i] for i in sorted(set(idx.tolist()))]
+    return sorted(set(mults + [full]))
+
+
+def _interp(table, n):
+    """Linear interpolation over the swept widths, made non-decreasing in the
+    width (a wider layer is never faster; a noisy cell is lifted to its
+    narrower neighbour's time)."""
+    xs = sorted(table)
+    ys = np.maximum.accumulate([table[x] for x in xs])
+    return float(np.interp(n, xs, ys))
+
+
+class LatencyModel:
+    """Per-layer latency lookup tables for one runtime setting, cached on disk.
+
+    Args:
+        runtime: ``"litert"`` (the ai_edge_litert interpreter, XNNPACK).
+        threads: interpreter threads.
+        dtype: ``"float32"`` or ``"int8"`` (full-integer; calibrated on random
+            inputs, or ``representative_data``).
+        cache_dir: where the tables are kept (default :func:`default_cache_dir`).
+        layer_timer: ``fn(spec, n_in, n_out) -> ms`` (default: LiteRT,
+            ``export.litert_timing.time_layer``); pass your own to model
+            another runtime, or a fake in tests.
+        model_timer: ``fn(keras_model) -> ms`` (default: LiteRT
+            ``export.litert_timing.time_model``).
+        key: the cache key (default: CPU model, runtime version, threads,
+            dtype; with custom timers give your own).
+        points: swept widths per axis of each layer (plus the full width).
+        representative_data: int8 calibration images for whole-model timing.
+
+    Example:
+
+    ```python
+    lm = LatencyModel(threads=1, dtype="int8")
+    pruner = Pruner(model, importance="l1", target_latency_ms=0.2, latency_model=lm)
+    small = pruner.prune()
+    pruner.budget_report["measured_ms"], pruner.budget_report["predicted_ms"]
+    ```
+    """
+
+    def __init__(self, runtime="litert", threads=1, dtype="float32", cache_dir=None,
+                 layer_timer=None, model_timer=None, key=None, points=4,
+                 representative_data=None):
+        if runtime != "litert" and (layer_timer is None or model_timer is None):
+            raise ValueError(f"LatencyModel: runtime {runtime!r} needs layer_timer and "
+                             "model_timer; only 'litert' is built in.")
+        self.runtime, self.threads, self.dtype = runtime, int(threads), dtype
+        self.points = int(points)
+        self.representative_data = representative_data
+        self._layer_timer = layer_timer
+        self._model_timer = model_timer
+        if key is None:
+            if layer_timer is not None:
+                raise ValueError("LatencyModel: with a custom layer_timer, give key= "
+                                 "(what its measurements depend on).")
+            from remotetrimmer_tf.export.litert_timing import machine_key
+            key = machine_key(runtime, threads, dtype)
+        self.key = dict(key, tables=_TABLE_FORMAT)
+        self.cache_dir = cache_dir or default_cache_dir()
+        name = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
+        self.cache_path = os.path.join(self.cache_dir, f"{runtime}-{dtype}-t{threads}-{name}.json")
+        self.measured = 0          # layer measurements taken (not from the cache)
+        self.table = self._load()
+
+    # ------------------------------------------------------------ cache
+    def _load(self):
+        try:
+            with open(self.cache_path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        if data.get("key") != self.key:
+            return {}
+        return data.get("layers", {})
+
+    def save(self):
+        """Write the tables to the cache file (atomically)."""
+        from remotetrimmer_tf.export._io import write_bytes_atomic
+
+        os.makedirs(self.cache_dir, exist_ok=True)
+        text = json.dumps({"key": self.key, "layers": self.table}, sort_keys=True)
+        write_bytes_atomic(self.cache_path, text.encode(), overwrite=True)
+
+    # ------------------------------------------------------------ timing
+    def layer_ms(self, spec, n_in, n_out):
+        """Latency of ``spec``'s layer at ``n_in`` -> ``n_out`` (measured once, cached)."""
+        key = spec.get("key") or _spec_key(spec)
+        entry = self.table.setdefault(key, {"class_name": spec["class_name"], "ms": {}})
+        cell = f"{int(n_in)}x{int(n_out)}"
+        if cell not in entry["ms"]:
+            if self._layer_timer is None:
+                from remotetrimmer_tf.export.litert_timing import time_layer
+                ms = max(0.0, time_layer(spec, n_in, n_out, self.threads, self.dtype)
+                         - self.overhead_ms())
+            else:
+                ms = self._layer_timer(spec, int(n_in), int(n_out))
+            entry["ms"][cell] = float(ms)
+            self.measured += 1
+            if self.measured % 16 == 0:   # an interrupted search keeps its timings
+                self.save()
+        return entry["ms"][cell]
+
+    def model_ms(self, model):
+        """Measured latency of a whole Keras model (not cached)."""
+        if self._model_timer is not None:
+            return float(self._model_timer(model))
+        from remotetrimmer_tf.export.litert_timing import time_model
+        return time_model(model, self.threads, self.dtype, self.representative_data,
+                          runs=10, rounds=15)
+
+    def overhead_ms(self):
+        """The fixed cost of one invoke, subtracted from every layer timing
+        (0 with a custom ``layer_timer``; measured once, cached)."""
+        if self._layer_timer is not None:
+            return 0.0
+        if "__invoke__" not in self.table:
+            from remotetrimmer_tf.export.litert_timing import time_invoke_overhead
+            self.table["__invoke__"] = {"class_name": "invoke",
+                                        "ms": {"0x0": time_invoke_overhead(self.threads, self.dtype)}}
+        return self.table["__invoke__"]["ms"]["0x0"]
+
+    # ------------------------------------------------------------ prediction
+    def layer_predict(self, spec, channelwise, n_in, n_out, floors, block):
+        """Table prediction for one layer (sweeps measured on first use)."""
+        c_in, c_out = spec["full"]
+        if channelwise:
+            grid = _grid(c_out, floors[1], block, self.points)
+            return _interp({w: self.layer_ms(spec, w, w) for w in grid}, n_out)
+        full = max(self.layer_ms(spec, c_in, c_out), 1e-9)
+        t_in = 1.0
+        if n_in != c_in:   # ratios within one monotone sweep: 1 at the full width
+            tab = {w: self.layer_ms(spec, w, c_out) for w in _grid(c_in, floors[0], block, self.points)}
+            t_in = _interp(tab, n_in) / max(_interp(tab, c_in), 1e-9)
+        t_out = 1.0
+        if n_out != c_out:
+            tab = {w: self.layer_ms(spec, c_in, w) for w in _grid(c_out, floors[1], block, self.points)}
+            t_out = _interp(tab, n_out) / max(_interp(tab, c_out), 1e-9)
+        return full * t_in * t_out
+
+
+class PlanLatency:
+    """Predicted latency of per-group width plans of a scored ``Pruner``.
+
+    ``predict = alpha · Σ layer tables + beta · trainable params``: ``alpha``
+    folds in what the tables do not time (adds, pooling, quantise ops),
+    ``beta`` the cost of streaming weights that no longer stay in cache as a
+    model grows (a layer timed alone keeps its weights in cache). Calibrated
+    on the measured unpruned model (``alpha`` only), and refitted by
+    :meth:`fit` on every measured model (non-negative least squares on
+    relative errors). Widths are
+    ``{group index: kept count}``; the kept channels are each group's top
+    scores.
+
+    Example:
+
+    ```python
+    p = Pruner(model, importance="l1", ratio=0.0); p.plan()
+    pl = PlanLatency(p, LatencyModel(threads=1, dtype="int8"))
+    pl.predict({3: 32, 5: 64}), pl.build({3: 32, 5: 64})
+    ```
+    """
+
+    def __init__(self, pruner, lm, block=16):
+        self.pruner, self.lm, self.block = pruner, lm, int(block)
+        self.cost = PlanCost(pruner.graph)
+        self.scores = pruner.scores
+        self.sizes = {gi: s.size for gi, s in self.scores.items()}
+        self.records = []
+        for layer, in_shape, out_shape, ii, oo, _ in self.cost._mac_records:
+            channelwise = (ii is not None and ii == oo) or \
+                int(getattr(layer, "groups", 1) or 1) > 1 or \
+                type(layer).__name__.startswith("DepthwiseConv")
+            self.records.append((layer_spec(layer, in_shape, out_shape), channelwise, ii, oo))
+        self.cands = {}
+        for gi, sc in self.scores.items():
+            floor = max(pruner.min_channels,
+                        int(math.ceil(sc.size * (1 - pruner.max_ratio) - 1e-9)))
+            self.cands[gi] = _candidates(sc.size, floor, self.block)
+        # the narrowest kept count of every counted map: the sweeps' lower end
+        narrow = self.keep_of({gi: c[0] for gi, c in self.cands.items()})
+        self.floors = dict(enumerate(self.cost.kept(narrow)))
+        self.model = pruner.folded_model if pruner._is_cap else pruner.model
+        self.unpruned_ms = lm.model_ms(self.model)
+        self.points = []              # (raw table sum, params, measured ms)
+        self.alpha, self.beta = 1.0, 0.0
+        self.add_point({}, self.unpruned_ms)
+
+    def add_point(self, keep, measured_ms):
+        """Add a measured model (its plan ``keep``) and refit ``alpha``, ``beta``."""
+        self.points.append((self._raw(keep), float(self.cost.params(keep)), float(measured_ms)))
+        self.fit()
+
+    target_ms = None   # set by the search: the fit then uses models near the target
+
+    def fit(self):
+        """Non-negative least squares of measured = alpha·raw + beta·params,
+        each point weighted by 1/measured (relative errors); with a
+        ``target_ms``, only the models measured within 3x of it (when any)."""
+        pts = np.asarray(self.points, np.float64)
+        if self.target_ms:
+            near = (pts[:, 2] <= 3 * self.target_ms) & (pts[:, 2] >= self.target_ms / 3)
+            if near.any():
+                pts = pts[near]
+        if len(pts) < 2:
+            self.alpha, self.beta = float(pts[-1, 2] / max(pts[-1, 0], 1e-12)), 0.0
+            return
+        A = pts[:, :2] / pts[:, 2:3]
+        b = np.ones(len(pts))
+        best = None
+        for cols in ((0, 1), (0,), (1,)):
+            sol, *_ = np.linalg.lstsq(A[:, cols], b, rcond=None)
+            if np.any(sol < 0):
+                continue
+            coef = np.zeros(2)
+            coef[list(cols)] = sol
+            err = float(np.sum((A @ coef - b) ** 2))
+            if best is None or err < best[0]:
+                best = (err, coef)
+        self.alpha, self.beta = (float(best[1][0]), float(best[1][1])) if best else (
+            float(pts[0, 2] / max(pts[0, 0], 1e-12)), 0.0)
+
+    def keep_of(self, widths):
+        """``{group: kept indices}`` of a width plan (the top-scored channels)."""
+        return {gi: self.pruner._top(self.scores[gi], int(n))
+                for gi, n in widths.items() if n < self.sizes[gi]}
+
+    def _raw(self, keep):
+        kept = self.cost.kept(keep)
+        total = 0.0
+        for spec, cw, ii, oo in self.records:
+            c_in, c_out = spec["full"]
+            n_in = kept[ii] if ii is not None else c_in
+            n_out = kept[oo] if oo is not None else c_out
+            fl = (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
+            total += self.lm.layer_predict(spec, cw, n_in, n_out, fl, self.block)
+        return total
+
+    def predict(self, widths):
+        """Predicted latency (ms) of a width plan."""
+        keep = self.keep_of(widths)
+        raw = self._raw(keep)
+        return self.alpha * raw + (self.beta * self.cost.params(keep) if self.beta else 0.0)
+
+    def build(self, widths):
+        """The pruned Keras model of a width plan."""
+        from remotetrimmer_tf.surgeon import prune_channels
+        return prune_channels(self.model, self.keep_of(widths), graph=self.pruner.graph)
+
+
+def _candidates(size, floor, block):
+    """Allowed widths of a group: multiples of ``block`` in ``[floor, size]`` and ``size``."""
+    if size <= block:
+        return [size]
+    lo = max(floor, 1)
+    out = [w for w in range(block, size, block) if w >= lo]
+    return out + [size]
+
+
+def solve_latency(pruner, budget):
+    """The plan of ``pruner`` that keeps the most importance within
+    ``budget["target"]`` ms on the runtime (``Pruner.plan`` calls this).
+
+    Returns:
+        ``(keep, info)`` with ``info`` = ``{"kind": "latency_ms", "target",
+        "predicted_ms", "measured_ms", "unpruned_ms", "achieved", "macs",
+        "unpruned_macs", "widths", "block", "rounds", "layer_measurements",
+        "cache", "search_s"}`` (``achieved`` is the measured latency).
+    """
+    t0 = time.perf_counter()
+    target = float(budget["target"])
+    tolerance = float(budget.get("tolerance", 0.03))
+    lm = budget.get("latency_model") or LatencyModel(
+        budget["runtime"], budget["threads"], budget["dtype"])
+    block = pruner.round_to if pruner.round_to > 1 else 16
+    pl = PlanLatency(pruner, lm, block)
+    scores, sizes, cands = pl.scores, pl.sizes, pl.cands
+    prefix = {}
+    for gi, sc in scores.items():
+        finite = np.isfinite(sc)
+        mean = sc[finite].mean() if finite.any() else 0.0
+        norm = np.where(finite, sc / mean, 1e6) if mean > 0 else np.ones_like(sc)
+        prefix[gi] = np.concatenate([[0.0], np.cumsum(-np.sort(-norm))])
+    predict = pl.predict
+    objective = budget.get("objective", "importance")
+
+    def value(widths):
+        """What the search keeps most of: normalised importance, or MACs."""
+        if objective == "macs":
+            return float(pl.cost.macs(pl.keep_of(widths)))
+        return float(sum(prefix[gi][n] for gi, n in widths.items()))
+    unpruned_ms = pl.unpruned_ms
+    full_widths = dict(sizes)
+    def greedy(goal):
+        """Widths from the full model: narrow the group losing the least
+        importance per predicted ms saved until the prediction fits, then
+        widen back (most importance per ms first) what still fits."""
+        pos = {gi: len(c) - 1 for gi, c in cands.items()}
+        widths = dict(full_widths)
+        cur = predict(widths)
+        while cur > goal:
+            best = None
+            for gi in scores:
+                # look a few candidates down: noisy tables have small plateaus
+                for k in range(max(0, pos[gi] - LOOKAHEAD), pos[gi]):
+                    w = dict(widths)
+                    w[gi] = cands[gi][k]
+                    p = predict(w)
+                    if cur - p <= 0:
+                        continue
+                    score = (value(widths) - value(w)) / (cur - p)
+                    if best is None or score < best[0]:
+                        best = (score, gi, p, k)
+            if best is None:
+                break
+            _, gi, cur, k = best
+            pos[gi] = k
+            widths[gi] = cands[gi][k]
+        while True:
+            best = None
+            for gi in scores:
+                if pos[gi] == len(cands[gi]) - 1:
+                    continue
+                w = dict(widths)
+                w[gi] = cands[gi][pos[gi] + 1]
+                p = predict(w)
+                if p > goal:
+                    continue
+                score = (value(w) - value(widths)) / max(p - cur, 1e-12)
+                if best is None or score > best[0]:
+                    best = (score, gi, p)
+            if best is None:
+                return widths, cur
+            _, gi, cur = best
+            pos[gi] += 1
+            widths[gi] = cands[gi][pos[gi]]
+
+    pl.target_ms = target
+    narrowest = {gi: c[0] for gi, c in cands.items()}
+    lowest = predict(narrowest)
+    if target < lowest:   # the fit may be off: measure the narrowest plan first
+        fastest = lm.model_ms(pl.build(narrowest))
+        pl.add_point(pl.keep_of(narrowest), fastest)
+        if target < fastest:
+            lm.save()
+            raise ValueError(
+                f"Pruner: target_latency_ms={target:g} is below the fastest reachable "
+                f"{fastest:.4g} ms (measured, {lm.runtime} {lm.dtype} {lm.threads} "
+                f"thread(s); unpruned {unpruned_ms:.4g} ms; widths multiples of {block}, "
+                f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
+                "give a larger target.")
+    history, best = [], None
+    for _ in range(int(budget.get("max_rounds", 5))):
+        widths, cur = greedy(target)
+        measured = lm.model_ms(pl.build(widths))
+        history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
+                        "alpha": pl.alpha, "beta": pl.beta})
+        if measured <= target and (best is None or measured > best[2]):
+            best = (widths, cur, measured)
+        if target * (1 - tolerance) <= measured <= target:
+            break
+        pl.add_point(pl.keep_of(widths), measured)   # refit on this result, search again
+    met = best is not None
+    widths, cur, measured = best if met else (widths, cur, measured)
+    keep = pl.keep_of(widths)
+    lm.save()
+    info = {"kind": "latency_ms", "target": target, "predicted_ms": float(cur),
+            "measured_ms": float(measured), "achieved": float(measured), "met": met,
+            "unpruned_ms": float(unpruned_ms), "macs": pl.cost.macs(keep),
+            "unpruned_macs": pl.cost.macs({}),
+            "widths": {int(gi): int(n) for gi, n in widths.items()},
+            "block": int(block), "objective": objective, "rounds": len(history), "history": history,
+            "runtime": lm.runtime, "threads": lm.threads, "dtype": lm.dtype,
+            "layer_measurements": lm.measured, "cache": lm.cache_path,
+            "fit": {"alpha": pl.alpha, "beta": pl.beta,
+                    "points": [list(map(float, q)) for q in pl.points]},
+            "search_s": time.perf_counter() - t0}
+    if not met:
+        import warnings
+        warnings.warn(f"Pruner: no plan measured under target_latency_ms={target:g} in "
+                      f"{len(history)} rounds (last: {measured:.4g} ms measured); the "
+                      "machine may be loaded. budget_report['met'] is False.", stacklevel=3)
+    return keep, info

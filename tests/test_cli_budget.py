@@ -1,0 +1,60 @@
+"""CLI budgets: --config.prune.target_macs / target_params reach the Pruner, the
+ledger records the budget; conflicting or bad budgets exit 2 with one line."""
+import json
+
+import pytest
+
+from test_cli import _stderr_lines, assets, cli, tiny_args  # noqa: F401  (fixture)
+
+# the tiny model (see test_cli.assets): c1 32*32*27*8 + c2 16*16*72*16 + fc 16*10
+TINY_MACS = 221_184 + 294_912 + 160
+
+
+def test_target_macs_reaches_the_pruner_and_the_ledger(assets, tmp_path):  # noqa: F811
+    wd = tmp_path / "b"
+    proc = cli(*tiny_args(assets, wd, "--config.prune.target_macs=3e5",
+                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((wd / "stages.json").read_text())["stages"]["prune"]["info"]
+    b = info["budget"]
+    assert b["kind"] == "macs" and b["target"] == 300_000
+    assert b["unpruned"] == TINY_MACS
+    assert 0.8 * 300_000 <= b["achieved"] <= 300_000   # 8- and 16-channel groups: coarse steps
+    assert b["search_s"] >= 0
+    kept = json.loads((wd / "kept.json").read_text())
+    assert kept, "the budget pruned nothing"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--config.prune.target_macs=3e5", "--config.prune.target_params=1e3"],
+     ["--config.prune.target_macs", "--config.prune.target_params", "one budget"]),
+    (["--config.prune.target_macs=3e5", "--config.prune.ratio=0.5"],
+     ["--config.prune.ratio", "conflict"]),
+    (["--config.prune.target_params=-3"], ["--config.prune.target_params", "positive"]),
+    (["--config.prune.target_macs=2.5"], ["--config.prune.target_macs", "whole number"]),
+    (["--config.prune.target_latency_ms=1", "--config.prune.dtype=fp16"],
+     ["--config.prune.dtype", "int8"]),
+    (["--config.prune.target_latency_ms=1", "--config.prune.threads=0"],
+     ["--config.prune.threads"]),
+    (["--config.prune.target_latency_ms=1", "--config.prune.runtime=tflite_gpu"],
+     ["--config.prune.runtime", "litert"]),
+])
+def test_bad_budget_exits_2_with_one_line(assets, tmp_path, args, expected):  # noqa: F811
+    proc = cli(*tiny_args(assets, tmp_path / "wd", *args), cwd=tmp_path)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = _stderr_lines(proc)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    assert not (tmp_path / "wd" / "model_pruned.keras").exists()
+
+
+def test_unreachable_budget_exits_2_naming_the_range(assets, tmp_path):  # noqa: F811
+    wd = tmp_path / "u"
+    proc = cli(*tiny_args(assets, wd, "--config.prune.target_macs=100",
+                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = _stderr_lines(proc)[-1]    # after the progress lines of the stages run
+    assert last.startswith("error: ") and "reachable range" in last, last
+    assert "--config.prune" in last and "Traceback" not in proc.stderr
+    assert not (wd / "model_pruned.keras").exists()

@@ -1,0 +1,196 @@
+"""Latency budgets: the per-layer latency model, its disk cache and the search,
+with fake timing functions (plus one tiny smoke test on the real LiteRT)."""
+import importlib.util
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from remotetrimmer_tf.budget import PlanCost
+from remotetrimmer_tf.graph import DependencyGraph
+from remotetrimmer_tf.latency import LatencyModel, PlanLatency
+from remotetrimmer_tf.models import resnet18
+from remotetrimmer_tf.pruner import Pruner
+
+
+def fake_layer(spec, n_in, n_out):
+    """A blocked kernel: cost in 16-channel tiles, 0.01 µs per tile-pixel."""
+    pixels = math.prod(spec["in_shape"]) or 1
+    return 1e-5 * pixels * math.ceil(n_in / 16) * math.ceil(n_out / 16)
+
+
+def fake_model(model, extra=1.0):
+    """The same cost on a whole model, times 1.1 (ops the tables do not see)."""
+    cost = PlanCost(DependencyGraph(model))
+    total = 0.0
+    for layer, i, o, _, _, _ in cost._mac_records:
+        if type(layer).__name__.startswith("Depthwise"):
+            total += fake_layer({"in_shape": list(i[1:-1])}, o[-1], 16)
+        else:
+            total += fake_layer({"in_shape": list(i[1:-1])}, i[-1], o[-1])
+    return 1.1 * total * extra
+
+
+def fake_depthwise_aware(spec, n_in, n_out):
+    if spec["class_name"].startswith("Depthwise"):
+        return fake_layer(spec, n_out, 16)
+    return fake_layer(spec, n_in, n_out)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    keras.utils.set_random_seed(0)
+    return resnet18(10, (64, 64, 3))
+
+
+def _lm(tmp_path, key="fake-1", model_timer=fake_model, layer_timer=fake_layer, calls=None):
+    def counted(spec, a, b):
+        if calls is not None:
+            calls.append((a, b))
+        return layer_timer(spec, a, b)
+    return LatencyModel(layer_timer=counted, model_timer=model_timer, key={"m": key},
+                        cache_dir=str(tmp_path))
+
+
+def test_latency_budget_lands_under_the_target_in_blocks(resnet, tmp_path):
+    full = fake_model(resnet)
+    target = 0.35 * full
+    pruner = Pruner(resnet, importance="l1", target_latency_ms=target,
+                    latency_model=_lm(tmp_path))
+    small = pruner.prune()
+    rep = pruner.budget_report
+    assert rep["measured_ms"] <= target
+    assert rep["measured_ms"] == pytest.approx(fake_model(small))
+    assert rep["predicted_ms"] == pytest.approx(rep["measured_ms"], rel=1e-9)
+    assert rep["measured_ms"] > 0.8 * target          # the search uses the budget
+    assert rep["unpruned_ms"] == pytest.approx(full)
+    for s in pruner.summary():
+        assert s["kept"] == s["size"] or s["kept"] % 16 == 0
+    assert rep["macs"] < rep["unpruned_macs"]
+    assert rep["search_s"] < 60
+
+
+def test_prediction_matches_held_out_widths(resnet, tmp_path):
+    """Blocked separable costs are reproduced exactly by sweeps + interpolation."""
+    p = Pruner(resnet, importance="l1", ratio=0.0)
+    p.plan()
+    pl = PlanLatency(p, _lm(tmp_path), block=16)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        widths = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
+        assert pl.predict(widths) == pytest.approx(fake_model(pl.build(widths)), rel=1e-9)
+
+
+def test_cache_is_keyed_and_reused(resnet, tmp_path):
+    target = 0.5 * fake_model(resnet)
+    calls = []
+    lm = _lm(tmp_path, calls=calls)
+    Pruner(resnet, importance="l1", target_latency_ms=target, latency_model=lm).plan()
+    assert calls and lm.measured == len(calls)
+    data = json.load(open(lm.cache_path))
+    assert data["key"]["m"] == "fake-1"
+    again = []
+    lm2 = _lm(tmp_path, calls=again)
+    p2 = Pruner(resnet, importance="l1", target_latency_ms=target, latency_model=lm2)
+    p2.plan()
+    assert again == [] and p2.budget_report["layer_measurements"] == 0
+    other = []
+    lm3 = _lm(tmp_path, key="fake-2", calls=other)     # another machine / runtime
+    assert lm3.cache_path != lm.cache_path and not lm3.table
+    Pruner(resnet, importance="l1", target_latency_ms=target, latency_model=lm3).plan()
+    assert len(other) == len(calls)
+
+
+def test_a_misprediction_tightens_the_search(resnet, tmp_path):
+    """The runtime is 30 % slower on pruned models than the tables say: the
+    search measures, tightens and still lands under the target."""
+    full = fake_model(resnet)
+
+    def slower(model):
+        extra = 1.0 if PlanCost(DependencyGraph(model)).macs({}) == 148_050_944 else 1.3
+        return fake_model(model, extra)
+
+    target = 0.4 * full
+    pruner = Pruner(resnet, importance="l1", target_latency_ms=target,
+                    latency_model=_lm(tmp_path, model_timer=slower))
+    pruner.plan()
+    rep = pruner.budget_report
+    assert rep["rounds"] >= 2 and rep["met"]
+    assert rep["history"][0]["measured_ms"] > target      # first round: too slow
+    assert rep["measured_ms"] <= target
+    assert rep["predicted_ms"] == pytest.approx(rep["measured_ms"], rel=0.05)
+
+
+def test_depthwise_model_and_min_channels(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None,
+                                           classes=4, alpha=0.5)
+    fm = lambda m: 1.1 * sum(  # noqa: E731
+        fake_depthwise_aware({"in_shape": list(i[1:-1]), "class_name": type(l).__name__},
+                             i[-1], o[-1])
+        for l, i, o, _, _, _ in PlanCost(DependencyGraph(m))._mac_records)
+    target = 0.6 * fm(model)
+    lm = LatencyModel(layer_timer=fake_depthwise_aware, model_timer=fm, key={"m": "dw"},
+                      cache_dir=str(tmp_path))
+    pruner = Pruner(model, importance="l1", target_latency_ms=target, latency_model=lm,
+                    min_channels=32)
+    pruner.plan()
+    assert pruner.budget_report["measured_ms"] <= target
+    for s in pruner.summary():
+        assert s["kept"] >= min(32, s["size"])
+
+
+def test_infeasible_latency_names_the_fastest_reachable(resnet, tmp_path):
+    with pytest.raises(ValueError, match=r"below the fastest reachable [0-9.]+ ms"):
+        Pruner(resnet, importance="l1", target_latency_ms=1e-6,
+               latency_model=_lm(tmp_path)).plan()
+
+
+def test_custom_timer_needs_a_key(tmp_path):
+    with pytest.raises(ValueError, match="key="):
+        LatencyModel(layer_timer=fake_layer, model_timer=fake_model, cache_dir=str(tmp_path))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
+                    reason="ai_edge_litert not installed")
+def test_real_litert_smoke(tmp_path):
+    """A tiny model on the real interpreter: tables measured, cached, keyed by
+    the runtime version; the result is measured (no latency bound asserted:
+    the machine is shared)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("LiteRT export needs the TensorFlow backend")
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(4)(x))
+    lm = LatencyModel("litert", threads=1, dtype="float32", cache_dir=str(tmp_path), points=2)
+    pruner = Pruner(model, importance="l1", target_latency_ms=1e3, latency_model=lm)
+    pruner.plan()
+    rep = pruner.budget_report
+    assert rep["measured_ms"] > 0 and rep["predicted_ms"] > 0
+    data = json.load(open(lm.cache_path))
+    assert data["key"]["runtime"] == "litert" and data["key"]["runtime_version"] != "missing"
+    assert os.path.basename(lm.cache_path).startswith("litert-float32-t1-")
+    assert sum(len(v["ms"]) for v in data["layers"].values()) >= 2
+
+
+def test_objective_macs_keeps_more_macs_within_the_same_latency(resnet, tmp_path):
+    target = 0.3 * fake_model(resnet)
+    reps = {}
+    for objective in ("importance", "macs"):
+        p = Pruner(resnet, importance="l1", target_latency_ms=target, objective=objective,
+                   latency_model=_lm(tmp_path))
+        p.plan()
+        reps[objective] = p.budget_report
+        assert p.budget_report["measured_ms"] <= target
+        assert p.budget_report["objective"] == objective
+    assert reps["macs"]["macs"] >= reps["importance"]["macs"]
+
+
+def test_bad_objective(resnet, tmp_path):
+    with pytest.raises(ValueError, match="objective"):
+        Pruner(resnet, importance="l1", target_latency_ms=1.0, objective="speed",
+               latency_model=_lm(tmp_path))

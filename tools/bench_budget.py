@@ -1,0 +1,303 @@
+"""Budget pruning benchmark: ResNet-18 (64x64, 10 classes) pruned to a MACs,
+a parameter and a measured LiteRT latency budget.
+
+For each budget it prints the target, the achieved value and the search time;
+for the latency budget (float32 and int8, ``--threads``; objective
+"importance", and "macs" with the cached tables) also the predicted and
+measured latency. The comparison: the published ratio-0.7 widths
+(19/19/38/76/153, ``Pruner(ratio=0.7)``), the MACs-budget model at the same
+MACs (``round_to=16``, global scope) and the latency-budget model at the
+measured latency of the published widths: latency, MACs, speed-up ÷ MAC
+reduction of each. The latency model's prediction error on held-out random
+width plans (multiples of 16) is reported too.
+
+Timing: ai_edge_litert interpreter (XNNPACK), batch 1; the final table times
+all models interleaved (``--rounds`` rounds, each model ``--runs`` invokes
+per round, rounds alternate between the models) and reports the minimum over
+rounds of the per-round median: the machine is shared and noisy, and load
+only adds time. int8 models are calibrated on random standard-normal inputs
+(latency does not depend on the calibration).
+
+Weights: ``--weights model.keras`` (a trained ResNet-18); otherwise a
+randomly initialised one (seed 0), whose L1 importance is as good as any for
+timing purposes.
+
+Example:
+
+    python tools/bench_budget.py --out tools/results/budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def widths(model):
+    names = ("stem_conv", "stage1_block1_conv1", "stage2_block1_conv1",
+             "stage3_block1_conv1", "stage4_block1_conv1")
+    return [int(model.get_layer(n).filters) for n in names]
+
+
+def all_widths(model):
+    return [int(l.filters) for l in model.layers if l.__class__.__name__ == "Conv2D"]
+
+
+def interleaved(models, threads, dtype, rounds, runs):
+    """``{name: min over rounds of the per-round median ms}``, rounds alternating."""
+    from remotetrimmer_tf.export.litert import LiteRTRunner
+    from remotetrimmer_tf.export.litert_timing import _convert
+
+    runners = {}
+    x = np.random.default_rng(0).standard_normal((1, 64, 64, 3)).astype(np.float32)
+    for name, m in models.items():
+        r = LiteRTRunner(_convert(m, dtype), num_threads=threads)
+        r.set_input(x)
+        for _ in range(10):
+            r.invoke()
+        runners[name] = r
+    best = {k: float("inf") for k in runners}
+    for i in range(rounds):
+        order = list(runners) if i % 2 == 0 else list(runners)[::-1]
+        for k in order:
+            ts = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                runners[k].invoke()
+                ts.append(time.perf_counter() - t0)
+            best[k] = min(best[k], float(np.median(ts)) * 1e3)
+    return best
+
+
+def held_out(model, lm, n_plans, seed, report):
+    """Predicted vs measured latency of random width plans (multiples of 16):
+    with the latency model calibrated on the measured unpruned model only, and
+    as fitted during the search (unpruned + the search's measured results;
+    the held-out plans are not among them)."""
+    import remotetrimmer_tf as rt
+    from remotetrimmer_tf.latency import PlanLatency
+
+    p = rt.Pruner(model, importance="l1", ratio=0.0)
+    p.plan()                                   # scores only
+    pl = PlanLatency(p, lm, block=16)
+    first = (pl.alpha, pl.beta)
+    fitted = (report["fit"]["alpha"], report["fit"]["beta"])
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_plans):
+        w = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
+        pl.alpha, pl.beta = first
+        pred = pl.predict(w)
+        pl.alpha, pl.beta = fitted
+        pred_r = pl.predict(w)
+        small = pl.build(w)
+        meas = lm.model_ms(small)
+        out.append({"widths": widths(small), "macs": rt.count_macs(small),
+                    "predicted_ms": pred, "predicted_result_calibrated_ms": pred_r,
+                    "measured_ms": meas, "error": pred / meas - 1,
+                    "error_result_calibrated": pred_r / meas - 1})
+        log(f"  held-out {widths(small)}: predicted {pred:.3f} / {pred_r:.3f} ms "
+            f"(unpruned-calibrated / search-fitted), measured {meas:.3f} ms")
+    lm.save()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="tools/results/budget")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtypes", default="float32,int8")
+    ap.add_argument("--params-budget", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--held-out", type=int, default=3)
+    ap.add_argument("--cache-dir", default=None,
+                    help="latency tables (default ~/.cache/remotetrimmer_tf/latency)")
+    ap.add_argument("--machine-note", default="")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    import remotetrimmer_tf as rt
+    from remotetrimmer_tf.export.litert_timing import machine_key
+    from remotetrimmer_tf.latency import LatencyModel
+
+    if args.weights:
+        base = keras.saving.load_model(args.weights, compile=False)
+        weights_note = f"loaded from {args.weights}"
+    else:
+        keras.utils.set_random_seed(0)
+        base = rt.models.resnet18(10, (64, 64, 3))
+        weights_note = "random initialisation (seed 0)"
+    rows, budgets = [], []
+    published = rt.Pruner(base, importance="l1", ratio=0.7).prune()
+    pub_macs = rt.count_macs(published)
+    log(f"published ratio 0.7: widths {widths(published)}, MACs {pub_macs:,}")
+
+    # ---- MACs and params budgets
+    for kind, target, kw in (("macs", pub_macs, {"round_to": 16, "scope": "global"}),
+                             ("macs", pub_macs, {}),
+                             ("params", args.params_budget, {})):
+        p = rt.Pruner(base, importance="l1", **{f"target_{kind}": target}, **kw)
+        t = time.perf_counter()
+        small = p.prune()
+        total = time.perf_counter() - t
+        r = p.budget_report
+        got = rt.count_macs(small) if kind == "macs" else rt.count_params(small)
+        budgets.append({"kind": kind, "options": kw, "target": target,
+                        "achieved": got, "under_by": 1 - got / target,
+                        "search_s": r["search_s"], "prune_s": total,
+                        "evaluations": r["evaluations"], "widths": widths(small)})
+        log(f"target_{kind}={target:,} {kw}: achieved {got:,} "
+            f"({100 * (1 - got / target):.2f}% under), search {r['search_s']:.2f}s, "
+            f"widths {widths(small)}")
+        if kind == "macs" and kw:
+            macs_model = small
+
+    # ---- latency budgets
+    lat = []
+    for dtype in args.dtypes.split(","):
+        lm = LatencyModel("litert", args.threads, dtype, cache_dir=args.cache_dir)
+        cached = bool(lm.table)
+        target = lm.model_ms(published)
+        log(f"{dtype}: published ratio-0.7 latency {target:.3f} ms (the target)")
+        p = rt.Pruner(base, importance="l1", target_latency_ms=target, latency_model=lm)
+        t = time.perf_counter()
+        small = p.prune()
+        total = time.perf_counter() - t
+        r = p.budget_report
+        log(f"  latency budget: predicted {r['predicted_ms']:.3f} ms, measured "
+            f"{r['measured_ms']:.3f} ms, MACs {r['macs']:,}, search {r['search_s']:.1f}s "
+            f"({r['layer_measurements']} layer timings, cache was "
+            f"{'warm' if cached else 'cold'}), widths {widths(small)}")
+        # the same search again, tables from the disk cache: the time a re-run costs
+        lm2 = LatencyModel("litert", args.threads, dtype, cache_dir=args.cache_dir)
+        p2 = rt.Pruner(base, importance="l1", target_latency_ms=target, latency_model=lm2)
+        p2.plan()
+        warm = {"search_s": p2.budget_report["search_s"],
+                "layer_measurements": p2.budget_report["layer_measurements"],
+                "measured_ms": p2.budget_report["measured_ms"]}
+        log(f"  again with the cached tables: search {warm['search_s']:.1f}s, "
+            f"{warm['layer_measurements']} new layer timings")
+        # objective="macs": the most MACs within the same latency
+        p3 = rt.Pruner(base, importance="l1", target_latency_ms=target, objective="macs",
+                       latency_model=lm2)
+        small_macs = p3.prune()
+        r3 = p3.budget_report
+        log(f"  objective=macs: predicted {r3['predicted_ms']:.3f} ms, measured "
+            f"{r3['measured_ms']:.3f} ms, MACs {r3['macs']:,}, search {r3['search_s']:.1f}s, "
+            f"widths {widths(small_macs)}")
+        ho = held_out(base, lm, args.held_out, 1, r) if args.held_out else []
+        times = interleaved({"unpruned": base, "published_r0.7": published,
+                             "macs_budget_round16": macs_model, "latency_budget": small,
+                             "latency_budget_objective_macs": small_macs},
+                            args.threads, dtype, args.rounds, args.runs)
+        full_macs = rt.count_macs(base)
+        table = []
+        for name, m in (("unpruned", base), ("published_r0.7", published),
+                        ("macs_budget_round16", macs_model), ("latency_budget", small),
+                        ("latency_budget_objective_macs", small_macs)):
+            macs = rt.count_macs(m)
+            speed = times["unpruned"] / times[name]
+            table.append({"model": name, "widths": widths(m), "macs": macs,
+                          "params": rt.count_params(m), "ms": times[name],
+                          "speedup": speed, "mac_reduction": full_macs / macs,
+                          "speedup_over_mac_reduction": speed / (full_macs / macs)})
+            log(f"  {name:22s} {times[name]:.3f} ms  MACs {macs:,}  "
+                f"speed-up/MAC-red {speed / (full_macs / macs):.2f}")
+        lat.append({"dtype": dtype, "target_ms": target, "cache_warm": cached, "rerun": warm,
+                    "report": {k: v for k, v in r.items() if k != "cache"},
+                    "report_objective_macs": {k: v for k, v in r3.items() if k != "cache"},
+                    "prune_s": total, "held_out": ho, "table": table})
+    payload = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+               "machine": machine_key("litert", args.threads, "-"),
+               "machine_note": args.machine_note,
+               "loadavg": os.getloadavg(), "weights": weights_note,
+               "threads": args.threads, "rounds": args.rounds, "runs": args.runs,
+               "budgets": budgets, "latency": lat}
+    write(args.out, payload)
+
+
+def markdown(p):
+    L = ["# Pruning to a budget: ResNet-18 (64x64, 10 classes)", "", "Command:", "",
+         "```", p["command"], "```", "",
+         f"- Machine: {p['machine']['cpu']}, ai_edge_litert {p['machine']['runtime_version']}"
+         f" ({p['machine_note'] or 'shared machine'}); load average at the end {p['loadavg']}.",
+         f"- Weights: {p['weights']}; importance: L1.",
+         f"- Timing: LiteRT interpreter (XNNPACK), batch 1, {p['threads']} thread(s); "
+         f"final tables time all models interleaved, {p['rounds']} alternating rounds of "
+         f"{p['runs']} invokes, minimum over rounds of the per-round median (shared, noisy "
+         "machine: load only adds time). int8 calibrated on random normal inputs.", "",
+         "## MACs / parameter budgets", "",
+         "| budget | options | target | achieved | under by | search s | widths |",
+         "|---|---|---|---|---|---|---|"]
+    for b in p["budgets"]:
+        L.append(f"| {b['kind']} | {b['options'] or 'local'} | {b['target']:,} | "
+                 f"{b['achieved']:,} | {100 * b['under_by']:.2f}% | {b['search_s']:.2f} | "
+                 f"{b['widths']} |")
+    for lat in p["latency"]:
+        r = lat["report"]
+        L += ["", f"## Latency budget, {lat['dtype']}", "",
+              f"- Target: the measured latency of the published ratio-0.7 widths, "
+              f"{lat['target_ms']:.3f} ms.",
+              f"- Result: predicted {r['predicted_ms']:.3f} ms, measured (in the search) "
+              f"{r['measured_ms']:.3f} ms; search {r['search_s']:.1f} s "
+              f"({r['layer_measurements']} layer timings; cache "
+              f"{'warm' if lat['cache_warm'] else 'cold'}), {r['rounds']} round(s) "
+              f"(predicted/measured per round: "
+              + ", ".join(f"{h['predicted_ms']:.3f}/{h['measured_ms']:.3f}" for h in r["history"])
+              + f"); under the target: {r['met']}.",
+              f"- The same search again with the cached tables: {lat['rerun']['search_s']:.1f} s "
+              f"({lat['rerun']['layer_measurements']} new layer timings), measured "
+              f"{lat['rerun']['measured_ms']:.3f} ms.",
+              f"- objective=\"macs\" (cached tables): predicted "
+              f"{lat['report_objective_macs']['predicted_ms']:.3f} ms, measured "
+              f"{lat['report_objective_macs']['measured_ms']:.3f} ms, search "
+              f"{lat['report_objective_macs']['search_s']:.1f} s, under the target: "
+              f"{lat['report_objective_macs']['met']}.", ""]
+        if lat["held_out"]:
+            f = lat["report"]["fit"]
+            L += ["Latency model on held-out random widths (multiples of 16): calibrated on "
+                  "the measured unpruned model only / as fitted in the search "
+                  f"(alpha {f['alpha']:.3f}, beta {f['beta']:.3g} ms per parameter, "
+                  f"{len(f['points'])} measured models):", "",
+                  "| widths | MMACs | predicted ms (unpruned-cal.) | error | predicted ms "
+                  "(search-fitted) | error | measured ms |", "|---|---|---|---|---|---|---|"]
+            for h in lat["held_out"]:
+                L.append(f"| {h['widths']} | {h['macs'] / 1e6:.1f} | {h['predicted_ms']:.3f} | "
+                         f"{100 * h['error']:+.1f}% | {h['predicted_result_calibrated_ms']:.3f} | "
+                         f"{100 * h['error_result_calibrated']:+.1f}% | {h['measured_ms']:.3f} |")
+            L.append("")
+        L += ["| model | widths (stem, s1..s4) | MMACs | params | ms | speed-up | "
+              "MAC red. | speed-up ÷ MAC red. |", "|---|---|---|---|---|---|---|---|"]
+        for t in lat["table"]:
+            L.append(f"| {t['model']} | {t['widths']} | {t['macs'] / 1e6:.2f} | "
+                     f"{t['params']:,} | {t['ms']:.3f} | {t['speedup']:.2f}x | "
+                     f"{t['mac_reduction']:.2f} | {t['speedup_over_mac_reduction']:.2f} |")
+    return "\n".join(L)
+
+
+def write(out, payload):
+    from remotetrimmer_tf.export._io import write_bytes_atomic
+
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_bytes_atomic(out + ".json", json.dumps(payload, indent=1).encode(), overwrite=True)
+    write_bytes_atomic(out + ".md", (markdown(payload) + "\n").encode(), overwrite=True)
+    log(f"wrote {out}.json and {out}.md")
+
+
+if __name__ == "__main__":
+    main()
