@@ -106,6 +106,9 @@ def get_config():
     # Share of the train split carved out for validation during training
     # (0: no validation set; accuracies are always measured on the test split).
     c.data.val_fraction = 0.0
+    # Unreadable / empty / truncated images stop the run (exit 2, naming the
+    # file); True leaves them out instead, and the report lists them.
+    c.data.skip_bad_files = False
 
     c.model = config_dict.ConfigDict()
     c.model.arch = "resnet18"

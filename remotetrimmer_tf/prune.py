@@ -63,6 +63,11 @@ def load_config_file(spec):
         raise PipelineError(
             f"--config={path}: no such config file; pass --config=<a config "
             f".py>, e.g. {default_config_path() or 'configs/demo.py'}")
+    if not path.endswith(".py"):
+        raise PipelineError(
+            f"--config={path} is not a config file (a Python .py file with a "
+            f"get_config() function); pass e.g. "
+            f"--config={default_config_path() or 'configs/demo.py'}")
     try:
         module_spec = importlib.util.spec_from_file_location(
             "remotetrimmer_precheck_config", path)
@@ -72,7 +77,13 @@ def load_config_file(spec):
         if get_config is None:
             raise PipelineError(f"--config={path} has no get_config() function; "
                                 "pass a config file like configs/demo.py")
-        return get_config(*([arg] if arg else []))
+        cfg = get_config(*([arg] if arg else []))
+        if not (hasattr(cfg, "to_dict") and hasattr(cfg, "lock")):
+            raise PipelineError(
+                f"--config={path}: get_config() returned a "
+                f"{type(cfg).__name__}, not an ml_collections ConfigDict; "
+                "build it on configs/base.py (see configs/demo.py)")
+        return cfg
     except PipelineError:
         raise
     except Exception as e:  # noqa: BLE001 - user code: report it in one line
@@ -164,8 +175,11 @@ def define_flags(argv, flag_values=None):
     flags.DEFINE_bool(
         "resume", False, "continue a --workdir whose run used a different "
         "config: the stages whose inputs changed are rerun", flag_values=fv)
+    flags.DEFINE_string(
+        "force", None, "comma-separated stages to rerun even if they finished "
+        "(the stages after them rerun too), or 'all'", flag_values=fv)
     flags.DEFINE_integer("verbose", 2, "Keras training verbosity (0, 1, 2)",
-                         flag_values=fv)
+                         lower_bound=0, upper_bound=2, flag_values=fv)
     return fv
 
 
@@ -177,6 +191,15 @@ def _one_line(text):
 def _die(message, code=EXIT_BAD_INPUT):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def _exit_now(code):
+    """Exits at once with `code`: no traceback and no interpreter teardown
+    (TensorFlow's threads can print noise or hang while exiting after a
+    signal). Every file is already closed or renamed by then."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _parse_flags(argv):
@@ -209,13 +232,22 @@ def main(argv):
         cfg.get("name")   # an unloadable config raises here
     except IOError as e:
         _die(f"--config: {_one_line(e)}")
+    from remotetrimmer_tf.pipeline.interrupt import Interrupted
     try:
         summary = run_pipeline(
             cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
-            verbose=FLAGS.verbose)
+            verbose=FLAGS.verbose, force=FLAGS.force)
     except PipelineError as e:
         _die(str(e))
+    except Interrupted as e:
+        print(f"interrupted during {e.stage or 'startup'}; rerun the same "
+              "command to resume", file=sys.stderr, flush=True)
+        _exit_now(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        _exit_now(130)
     report = summary.get("report")
     print()
     if report:
