@@ -7,9 +7,13 @@ stage's artifacts are in place; a stage counts as finished only when the
 ledger says so AND its artifacts exist, so a rerun resumes after the last
 finished stage.
 
-Each stage records a key: a hash of the config sections it depends on,
-chained with the key of the stage before it. A rerun with a changed config
-therefore reruns the first stage whose inputs changed and everything after it.
+Each stage records a key: a hash of the config sections it depends on
+(plus the data fingerprint and `--init_model` digest for `train`), chained
+with the key of the stage before it, and the sha256 of each artifact. A rerun
+with a changed config or data therefore reruns the first stage whose inputs
+changed and everything after it; an artifact whose digest no longer matches
+(damaged, edited) reruns its stage. Nothing is deleted: the results of
+stages that rerun move to `superseded/<UTC timestamp>/`.
 
 Example:
   wd = Workdir("runs/demo")
