@@ -22,9 +22,14 @@ Examples:
   python -m remotetrimmer_tf.prune --init_model=my.keras \\
       --config.prune.ratio=0.5 --workdir=runs/r05 --stages=export,report
 
-Bad input (unknown config field, missing/corrupt --init_model, non-writable
---workdir, ratio outside [0, 1), ...) exits with status 2 and one line naming
-the flag or file and the fix.
+Every input (config, data folder and images, --init_model, --strategy) is
+checked before any file of the run folder changes; stages that rerun have
+their old results moved to RUN/superseded/<timestamp>/, never deleted. Bad
+input (unknown config field, missing/corrupt --init_model, an unreadable
+image, a busy or non-writable --workdir, ratio outside [0, 1), a full disk,
+...) exits with status 2 and one line naming the flag or file and the fix;
+Ctrl-C / SIGTERM exit 130 / 143 with "interrupted during STAGE; rerun the
+same command to resume". `--force=STAGE` reruns a finished stage.
 """
 import difflib
 import importlib.util

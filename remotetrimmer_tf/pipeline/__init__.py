@@ -337,6 +337,7 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
         check_keras_file(init_model)
         init_digest = file_digest(init_model)
     path = resolve_workdir(workdir)
+    created = path is None or not os.path.exists(path)
     wd = Workdir(path if path is not None else new_run_dir("runs"))
     lock = RunLock(wd.path, log=log).acquire()
     state = {"stage": "the input checks"}
@@ -350,6 +351,11 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
         raise
     finally:
         lock.release()
+        if created:   # a folder we made for a run that failed its checks
+            try:
+                wd.path.rmdir()          # only succeeds when still empty
+            except OSError:
+                pass
 
 
 def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
