@@ -183,6 +183,13 @@ def validate_config(cfg, init_model=None):
             "--config.prune.importance=cap needs SqueezeExcite gates but "
             "--config.model.se=False; set --config.model.se=True or "
             "--config.prune.importance=slim")
+    for path in ("data.skip_bad_files", "deterministic"):
+        try:
+            value = _get(cfg, path)
+        except (KeyError, AttributeError):
+            continue              # an older config without the field
+        if not isinstance(value, bool):
+            raise _bad(path, value, "must be True or False")
     if cfg.data.data_dir is not None and not os.path.isdir(cfg.data.data_dir):
         raise _bad("data.data_dir", cfg.data.data_dir,
                    "is not a folder; pass the folder holding the dataset")
@@ -375,8 +382,9 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
     run = stages_mod.Run(cfg, wd, init_model=init_model, strategy=strategy,
                          verbose=verbose)
     seed = int(cfg.train.get("seed", 0) or 0)
+    deterministic = bool(cfg.get("deterministic", True))
     inputs = check_inputs(run)                        # 3. every input checked
-    determinism = _make_deterministic(seed)
+    determinism = _make_deterministic(seed, deterministic)
     data_info = inputs["data"]
     keys = stages_mod.stage_keys(plain, init_digest, data_info.get("digest"))
     run.keys = keys
@@ -450,7 +458,8 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
                 f"{stage} and later stages to "
                 f"{os.path.relpath(wd._superseded, wd.path)}/")
         log(f"[remotetrimmer] {stage}: running")
-        _make_deterministic(seed)
+        _make_deterministic(seed, deterministic)
+        run.start_stage()
         t0 = time.time()
         wd.begin_stage()
         try:
@@ -486,11 +495,11 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
     return summary
 
 
-def _make_deterministic(seed):
-    """Seeds everything and turns on deterministic kernels (see
-    `training.strategy.make_deterministic`)."""
+def _make_deterministic(seed, kernels=True):
+    """Seeds everything and (with `kernels`, the config's `deterministic`)
+    turns on deterministic kernels (see `training.strategy.make_deterministic`)."""
     from remotetrimmer_tf.training.strategy import make_deterministic
-    return make_deterministic(seed)
+    return make_deterministic(seed, kernels=kernels)
 
 
 def _clear_session():

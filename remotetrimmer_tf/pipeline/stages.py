@@ -164,6 +164,13 @@ class Run:
             self._data[key] = _load_split(self.cfg, split, batch_size, shuffle)
         return self._data[key]
 
+    def start_stage(self):
+        """Forgets the cached *shuffled* datasets: a tf.data shuffle draws a
+        new order for every pass, so a stage that reused one consumed by an
+        earlier stage would see another order after a resume than in an
+        uninterrupted run. Unshuffled datasets (same order every pass) stay."""
+        self._data = {k: v for k, v in self._data.items() if not k[2]}
+
     def load_init_model(self):
         """The `--init_model` as a Keras model (loaded once; only read).
 

@@ -106,7 +106,7 @@ def strategy_scope(strategy):
 
 
 # --- reproducible runs (issue 14): seeding + deterministic kernels -----------
-def make_deterministic(seed):
+def make_deterministic(seed, kernels=True):
     """Seeds every RNG and asks the backend for deterministic kernels.
 
     Seeds Python, numpy and Keras (``training.set_seed``); on the
@@ -116,6 +116,8 @@ def make_deterministic(seed):
 
     Args:
         seed: int.
+        kernels: also turn on deterministic kernels (TF op determinism; it
+            cannot be turned off again in this process). False only seeds.
 
     Returns:
         A dict for the run report: ``{"seed", "backend", "op_determinism"}``
@@ -132,7 +134,9 @@ def make_deterministic(seed):
     backend = keras.backend.backend()
     set_seed(int(seed))
     info = {"seed": int(seed), "backend": backend, "op_determinism": backend != "tensorflow"}
-    if backend == "tensorflow":
+    if not kernels:
+        info["op_determinism"] = "off (deterministic=False)"
+    elif backend == "tensorflow":
         import tensorflow as tf  # TF-only path, imported lazily
         try:
             tf.config.experimental.enable_op_determinism()
