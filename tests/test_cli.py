@@ -201,6 +201,11 @@ BAD_INPUTS = {
     "config_not_a_python_file": (["--config={notes}"], ["--config", "not a config file"]),
     "config_without_get_config": (["--config={noget}"], ["--config", "get_config"]),
     "config_returning_a_dict": (["--config={plain}"], ["--config", "ConfigDict"]),
+    "unknown_flag": (["--bogus_flag=1"], ["bogus_flag"]),
+    "data_dir_missing": (["--config.data.data_dir={tmp}/nodata"],
+                         ["--config.data.data_dir", "not a folder"]),
+    "data_dir_without_dataset": (["--config.data.data_dir={tmp}/userdir"],
+                                 ["--config.data.data_dir", "not found"]),
     "num_classes_vs_data": (["--config.model.num_classes=3"],
                             ["--config.model.num_classes=3", "10 classes"]),
 }

@@ -441,6 +441,16 @@ def test_init_model_checked_against_the_criterion(assets, tmp_path, importance,
     check_init_model(Run(cfg, None, init_model=str(path)))   # fine for l1
 
 
+def test_init_model_with_another_input_size(assets, tmp_path):
+    from remotetrimmer_tf.pipeline import PipelineError
+    from remotetrimmer_tf.pipeline.inputs import check_init_model
+    from remotetrimmer_tf.pipeline.stages import Run
+    cfg = _tiny_cfg(assets)
+    path = _save_tiny(tmp_path / "m16.keras", size=16)
+    with pytest.raises(PipelineError, match="image_size=16"):
+        check_init_model(Run(cfg, None, init_model=str(path)))
+
+
 def test_num_classes_disagreeing_with_model_or_data(assets, tmp_path):
     proc = cli(*tiny_args(assets, tmp_path / "wd", "--config.model.num_classes=3"),
                cwd=tmp_path)

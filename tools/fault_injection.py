@@ -4,8 +4,9 @@ Runs `python -m remotetrimmer_tf.prune` on a tiny config (the embedded demo
 config, i.e. the modern recipe with flips/rot90 augmentation, shrunk to a
 10-class, 6-images-per-class 32x32 folder and a two-conv SE model passed as
 `--init_model`, CAP pruning, BN recalibration, one fine-tuning epoch of 2
-steps, float32 LiteRT export) many times. Each run is killed with SIGKILL or SIGINT at a random
-moment after one stage has started (the stages are taken in turn), and then:
+steps, float32 LiteRT export) many times. Each run is killed with SIGKILL or
+SIGINT at a random moment after one stage has started (the stages are taken
+in turn), and then:
 
 1. the ledger matches the files: every stage it lists has all its artifacts,
    with the sha256 it recorded;
