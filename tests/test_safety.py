@@ -516,3 +516,24 @@ def test_two_seeded_trainings_from_scratch_are_bitwise_identical(assets, tmp_pat
     assert info[0]["metrics"] == info[1]["metrics"]
     assert info[0]["history"] == info[1]["history"]
     assert _weights_equal(runs, "model_trained.keras")
+
+
+def test_a_signal_swallowed_by_a_finaliser_is_redelivered():
+    """Python ignores an exception raised in __del__ (frequent with TF
+    objects); the interrupt must still arrive, without a printed traceback."""
+    import threading
+    from remotetrimmer_tf.pipeline.interrupt import Interrupted, signals_as_interrupts
+
+    class Slow:
+        def __del__(self):
+            time.sleep(0.3)          # the signal lands here
+
+    t0 = time.time()
+    with pytest.raises(Interrupted) as err:
+        with signals_as_interrupts():
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+            obj = Slow()
+            del obj
+            while time.time() - t0 < 10:
+                sum(range(1000))
+    assert err.value.exit_code == 130 and time.time() - t0 < 5

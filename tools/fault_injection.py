@@ -218,6 +218,8 @@ def main():
         problems = []
         rc, sent, err = interrupted_run(cli_args(data, wd, model), tmp, stage, sig, delay)
         last = ([l for l in err.splitlines() if l.strip()] or [""])[-1]
+        if sig == signal.SIGINT and sent and rc == 0:
+            problems.append("SIGINT ignored (exit 0)")
         if sig == signal.SIGINT and sent and rc != 0:
             if rc != 130:
                 problems.append(f"SIGINT exit {rc}")

@@ -370,6 +370,7 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
     from remotetrimmer_tf.pipeline import stages as stages_mod
     from remotetrimmer_tf.pipeline.fingerprint import describe_data_change
     from remotetrimmer_tf.pipeline.inputs import check_inputs
+    from remotetrimmer_tf.pipeline.interrupt import acknowledge
     wd.ledger = wd._read_ledger()        # as of now, under the lock
     plain = _plain(cfg)
     changed = _config_changes(wd, plain, init_digest)
@@ -471,7 +472,9 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
                 f"{stage}: writing {where} failed ({e.strerror or e}); free "
                 "disk space (or fix the folder's permissions) and rerun the "
                 "same command to resume") from None
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                acknowledge()             # no further re-delivery: clean up
             wd.discard_written()
             raise
         seconds = time.time() - t0
