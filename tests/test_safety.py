@@ -537,3 +537,21 @@ def test_a_signal_swallowed_by_a_finaliser_is_redelivered():
             while time.time() - t0 < 10:
                 sum(range(1000))
     assert err.value.exit_code == 130 and time.time() - t0 < 5
+
+
+def test_an_op_without_deterministic_kernel_is_one_line(assets, tmp_path, monkeypatch):
+    from remotetrimmer_tf.pipeline import PipelineError, run_pipeline
+
+    class UnimplementedError(Exception):     # the name TensorFlow raises
+        pass
+
+    def fail(stage, run):
+        if stage == "finetune":
+            raise UnimplementedError("A deterministic GPU implementation of "
+                                     "SparseSegmentSum is not currently available.")
+
+    calls, log = [], []
+    _fake(monkeypatch, calls, fail=fail)
+    with pytest.raises(PipelineError, match="deterministic=False") as err:
+        run_pipeline(_tiny_cfg(assets), workdir=tmp_path / "run", log=_quiet(log))
+    assert "finetune" in str(err.value) and "\n" not in str(err.value)

@@ -472,6 +472,14 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
                 f"{stage}: writing {where} failed ({e.strerror or e}); free "
                 "disk space (or fix the folder's permissions) and rerun the "
                 "same command to resume") from None
+        except Exception as e:
+            wd.discard_written()
+            if "determinis" in str(e) and type(e).__name__ == "UnimplementedError":
+                raise PipelineError(
+                    f"{stage}: an op has no deterministic kernel here "
+                    f"({_one_line(e)[:200]}); pass --config.deterministic=False "
+                    "to run without bitwise reproducibility") from None
+            raise
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 acknowledge()             # no further re-delivery: clean up
