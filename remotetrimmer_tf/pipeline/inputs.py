@@ -70,7 +70,16 @@ def check_data(cfg):
     d = cfg.data
     spec = get_spec(d.name)
     try:
-        source, _ = api._pick_source(spec, "auto", d.data_dir, False, None, None)
+        if d.data_dir is not None:
+            # an explicit folder must hold the dataset (or its official zip)
+            if folder.find_root(spec, d.data_dir, required=False) is not None:
+                source = "folder"
+            elif folder.find_zip_dir(spec, d.data_dir) is not None:
+                source = "tfds"
+            else:
+                raise FileNotFoundError(d.data_dir)
+        else:
+            source, _ = api._pick_source(spec, "auto", None, False, None, None)
     except FileNotFoundError:
         raise PipelineError(
             f"{_where(d)}: dataset '{d.name}' not found (expected the layout "
