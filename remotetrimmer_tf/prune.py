@@ -22,9 +22,14 @@ Examples:
   python -m remotetrimmer_tf.prune --init_model=my.keras \\
       --config.prune.ratio=0.5 --workdir=runs/r05 --stages=export,report
 
-Bad input (unknown config field, missing/corrupt --init_model, non-writable
---workdir, ratio outside [0, 1), ...) exits with status 2 and one line naming
-the flag or file and the fix.
+Every input (config, data folder and images, --init_model, --strategy) is
+checked before any file of the run folder changes; stages that rerun have
+their old results moved to RUN/superseded/<timestamp>/, never deleted. Bad
+input (unknown config field, missing/corrupt --init_model, an unreadable
+image, a busy or non-writable --workdir, ratio outside [0, 1), a full disk,
+...) exits with status 2 and one line naming the flag or file and the fix;
+Ctrl-C / SIGTERM exit 130 / 143 with "interrupted during STAGE; rerun the
+same command to resume". `--force=STAGE` reruns a finished stage.
 """
 import difflib
 import importlib.util
@@ -63,6 +68,11 @@ def load_config_file(spec):
         raise PipelineError(
             f"--config={path}: no such config file; pass --config=<a config "
             f".py>, e.g. {default_config_path() or 'configs/demo.py'}")
+    if not path.endswith(".py"):
+        raise PipelineError(
+            f"--config={path} is not a config file (a Python .py file with a "
+            f"get_config() function); pass e.g. "
+            f"--config={default_config_path() or 'configs/demo.py'}")
     try:
         module_spec = importlib.util.spec_from_file_location(
             "remotetrimmer_precheck_config", path)
@@ -72,7 +82,13 @@ def load_config_file(spec):
         if get_config is None:
             raise PipelineError(f"--config={path} has no get_config() function; "
                                 "pass a config file like configs/demo.py")
-        return get_config(*([arg] if arg else []))
+        cfg = get_config(*([arg] if arg else []))
+        if not (hasattr(cfg, "to_dict") and hasattr(cfg, "lock")):
+            raise PipelineError(
+                f"--config={path}: get_config() returned a "
+                f"{type(cfg).__name__}, not an ml_collections ConfigDict; "
+                "build it on configs/base.py (see configs/demo.py)")
+        return cfg
     except PipelineError:
         raise
     except Exception as e:  # noqa: BLE001 - user code: report it in one line
@@ -168,8 +184,11 @@ def define_flags(argv, flag_values=None):
     flags.DEFINE_bool(
         "resume", False, "continue a --workdir whose run used a different "
         "config: the stages whose inputs changed are rerun", flag_values=fv)
+    flags.DEFINE_string(
+        "force", None, "comma-separated stages to rerun even if they finished "
+        "(the stages after them rerun too), or 'all'", flag_values=fv)
     flags.DEFINE_integer("verbose", 2, "Keras training verbosity (0, 1, 2)",
-                         flag_values=fv)
+                         lower_bound=0, upper_bound=2, flag_values=fv)
     return fv
 
 
@@ -181,6 +200,15 @@ def _one_line(text):
 def _die(message, code=EXIT_BAD_INPUT):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def _exit_now(code):
+    """Exits at once with `code`: no traceback and no interpreter teardown
+    (TensorFlow's threads can print noise or hang while exiting after a
+    signal). Every file is already closed or renamed by then."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _parse_flags(argv):
@@ -213,13 +241,22 @@ def main(argv):
         cfg.get("name")   # an unloadable config raises here
     except IOError as e:
         _die(f"--config: {_one_line(e)}")
+    from remotetrimmer_tf.pipeline.interrupt import Interrupted
     try:
         summary = run_pipeline(
             cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
-            verbose=FLAGS.verbose)
+            verbose=FLAGS.verbose, force=FLAGS.force)
     except PipelineError as e:
         _die(str(e), getattr(e, "exit_code", EXIT_BAD_INPUT))
+    except Interrupted as e:
+        print(f"interrupted during {e.stage or 'startup'}; rerun the same "
+              "command to resume", file=sys.stderr, flush=True)
+        _exit_now(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        _exit_now(130)
     if summary.get("worker"):   # a non-chief worker of --strategy=multi_worker
         print(f"{summary['worker']}: finished; the chief wrote the run folder")
         return 0

@@ -195,6 +195,19 @@ BAD_INPUTS = {
     "unknown_stage": (["--stages=train,bogus"], ["--stages", "bogus"]),
     "missing_config_file": (["--config={tmp}/none.py"], ["--config", "none.py"]),
     "stage_prerequisite": (["--stages=prune"], ["--stages", "train"]),
+    "unknown_force_stage": (["--force=bogus"], ["--force", "bogus"]),
+    "verbose_out_of_range": (["--verbose=3"], ["--verbose", "[0, 2]"]),
+    "verbose_negative": (["--verbose=-1"], ["--verbose"]),
+    "config_not_a_python_file": (["--config={notes}"], ["--config", "not a config file"]),
+    "config_without_get_config": (["--config={noget}"], ["--config", "get_config"]),
+    "config_returning_a_dict": (["--config={plain}"], ["--config", "ConfigDict"]),
+    "unknown_flag": (["--bogus_flag=1"], ["bogus_flag"]),
+    "data_dir_missing": (["--config.data.data_dir={tmp}/nodata"],
+                         ["--config.data.data_dir", "not a folder"]),
+    "data_dir_without_dataset": (["--config.data.data_dir={tmp}/userdir"],
+                                 ["--config.data.data_dir", "not found"]),
+    "num_classes_vs_data": (["--config.model.num_classes=3"],
+                            ["--config.model.num_classes=3", "10 classes"]),
 }
 
 
@@ -204,8 +217,13 @@ def test_bad_input_exits_nonzero_with_one_line(case, tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "userdir").mkdir()
     (tmp_path / "userdir" / "notes.txt").write_text("mine")
+    (tmp_path / "notes.md").write_text("# not a config\n")
+    (tmp_path / "noget.py").write_text("x = 1\n")
+    (tmp_path / "plain.py").write_text("def get_config():\n    return {'a': 1}\n")
     fmt = dict(tmp=tmp_path, corrupt=_corrupt(tmp_path / "bad.keras"),
-               zipped=_zip_without_config(tmp_path / "z.keras"))
+               zipped=_zip_without_config(tmp_path / "z.keras"),
+               notes=tmp_path / "notes.md", noget=tmp_path / "noget.py",
+               plain=tmp_path / "plain.py")
     args = [a.format(**fmt) for a in args]
     if not any(a.startswith("--workdir") for a in args):
         args.append(f"--workdir={tmp_path / 'wd'}")
@@ -256,12 +274,13 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     assert json.loads((wd / "a.json").read_text()) == {"x": 1.5}
 
 
-def test_failed_stage_leaves_nothing_looking_finished(tmp_path, monkeypatch):
+def test_failed_stage_leaves_nothing_looking_finished(assets, tmp_path, monkeypatch):
     """In-process with stand-in stages: a stage that raises after writing an
     artifact leaves neither the file nor a ledger entry; rerunning resumes."""
     from remotetrimmer_tf.pipeline import config_base, run_pipeline
     from remotetrimmer_tf.pipeline import stages as stages_mod
     cfg = config_base().get_config()
+    cfg.data.data_dir = str(assets["data"])   # the inputs are checked first
     calls = []
 
     def writer(stage, fail=False):
@@ -299,6 +318,8 @@ def test_failed_stage_leaves_nothing_looking_finished(tmp_path, monkeypatch):
                  log=lambda line: None)
     assert calls == ["prune"]
     assert not (wd / "export.out").exists() and (wd / "prune.out").exists()
+    # ... moved aside, never deleted
+    assert list((wd / "superseded").rglob("export.out"))
 
 
 def test_discard_written_removes_a_failed_stage_files(tmp_path):

@@ -19,6 +19,7 @@ Importing this package does not import TensorFlow.
 """
 from remotetrimmer_tf.data.api import (SOURCES, load, load_numpy, normalize_numpy,
                                        split_file_list)
+from remotetrimmer_tf.data.checks import BadImageError, filter_bad_images, find_bad_images
 from remotetrimmer_tf.data.folder import (ENV_VAR, DatasetNotFoundError, find_root,
                                           list_files, sample_dir)
 from remotetrimmer_tf.data.numpy_source import numpy_batches
@@ -27,7 +28,7 @@ from remotetrimmer_tf.data.registry import (DATASETS, DatasetSpec, class_names,
 from remotetrimmer_tf.data.splits import split_files, split_fingerprint, split_key
 
 __all__ = [
-    "DATASETS", "DatasetNotFoundError", "DatasetSpec", "ENV_VAR", "SOURCES",
+    "BadImageError", "DATASETS", "DatasetNotFoundError", "filter_bad_images", "find_bad_images", "DatasetSpec", "ENV_VAR", "SOURCES",
     "class_names", "find_root", "get_spec", "info", "list_files", "load",
     "load_numpy", "normalize_numpy", "num_classes", "numpy_batches", "sample_dir", "split_file_list",
     "split_files", "split_fingerprint", "split_key",

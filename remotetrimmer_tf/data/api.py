@@ -28,8 +28,21 @@ def _check_size(spec, image_size):
     return int(size)
 
 
-def split_file_list(name, split="train", data_dir=None, seed=0, val_fraction=0.0):
+def split_file_list(name, split="train", data_dir=None, seed=0, val_fraction=0.0,
+                    check_files=True, skip_bad_files=False):
     """The files of a split of a local folder.
+
+    The split is drawn first and then its images are checked
+    (`checks.filter_bad_images`: empty, unreadable or truncated files), so
+    leaving a bad file out never moves a good one to another split.
+
+    Args:
+        check_files: check the split's images (header decode, size, channels,
+            end marker); cached, so repeated calls are cheap.
+        skip_bad_files: leave bad images out instead of raising.
+
+    Raises:
+        checks.BadImageError: a bad image, unless ``skip_bad_files``.
 
     Returns:
         ``(root, files, labels)``: the image folder (``.../2750``), the sorted
@@ -47,6 +60,10 @@ def split_file_list(name, split="train", data_dir=None, seed=0, val_fraction=0.0
     files = folder_lib.list_files(spec, root)
     chosen = splits_lib.split_files(files, seed=seed, val_fraction=val_fraction)[split]
     labels = np.asarray(folder_lib.labels_for(spec, chosen), dtype=np.int32)
+    if check_files:
+        from remotetrimmer_tf.data import checks
+        chosen, labels, _ = checks.filter_bad_images(root, chosen, labels,
+                                                     skip=skip_bad_files)
     return root, chosen, labels
 
 
@@ -77,7 +94,8 @@ def _pick_source(spec, source, data_dir, download, manual_dir, tfds_data_dir):
 def load(name, split="train", data_dir=None, source="auto", batch_size=64,
          image_size=None, shuffle=None, seed=0, cache=True, val_fraction=0.0,
          normalize=True, drop_remainder=False, download=False, manual_dir=None,
-         tfds_data_dir=None, shuffle_seed=None, shuffle_buffer=None):
+         tfds_data_dir=None, shuffle_seed=None, shuffle_buffer=None,
+         skip_bad_files=False):
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 NHWC, int32)``.
 
     Args:
@@ -98,6 +116,8 @@ def load(name, split="train", data_dir=None, source="auto", batch_size=64,
         download: let TFDS download the dataset (source ``"tfds"``/``"auto"``).
         manual_dir: folder holding the official zip, for TFDS without network.
         tfds_data_dir: TFDS data dir (default ``~/tensorflow_datasets``).
+        skip_bad_files: leave out unreadable/empty/truncated images of a local
+            folder instead of raising `checks.BadImageError`.
 
     Returns:
         ``tf.data.Dataset`` with attributes ``class_names`` and ``num_examples``.
@@ -122,7 +142,8 @@ def load(name, split="train", data_dir=None, source="auto", batch_size=64,
     from remotetrimmer_tf.data import pipeline
 
     if src == "folder":
-        root, files, labels = split_file_list(spec, split, data_dir, seed, val_fraction)
+        root, files, labels = split_file_list(spec, split, data_dir, seed, val_fraction,
+                                              skip_bad_files=skip_bad_files)
         paths = [os.path.join(root, f) for f in files]
         ds = pipeline.from_files(
             paths, labels, image_size=size, batch_size=batch_size, shuffle=shuffle,
@@ -147,7 +168,7 @@ def load(name, split="train", data_dir=None, source="auto", batch_size=64,
 
 def load_numpy(name, split="train", data_dir=None, image_size=None, seed=0,
                val_fraction=0.0, normalize=True, shuffle=False, shuffle_seed=None,
-               num_workers=None, return_files=False):
+               num_workers=None, return_files=False, skip_bad_files=False):
     """A split as numpy arrays ``(x, y)`` — Pillow decode, TensorFlow never imported.
 
     Args:
@@ -160,6 +181,7 @@ def load_numpy(name, split="train", data_dir=None, image_size=None, seed=0,
             class, then file).
         num_workers: decode threads (default ``min(4, cpus)``).
         return_files: also return the relative file paths.
+        skip_bad_files: leave out unreadable images instead of raising.
 
     Returns:
         ``(x, y)`` with x (N, S, S, 3) and y int32 (N,), or ``(x, y, files)``.
@@ -169,7 +191,8 @@ def load_numpy(name, split="train", data_dir=None, image_size=None, seed=0,
     spec = get_spec(name)
     size = _check_size(spec, image_size)
     norm = resolve_normalization(spec, normalize)
-    root, files, labels = split_file_list(spec, split, data_dir, seed, val_fraction)
+    root, files, labels = split_file_list(spec, split, data_dir, seed, val_fraction,
+                                          skip_bad_files=skip_bad_files)
     if shuffle:
         perm = np.random.RandomState(seed if shuffle_seed is None else shuffle_seed
                                      ).permutation(len(files))

@@ -24,7 +24,8 @@ from remotetrimmer_tf.pipeline.workdir import (PipelineError, Workdir,
                                                file_digest, new_run_dir)
 
 __all__ = ["PipelineError", "Workdir", "run_pipeline", "validate_config",
-           "STAGES", "parse_stages", "config_dir", "config_base"]
+           "STAGES", "parse_stages", "parse_force", "config_dir", "config_base",
+           "resolve_workdir"]
 
 
 _CHOICES = {
@@ -184,6 +185,13 @@ def validate_config(cfg, init_model=None):
             "--config.prune.importance=cap needs SqueezeExcite gates but "
             "--config.model.se=False; set --config.model.se=True or "
             "--config.prune.importance=slim")
+    for path in ("data.skip_bad_files", "deterministic"):
+        try:
+            value = _get(cfg, path)
+        except (KeyError, AttributeError):
+            continue              # an older config without the field
+        if not isinstance(value, bool):
+            raise _bad(path, value, "must be True or False")
     if cfg.data.data_dir is not None and not os.path.isdir(cfg.data.data_dir):
         raise _bad("data.data_dir", cfg.data.data_dir,
                    "is not a folder; pass the folder holding the dataset")
@@ -268,57 +276,85 @@ def _diff(a, b, prefix=""):
     return out
 
 
-def open_workdir(workdir, cfg, init_digest, resume=False):
-    """Creates or reopens the run folder; refuses a mismatched existing run.
+def resolve_workdir(workdir):
+    """The absolute run folder path (not created), or None for a fresh one.
 
-    Args:
-      workdir: path, or None for a fresh `./runs/<UTC timestamp>`.
-      cfg: the config.
-      init_digest: sha of `--init_model` or None.
-      resume: allow continuing a run whose config differs (stages whose
-        inputs changed rerun).
-
-    Returns:
-      A `Workdir` with a started ledger.
+    Raises:
+      PipelineError: the path is a file, or a non-empty folder that is not a
+        run folder (so no file of the user's is ever overwritten).
     """
     if workdir is None:
-        wd = Workdir(new_run_dir("runs"))
-    else:
-        path = os.path.abspath(os.path.expanduser(str(workdir)))
-        if (os.path.isdir(path) and os.listdir(path)
-                and not os.path.exists(os.path.join(path, "stages.json"))):
-            raise PipelineError(
-                f"--workdir={workdir} exists and is not a run folder (no "
-                "stages.json); pass a new or empty folder so no file of "
-                "yours is overwritten")
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise PipelineError(
-                f"--workdir={workdir} is a file, not a folder; pass a new "
-                "folder path")
-        wd = Workdir(path)
-    plain = _plain(cfg)
-    inputs = {"init_model_sha256": init_digest}
-    if wd.has_ledger() and wd.ledger.get("stages"):
-        old = wd.ledger.get("config") or {}
-        changed = _diff(old, plain)
-        if wd.ledger.get("inputs", {}) != inputs:
-            changed.append("--init_model")
-        if changed and not resume:
-            shown = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
-            raise PipelineError(
-                f"--workdir={workdir} holds a run made with a different config "
-                f"(changed: {shown}); pass --resume to rerun the changed "
-                "stages there, or pass a new --workdir")
-    wd.clean_temporaries()
-    wd.start(plain, cfg.get("name", "config"))
-    wd.ledger["inputs"] = inputs
-    wd._write_ledger()
-    return wd
+        return None
+    path = os.path.abspath(os.path.expanduser(str(workdir)))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PipelineError(
+            f"--workdir={workdir} is a file, not a folder; pass a new "
+            "folder path")
+    if (os.path.isdir(path) and os.listdir(path)
+            and not os.path.exists(os.path.join(path, "stages.json"))):
+        raise PipelineError(
+            f"--workdir={workdir} exists and is not a run folder (no "
+            "stages.json); pass a new or empty folder so no file of "
+            "yours is overwritten")
+    return path
+
+
+def _config_changes(wd, plain, init_digest):
+    """Config paths (and `--init_model`) that differ from the run's ledger."""
+    if not (wd.has_ledger() and wd.ledger.get("stages")):
+        return []
+    changed = _diff(wd.ledger.get("config") or {}, plain)
+    old_inputs = wd.ledger.get("inputs") or {}
+    if old_inputs.get("init_model_sha256") != init_digest:
+        changed.append("--init_model")
+    return changed
+
+
+def parse_force(text, selected, explicit_stages):
+    """`--force` names -> tuple of stages to rerun even when finished."""
+    if text in (None, "", ()):
+        return ()
+    if not isinstance(text, str):
+        text = ",".join(text)
+    if text == "all":
+        return tuple(selected)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STAGES]
+    if unknown:
+        raise PipelineError(
+            f"--force: unknown stage(s) {', '.join(unknown)}; choose from "
+            f"{','.join(STAGES)} (comma separated) or 'all'")
+    outside = [s for s in names if s not in selected]
+    if outside and explicit_stages:
+        raise PipelineError(
+            f"--force={text}: {', '.join(outside)} not in --stages; add it to "
+            "--stages or leave out --stages")
+    return tuple(s for s in STAGES if s in names)
+
+
+def _inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
-                 stages=None, resume=False, verbose=2, log=None):
+                 stages=None, resume=False, verbose=2, log=None, force=None):
     """Runs (or resumes) the pipeline; returns a summary dict.
+
+    Order of work, so that a bad input never costs the user a file:
+    1. the config, `--stages`, `--force`, `--init_model` (a Keras archive)
+       and `--workdir` are checked; 2. the run folder is locked (`.lock`:
+       one process per folder); 3. the data (classes, every image), the
+       strategy and the loaded `--init_model` are checked
+       (`pipeline.inputs`); 4. only then does the folder change: an
+       `--init_model` inside it is copied to `inputs/`, temporary leftovers
+       of a killed run are removed, and the results of every stage that
+       reruns are moved to `superseded/<UTC timestamp>/` (never deleted).
+
+    A stage reruns when its config sections, the `--init_model`, the data
+    files (paths, sizes, mtimes) or one of its artifacts (sha256) changed, or
+    when `force` names it. Every stage starts from the same seed with
+    deterministic kernels, so a rerun reproduces the same models.
 
     Args:
       cfg: the config (`configs/base.py` schema); validated first.
@@ -331,24 +367,32 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
       resume: continue a run folder whose config differs.
       verbose: Keras verbosity of training (0, 1, 2).
       log: callable taking one line of progress (default: print to stderr).
+      force: stage names (or a comma list, or "all") to rerun even if they
+        finished; the stages after them rerun too.
 
     Returns:
       `{"workdir": path, "ran": [...], "skipped": [...], "report": {...}}`.
 
     Raises:
-      PipelineError: bad input (one line naming the flag/field/file and fix).
+      PipelineError: bad input (one line naming the flag/field/file and fix),
+        also a failed write (full disk): the run stays resumable.
+      interrupt.Interrupted: SIGINT/SIGTERM; `.stage` names the stage.
     """
-    from remotetrimmer_tf.pipeline import stages as stages_mod
+    from remotetrimmer_tf.pipeline.interrupt import Interrupted, signals_as_interrupts
+    from remotetrimmer_tf.pipeline.lock import RunLock
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     validate_config(cfg, init_model)
+    if not isinstance(verbose, int) or isinstance(verbose, bool) or not 0 <= verbose <= 2:
+        raise PipelineError(f"--verbose={verbose!r} must be 0, 1 or 2")
     if stages is not None and not isinstance(stages, str):
         stages = ",".join(stages)
     selected = parse_stages(stages)
-    # An explicitly requested report is rewritten even when up to date.
-    explicit = "report" in selected and stages not in (None, "", "all")
+    explicit_stages = stages not in (None, "", "all")
+    forced = parse_force(force, selected, explicit_stages)
     init_digest = None
     if init_model is not None:
-        stages_mod.check_keras_file(init_model)
+        from remotetrimmer_tf.pipeline.stages import check_keras_file
+        check_keras_file(init_model)
         init_digest = file_digest(init_model)
     # ---- several workers (pipeline/workers.py): the strategy is created
     # before anything runs a TensorFlow op; the non-chief workers follow the
@@ -358,18 +402,57 @@ def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
     if not workers.is_chief(strategy_obj):
         return workers.follow_chief(cfg, strategy_obj, init_model=init_model,
                                     verbose=verbose, log=log)
-    with workers.leading(strategy_obj, log) as lead:
-        return _run_stages(cfg, workdir, init_model, init_digest, strategy,
-                           strategy_obj, selected, explicit, resume, verbose,
-                           log, lead)
+    path = resolve_workdir(workdir)
+    created = path is None or not os.path.exists(path)
+    wd = Workdir(path if path is not None else new_run_dir("runs"))
+    lock = RunLock(wd.path, log=log).acquire()
+    state = {"stage": "the input checks"}
+    try:
+        with signals_as_interrupts(), workers.leading(strategy_obj, log) as lead:
+            return _run_locked(cfg, wd, init_model, init_digest, strategy,
+                               selected, explicit_stages, forced, resume,
+                               verbose, log, state, strategy_obj, lead)
+    except Interrupted as e:
+        e.stage = e.stage or state["stage"]
+        raise
+    finally:
+        lock.release()
+        if created:   # a folder we made for a run that failed its checks
+            try:
+                wd.path.rmdir()          # only succeeds when still empty
+            except OSError:
+                pass
 
 
-def _run_stages(cfg, workdir, init_model, init_digest, strategy, strategy_obj,
-                selected, explicit, resume, verbose, log, lead):
-    """The chief's (or the single process's) part of `run_pipeline`."""
+def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
+                explicit_stages, forced, resume, verbose, log, state,
+                strategy_obj=None, lead=None):
+    """The chief's (or the single process's) part of `run_pipeline`, under the
+    run folder's lock: check every input, then change the folder."""
     from remotetrimmer_tf.pipeline import stages as stages_mod
-    wd = open_workdir(workdir, cfg, init_digest, resume=resume)
-    keys = stages_mod.stage_keys(_plain(cfg), init_digest)
+    from remotetrimmer_tf.pipeline.fingerprint import describe_data_change
+    from remotetrimmer_tf.pipeline.inputs import check_inputs
+    from remotetrimmer_tf.pipeline.interrupt import acknowledge
+    wd.ledger = wd._read_ledger()        # as of now, under the lock
+    plain = _plain(cfg)
+    changed = _config_changes(wd, plain, init_digest)
+    if changed and not resume:
+        shown = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
+        raise PipelineError(
+            f"--workdir={wd.path} holds a run made with a different config "
+            f"(changed: {shown}); pass --resume to rerun the changed "
+            "stages there, or pass a new --workdir")
+    run = stages_mod.Run(cfg, wd, init_model=init_model, strategy=strategy,
+                         verbose=verbose)
+    if strategy_obj is not None:
+        run._strategy = strategy_obj       # one strategy per process
+    seed = int(cfg.train.get("seed", 0) or 0)
+    deterministic = bool(cfg.get("deterministic", True))
+    inputs = check_inputs(run)                        # 3. every input checked
+    determinism = _make_deterministic(seed, deterministic)
+    data_info = inputs["data"]
+    keys = stages_mod.stage_keys(plain, init_digest, data_info.get("digest"))
+    run.keys = keys
     last_selected = max(STAGES.index(s) for s in selected)
     for stage in STAGES[:last_selected]:
         if stage not in selected and stage != "report" and \
@@ -378,19 +461,53 @@ def _run_stages(cfg, workdir, init_model, init_digest, strategy, strategy_obj,
                 f"--stages: stage '{stage}' has not finished in {wd.path} "
                 "with this config and a later selected stage needs it; add "
                 f"{stage} to --stages (or leave out --stages)")
+    # 4. from here on the run folder changes
+    if init_model is not None and _inside(init_model, wd.path):
+        copy = f"inputs/init_model-{init_digest}.keras"
+        if os.path.realpath(init_model) != os.path.realpath(wd / copy):
+            wd.copy_in(init_model, copy)
+            log(f"[remotetrimmer] --init_model lies inside the run folder: "
+                f"reading the copy {copy} (the file itself is left as it is)")
+        run.init_model_given = init_model
+        run.init_model = str(wd / copy)
+    removed = wd.clean_temporaries()
+    if removed:
+        log(f"[remotetrimmer] removed {len(removed)} temporary file(s) left by an "
+            f"interrupted run: {', '.join(removed[:3])}"
+            + (" ..." if len(removed) > 3 else ""))
+    old_data = (wd.ledger or {}).get("inputs", {}).get("data") if wd.has_ledger() else None
+    change = describe_data_change(old_data, data_info)
+    if change and wd.ledger.get("stages"):
+        log(f"[remotetrimmer] {change}: the stages from train on rerun")
+    if data_info.get("skipped_bad_files"):
+        bad = data_info["skipped_bad_files"]
+        log(f"[remotetrimmer] --config.data.skip_bad_files: leaving out "
+            f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
+            + (" ..." if len(bad) > 3 else ""))
+    wd.start(plain, cfg.get("name", "config"))
+    wd.ledger["inputs"] = {"init_model_sha256": init_digest, "data": data_info,
+                           "determinism": determinism}
+    wd._write_ledger()
     log(f"[remotetrimmer] run folder: {wd.path}")
-    run = stages_mod.Run(cfg, wd, init_model=init_model, strategy=strategy,
-                         verbose=verbose)
-    run.keys = keys
-    run._strategy = strategy_obj
-    lead.attach(run)
+    if lead is not None:
+        lead.attach(run)
     ran, skipped = [], []
+    explicit_report = "report" in selected and explicit_stages
     for stage in STAGES[:last_selected + 1]:
+        state["stage"] = stage
         done = wd.finished(stage, keys[stage])
-        if done is not None and not (stage == "report" and explicit):
-            skipped.append(stage)
-            log(f"[remotetrimmer] {stage}: finished earlier, skipped")
-            continue
+        why = None
+        if done is not None:
+            if stage in forced:
+                why = "--force"
+            elif not (stage == "report" and explicit_report):
+                skipped.append(stage)
+                hint = (f"; pass --force={stage} to rerun it"
+                        if explicit_stages and stage in selected else "")
+                log(f"[remotetrimmer] {stage}: finished earlier, skipped{hint}")
+                continue
+        elif wd.entry(stage) is not None:
+            why = wd.why.get(stage)
         if stage not in selected:
             if stage == "report":
                 continue
@@ -398,32 +515,72 @@ def _run_stages(cfg, workdir, init_model, init_digest, strategy, strategy_obj,
                 f"--stages: stage '{stage}' has not finished in {wd.path} "
                 "with this config and a later selected stage needs it; add "
                 f"{stage} to --stages (or leave out --stages)")
-        # This stage and every later one are stale now: drop their results so
-        # that nothing left in the folder looks finished for the new inputs.
-        for later in STAGES[STAGES.index(stage):]:
-            for name in (wd.entry(later) or {}).get("artifacts", []):
-                (wd / name).unlink(missing_ok=True)
-            wd.forget(later)
+        # This stage and every later one are stale now: their results move
+        # to superseded/, so nothing left in place looks finished.
+        moved = wd.supersede_stages(STAGES[STAGES.index(stage):])
+        if why:
+            log(f"[remotetrimmer] {stage}: rerunning ({why})")
+        if moved:
+            log(f"[remotetrimmer] moved {len(moved)} earlier result(s) of "
+                f"{stage} and later stages to "
+                f"{os.path.relpath(wd._superseded, wd.path)}/")
         log(f"[remotetrimmer] {stage}: running")
-        lead.before(stage)   # multi_worker: the other workers join a training stage
+        if lead is not None:
+            lead.before(stage)   # multi_worker: the other workers join a training stage
+        _make_deterministic(seed, deterministic)
+        run.start_stage()
         t0 = time.time()
         wd.begin_stage()
         try:
             artifacts, info = stages_mod.FUNCTIONS[stage](run)
-        except BaseException:
+        except OSError as e:
+            wd.discard_written()
+            where = e.filename or wd.path
+            raise PipelineError(
+                f"{stage}: writing {where} failed ({e.strerror or e}); free "
+                "disk space (or fix the folder's permissions) and rerun the "
+                "same command to resume") from None
+        except Exception as e:
+            wd.discard_written()
+            if "determinis" in str(e) and type(e).__name__ == "UnimplementedError":
+                raise PipelineError(
+                    f"{stage}: an op has no deterministic kernel here "
+                    f"({_one_line(e)[:200]}); pass --config.deterministic=False "
+                    "to run without bitwise reproducibility") from None
+            raise
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                acknowledge()             # no further re-delivery: clean up
             wd.discard_written()
             raise
-        lead.after(stage, artifacts)
+        if lead is not None:
+            lead.after(stage, artifacts)
         seconds = time.time() - t0
         wd.mark_finished(stage, keys[stage], artifacts, info, seconds)
         ran.append(stage)
         log(f"[remotetrimmer] {stage}: done in {seconds:.1f} s"
             + (f" ({info['skipped']})" if info.get("skipped") else ""))
+        if stage == "train":
+            run._init_model = None        # release the loaded --init_model
         _clear_session()
+    state["stage"] = "the summary"
+    if explicit_stages and not ran:
+        log(f"[remotetrimmer] nothing to run: {', '.join(selected)} finished "
+            f"earlier with these inputs; pass --force={','.join(selected)} to "
+            "rerun")
     summary = {"workdir": str(wd.path), "ran": ran, "skipped": skipped}
+    if wd._superseded is not None:
+        summary["superseded"] = str(wd._superseded)
     if wd.exists("report.json"):
         summary["report"] = wd.read_json("report.json")
     return summary
+
+
+def _make_deterministic(seed, kernels=True):
+    """Seeds everything and (with `kernels`, the config's `deterministic`)
+    turns on deterministic kernels (see `training.strategy.make_deterministic`)."""
+    from remotetrimmer_tf.training.strategy import make_deterministic
+    return make_deterministic(seed, kernels=kernels)
 
 
 def _clear_session():

@@ -133,6 +133,13 @@ def build_report(run):
     rep["stages"] = {s: {k: v for k, v in e.get("info", {}).items()
                          if k not in ("per_gate",)} for s, e in stages.items()}
     rep["config"] = (wd.ledger or {}).get("config")
+    inputs = (wd.ledger or {}).get("inputs") or {}
+    data = inputs.get("data") or {}
+    skipped = list(data.get("skipped_bad_files") or [])
+    rep["data"] = {"source": data.get("source"), "files": data.get("files"),
+                   "fingerprint": data.get("digest"),
+                   "skipped_bad_files": skipped, "skipped_count": len(skipped)}
+    rep["determinism"] = inputs.get("determinism")
     rep["versions"] = versions()
     rep["hardware"] = hardware()
     return rep

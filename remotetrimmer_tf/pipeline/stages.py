@@ -19,7 +19,6 @@ summary that goes into the ledger and the report.
 """
 import inspect
 import os
-import shutil
 import time
 import zipfile
 
@@ -47,12 +46,13 @@ DATA_DRIVEN_IMPORTANCE = ("taylor",)
 _RECIPE_EXTRAS = ("steps_per_epoch",)   # config-only recipe fields
 
 
-def stage_keys(config, init_model_digest=None):
+def stage_keys(config, init_model_digest=None, data_digest=None):
     """Chained per-stage keys: a stage reruns when its key changes.
 
     Args:
       config: the config as a plain dict.
       init_model_digest: sha of `--init_model` (part of the train key).
+      data_digest: fingerprint of the data files (part of the train key).
 
     Returns:
       `{stage: key}`; each key hashes the stage's config sections and the
@@ -63,6 +63,8 @@ def stage_keys(config, init_model_digest=None):
         parts = {s: config.get(s) for s in DEPENDS[stage]}
         if stage == "train":
             parts["init_model"] = init_model_digest
+            if data_digest is not None:
+                parts["data_files"] = data_digest
         previous = config_hash([previous, stage, parts])
         keys[stage] = previous
     return keys
@@ -171,6 +173,30 @@ class Run:
             self._data[key] = _load_split(self.cfg, split, batch_size, shuffle)
         return self._data[key]
 
+    def start_stage(self):
+        """Forgets the cached *shuffled* datasets: a tf.data shuffle draws a
+        new order for every pass, so a stage that reused one consumed by an
+        earlier stage would see another order after a resume than in an
+        uninterrupted run. Unshuffled datasets (same order every pass) stay."""
+        self._data = {k: v for k, v in self._data.items() if not k[2]}
+
+    def load_init_model(self):
+        """The `--init_model` as a Keras model (loaded once; only read).
+
+        Raises:
+          PipelineError: Keras cannot load it.
+        """
+        if getattr(self, "_init_model", None) is None:
+            try:
+                self._init_model = _load_keras(os.path.abspath(self.init_model))
+            except Exception as e:  # noqa: BLE001 - any load failure is bad input
+                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+                raise PipelineError(
+                    f"--init_model={self.init_model} cannot be loaded by Keras "
+                    f"({type(e).__name__}: {msg}); pass a .keras file saved by "
+                    "Keras 3 with remotetrimmer_tf's layers") from None
+        return self._init_model
+
     def load_model(self, name):
         """Loads a `.keras` artifact of this run (custom layers registered)."""
         return _load_keras(self.wd / name)
@@ -234,12 +260,16 @@ def _load_split(cfg, split, batch_size, shuffle):
     from remotetrimmer_tf import data as data_mod
     d = cfg.data
     common = dict(data_dir=d.data_dir, image_size=int(d.image_size),
-                  seed=int(d.seed), val_fraction=float(d.val_fraction))
+                  seed=int(d.seed), val_fraction=float(d.val_fraction),
+                  skip_bad_files=bool(d.get("skip_bad_files", False)))
+    from remotetrimmer_tf.data.checks import BadImageError
     try:
         if keras.backend.backend() == "tensorflow":
             return data_mod.load(d.name, split, batch_size=batch_size,
                                  shuffle=shuffle, **common)
         return data_mod.load_numpy(d.name, split, shuffle=shuffle, **common)
+    except BadImageError as e:
+        raise PipelineError(str(e)) from None
     except FileNotFoundError as e:
         from remotetrimmer_tf.data.registry import get_spec
         where = (f"--config.data.data_dir={d.data_dir}" if d.data_dir
@@ -311,7 +341,7 @@ def _fit(run, model, section, stage, teacher=None):
     keyfile = logdir / "stage_key.txt"
     key = run.keys.get(stage, "")
     if logdir.exists() and (not keyfile.exists() or keyfile.read_text() != key):
-        shutil.rmtree(logdir)
+        run.wd.supersede(f"logs/{stage}")   # another config's checkpoints: kept aside
     logdir.mkdir(parents=True, exist_ok=True)
     keyfile.write_text(key)
     kwargs = dict(val=val, recipe=recipe, workdir=str(logdir),
@@ -373,19 +403,13 @@ def train(run):
     """Trains the configured backbone, or validates and copies `--init_model`."""
     cfg = run.cfg
     if run.init_model:
+        # only read: a model inside the run folder was copied to inputs/ first
         src = os.path.abspath(run.init_model)
-        try:
-            model = _load_keras(src)   # only read: the user's file is never written
-        except Exception as e:  # noqa: BLE001 - any load failure is bad input
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-            raise PipelineError(
-                f"--init_model={run.init_model} cannot be loaded by Keras "
-                f"({type(e).__name__}: {msg}); pass a .keras file saved by "
-                "Keras 3 with remotetrimmer_tf's layers") from None
-        _check_model_fits(run, model)
-        if src != os.path.abspath(run.wd / "model_trained.keras"):
-            run.wd.copy_in(src, "model_trained.keras")
-        info = {"source": "init_model", "init_model": src,
+        from remotetrimmer_tf.pipeline.inputs import check_init_model
+        model = check_init_model(run)
+        run.wd.copy_in(src, "model_trained.keras")
+        info = {"source": "init_model",
+                "init_model": os.path.abspath(getattr(run, "init_model_given", src)),
                 "init_model_sha256": file_digest(src)}
     else:
         from remotetrimmer_tf import models
@@ -401,27 +425,6 @@ def train(run):
     info["se_gates"] = len(se_layer_names(model))
     info["metrics"] = run.accuracy(model)
     return ["model_trained.keras"], info
-
-
-def _check_model_fits(run, model):
-    """The user's model must take the configured images and classes."""
-    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
-    if shape is not None and shape != run.input_shape:
-        raise PipelineError(
-            f"--init_model={run.init_model} takes inputs {shape} but the data "
-            f"is {run.input_shape}; set --config.data.image_size={shape[0]} "
-            "or pass a model for this image size")
-    classes = model.outputs[0].shape[-1] if model.outputs else None
-    if classes is not None and int(classes) != run.num_classes:
-        raise PipelineError(
-            f"--init_model={run.init_model} has {classes} outputs but "
-            f"{run.cfg.data.name} has {run.num_classes} classes; pass a model "
-            "for this dataset (or set --config.model.num_classes)")
-    if run.cfg.prune.importance == "cap" and not se_layer_names(model):
-        raise PipelineError(
-            f"--init_model={run.init_model} has no SqueezeExcite gates, which "
-            "--config.prune.importance=cap needs; use an SE model or set "
-            "--config.prune.importance=slim")
 
 
 def attention(run):
@@ -500,10 +503,11 @@ def prune(run):
             f"--config.prune: {_first_line(e)} Fix the --config.prune.* value") from None
     try:
         keep = pruner.plan(data)
-    except ValueError as e:
-        if not budget:
-            raise
-        raise PipelineError(f"--config.prune: {_first_line(e)}") from None
+    except (ValueError, TypeError) as e:   # e.g. no BatchNormalization to score
+        if budget:
+            raise PipelineError(f"--config.prune: {_first_line(e)}") from None
+        raise PipelineError(
+            f"--config.prune.importance={importance}: {_first_line(e)}") from None
     graph = getattr(pruner, "graph", None)
     pruned = prune_channels(model, keep, graph=graph)
     kept = {}

@@ -7,9 +7,13 @@ stage's artifacts are in place; a stage counts as finished only when the
 ledger says so AND its artifacts exist, so a rerun resumes after the last
 finished stage.
 
-Each stage records a key: a hash of the config sections it depends on,
-chained with the key of the stage before it. A rerun with a changed config
-therefore reruns the first stage whose inputs changed and everything after it.
+Each stage records a key: a hash of the config sections it depends on
+(plus the data fingerprint and `--init_model` digest for `train`), chained
+with the key of the stage before it, and the sha256 of each artifact. A rerun
+with a changed config or data therefore reruns the first stage whose inputs
+changed and everything after it; an artifact whose digest no longer matches
+(damaged, edited) reruns its stage. Nothing is deleted: the results of
+stages that rerun move to `superseded/<UTC timestamp>/`.
 
 Example:
   wd = Workdir("runs/demo")
@@ -23,11 +27,14 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import uuid
 
 LEDGER = "stages.json"
 LEDGER_VERSION = 1
+SUPERSEDED = "superseded"
+TMP_PID = re.compile(r"\.tmp-\d+$")
 
 
 class PipelineError(Exception):
@@ -112,6 +119,9 @@ class Workdir:
                 "writable folder> or fix its permissions") from None
         self.ledger = self._read_ledger()
         self._written = []
+        self._superseded = None
+        self._digests = {}
+        self.why = {}
 
     # ----------------------------------------------------------------- paths
     def __truediv__(self, name):
@@ -124,12 +134,14 @@ class Workdir:
     def atomic(self, name):
         """Yields a temporary path next to `name`; renames it on success.
 
-        The temporary name starts with `.tmp-` and keeps the suffix (Keras
-        insists on `.keras`), so it never looks like a finished artifact. On
-        error the temporary file is removed and nothing is renamed.
+        The temporary name is `.tmp-<pid>-<random>-<name>` and keeps the
+        suffix (Keras insists on `.keras`), so it never looks like a finished
+        artifact. On error (or an interrupt) the temporary file is removed and
+        nothing is renamed. `name` may hold a subfolder (`inputs/x.keras`).
         """
         final = self.path / name
-        tmp = self.path / f".tmp-{uuid.uuid4().hex[:8]}-{name}"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}"
         try:
             yield str(tmp)
             if not tmp.exists():
@@ -177,12 +189,78 @@ class Workdir:
             shutil.copyfile(src, tmp)
 
     def clean_temporaries(self):
-        """Removes `.tmp-*` leftovers of an interrupted earlier run."""
-        for p in self.path.glob(".tmp-*"):
+        """Removes the temporary files of an interrupted earlier run.
+
+        Matches every temporary name our writers use, anywhere in the run
+        folder: `.tmp-*` (this module, training checkpoints), `*.tmp-<pid>`
+        (training state JSON) and `.<name>.*.tmp` (the exporters). Call it
+        only while holding the run folder's lock.
+
+        Returns:
+          The removed paths, relative to the run folder.
+        """
+        removed = []
+        for p in sorted(self.path.rglob("*")):
+            n = p.name
+            if not (n.startswith(".tmp-") or TMP_PID.search(n)
+                    or (n.startswith(".") and n.endswith(".tmp"))):
+                continue
+            if not p.exists():
+                continue
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+            removed.append(str(p.relative_to(self.path)))
+        return removed
+
+    # ------------------------------------------------------------ superseded
+    def supersede(self, relpath):
+        """Moves `relpath` (a file or folder of this run) into
+        `superseded/<UTC timestamp>/`, keeping its relative path; one
+        timestamp folder per Workdir object. Never deletes anything.
+
+        Returns:
+          The new path, or None if `relpath` does not exist.
+        """
+        src = self.path / relpath
+        if not src.exists() and not src.is_symlink():
+            return None
+        if self._superseded is None:
+            self._superseded = new_run_dir(self.path / SUPERSEDED)
+        dest = self._superseded / relpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        return dest
+
+    def supersede_stages(self, stages):
+        """Moves the artifacts (and `logs/<stage>`) of the finished `stages`
+        into `superseded/` and drops them from the ledger (they will rerun).
+
+        Returns:
+          The relative paths that were moved.
+        """
+        moved = []
+        for stage in stages:
+            entry = self.entry(stage)
+            if entry is None:
+                continue
+            for name in list(entry.get("artifacts", ())) + [f"logs/{stage}"]:
+                if self.supersede(name) is not None:
+                    moved.append(name)
+            self.ledger["stages"].pop(stage, None)
+        if moved or stages:
+            self._write_ledger()
+        return moved
+
+    def digest(self, name):
+        """sha256 (16 hex digits) of an artifact; cached per size + mtime."""
+        p = self.path / name
+        st = p.stat()
+        key = (name, st.st_size, st.st_mtime_ns)
+        if key not in self._digests:
+            self._digests[key] = file_digest(p)
+        return self._digests[key]
 
     # ---------------------------------------------------------------- ledger
     def _read_ledger(self):
@@ -219,14 +297,27 @@ class Workdir:
 
     def finished(self, stage, key):
         """The ledger entry of `stage` if it finished with this `key` and its
-        artifacts are all present; else None."""
+        artifacts are all present with the digests recorded then; else None.
+        `self.why[stage]` then says why (for the log)."""
+        self.why.pop(stage, None)
         if not self.ledger:
             return None
         entry = self.ledger["stages"].get(stage)
-        if not entry or entry.get("key") != key:
+        if not entry:
             return None
-        if not all((self.path / a).exists() for a in entry.get("artifacts", ())):
+        if entry.get("key") != key:
+            self.why[stage] = "its inputs changed"
             return None
+        digests = entry.get("sha256") or {}
+        for a in entry.get("artifacts", ()):
+            p = self.path / a
+            if not p.exists():
+                self.why[stage] = f"{a} is missing"
+                return None
+            if a in digests and p.is_file() and self.digest(a) != digests[a]:
+                self.why[stage] = (f"{a} changed since {stage} finished "
+                                   "(its sha256 differs: damaged or edited)")
+                return None
         return entry
 
     def entry(self, stage):
@@ -237,9 +328,12 @@ class Workdir:
 
     def mark_finished(self, stage, key, artifacts, info, seconds):
         """Records `stage` as finished; call after its artifacts are renamed."""
+        digests = {a: self.digest(a) for a in artifacts
+                   if (self.path / a).is_file()}
         self.ledger["stages"][stage] = {
             "key": key,
             "artifacts": list(artifacts),
+            "sha256": digests,
             "info": info,
             "seconds": round(float(seconds), 3),
             "finished": utc_timestamp(),

@@ -640,3 +640,44 @@ def trainer_class(cls, strategy):
         MultiWorker.__name__ = MultiWorker.__qualname__ = f"MultiWorker{cls.__name__}"
         _TRAINER_CLASSES[cls] = MultiWorker
     return _TRAINER_CLASSES[cls]
+
+
+# --- reproducible runs (issue 14): seeding + deterministic kernels -----------
+def make_deterministic(seed, kernels=True):
+    """Seeds every RNG and asks the backend for deterministic kernels.
+
+    Seeds Python, numpy and Keras (``training.set_seed``); on the
+    TensorFlow backend also turns on ``tf.config.experimental.
+    enable_op_determinism()`` (process-wide: reductions, convolutions and
+    tf.data run in a fixed order). JAX on CPU is deterministic already.
+
+    Args:
+        seed: int.
+        kernels: also turn on deterministic kernels (TF op determinism; it
+            cannot be turned off again in this process). False only seeds.
+
+    Returns:
+        A dict for the run report: ``{"seed", "backend", "op_determinism"}``
+        (``op_determinism`` is a string naming what failed, if it could not
+        be turned on).
+
+    Example:
+
+    ```python
+    make_deterministic(0)   # same seed + same machine -> bitwise-equal models
+    ```
+    """
+    from remotetrimmer_tf.training.fit import set_seed  # no TF import on JAX
+    backend = keras.backend.backend()
+    set_seed(int(seed))
+    info = {"seed": int(seed), "backend": backend, "op_determinism": backend != "tensorflow"}
+    if not kernels:
+        info["op_determinism"] = "off (deterministic=False)"
+    elif backend == "tensorflow":
+        import tensorflow as tf  # TF-only path, imported lazily
+        try:
+            tf.config.experimental.enable_op_determinism()
+            info["op_determinism"] = True
+        except Exception as e:  # noqa: BLE001 - reported, not fatal
+            info["op_determinism"] = f"not available ({type(e).__name__}: {e})"
+    return info

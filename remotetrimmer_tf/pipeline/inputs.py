@@ -1,0 +1,175 @@
+"""Checks every input of a run before anything in the run folder changes.
+
+`check_inputs(run)` is called by `run_pipeline` after the config passed
+`validate_config` and before any file of the run folder is moved, deleted or
+rewritten; each problem is a `PipelineError` (one line, exit 2):
+
+- `--strategy`: the distribution strategy can be created (a TPU exists, ...);
+- the data: the dataset folder is found, has its classes, and every image
+  passes `data.checks` (or is listed for `--config.data.skip_bad_files`);
+  `--config.model.num_classes` agrees with the data's classes;
+- `--init_model`: Keras loads it (with our layers), its input size and class
+  count match the data, and it has what the importance criterion scores
+  (SqueezeExcite gates for `cap`, BatchNormalization for `slim`/`cap`).
+
+Returns what the ledger records about the inputs (data fingerprint, skipped
+files).
+
+Example:
+  info = check_inputs(run)     # raises PipelineError on bad input
+  info["data"]["files"]        # number of image files seen
+"""
+import os
+
+from remotetrimmer_tf.pipeline.fingerprint import data_fingerprint
+from remotetrimmer_tf.pipeline.workdir import PipelineError
+
+BN_IMPORTANCE = ("slim", "cap")
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_strategy(run):
+    """Creates the distribution strategy now, so that a missing TPU (or a
+    bad cluster) is one line before the run folder changes."""
+    if run.strategy_name in (None, "", "default"):
+        return
+    try:
+        run.strategy()
+    except PipelineError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure here is the environment
+        what = {"tpu": "no TPU was found",
+                "multi_worker": "the worker cluster (TF_CONFIG) is not usable",
+                "mirrored": "the devices could not be mirrored"}.get(
+                    run.strategy_name, "it could not be created")
+        raise PipelineError(
+            f"--strategy={run.strategy_name}: {what} ({type(e).__name__}: "
+            f"{_first_line(e)[:160]}); run on a machine that has it, or pass "
+            "--strategy=default") from None
+
+
+def _where(d):
+    return (f"--config.data.data_dir={d.data_dir}" if d.data_dir
+            else "--config.data.data_dir (not set)")
+
+
+def check_data(cfg):
+    """The dataset is there, complete, and its images are readable.
+
+    Returns:
+      `{"source": "folder"|"tfds", "files": n, "digest": ..., "classes": {...},
+      "num_classes": k, "skipped_bad_files": [...]}` (folder) or
+      `{"source": "tfds", "num_classes": k}`.
+    """
+    from remotetrimmer_tf.data import api, checks, folder
+    from remotetrimmer_tf.data.registry import get_spec
+    d = cfg.data
+    spec = get_spec(d.name)
+    try:
+        if d.data_dir is not None:
+            # an explicit folder must hold the dataset (or its official zip)
+            if folder.find_root(spec, d.data_dir, required=False) is not None:
+                source = "folder"
+            elif folder.find_zip_dir(spec, d.data_dir) is not None:
+                source = "tfds"
+            else:
+                raise FileNotFoundError(d.data_dir)
+        else:
+            source, _ = api._pick_source(spec, "auto", None, False, None, None)
+    except FileNotFoundError:
+        raise PipelineError(
+            f"{_where(d)}: dataset '{d.name}' not found (expected the layout "
+            f"{spec.image_folder}/<class>/<image>); pass "
+            "--config.data.data_dir=<folder holding the dataset>") from None
+    if source != "folder":
+        return {"source": source, "num_classes": int(spec.num_classes)}
+    root = folder.find_root(spec, d.data_dir)
+    try:
+        files = folder.list_files(spec, root)
+    except ValueError as e:
+        raise PipelineError(
+            f"{_where(d)}: {_first_line(e)} Pass --config.data.data_dir=<folder "
+            "holding the complete dataset>") from None
+    fp = data_fingerprint(root, files)
+    bad = checks.find_bad_images([os.path.join(root, f) for f in files])
+    skipped = sorted(os.path.relpath(p, root) for p in bad)
+    if bad and not bool(d.get("skip_bad_files", False)):
+        raise PipelineError(str(checks.BadImageError(bad)))
+    fp.update({"source": "folder", "root": str(root),
+               "num_classes": int(spec.num_classes),
+               "skipped_bad_files": skipped})
+    return fp
+
+
+def check_num_classes(cfg, data_info):
+    """`--config.model.num_classes`, when set, must equal the data's classes."""
+    n = cfg.model.num_classes
+    have = data_info.get("num_classes")
+    if n is not None and have is not None and int(n) != int(have):
+        raise PipelineError(
+            f"--config.model.num_classes={n} but the data ({cfg.data.name}) has "
+            f"{have} classes; leave --config.model.num_classes unset or pass "
+            f"--config.model.num_classes={have}")
+
+
+def _all_layers(model):
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):       # nested models
+            out += _all_layers(layer)
+    return out
+
+
+def check_init_model(run):
+    """Loads `--init_model` and checks it fits the data and the criterion."""
+    import keras
+    model = run.load_init_model()
+    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
+    if shape is not None and shape != run.input_shape:
+        raise PipelineError(
+            f"--init_model={run.init_model} takes inputs {shape} but the data "
+            f"is {run.input_shape}; set --config.data.image_size={shape[0]} "
+            "or pass a model for this image size")
+    classes = model.outputs[0].shape[-1] if model.outputs else None
+    if classes is not None and int(classes) != run.num_classes:
+        how = ("leave --config.model.num_classes unset"
+               if run.cfg.model.num_classes is not None else
+               "pass a model for this dataset")
+        raise PipelineError(
+            f"--init_model={run.init_model} has {classes} outputs but the data "
+            f"({run.cfg.data.name}) has {run.num_classes} classes; {how}")
+    importance = run.cfg.prune.importance
+    layers = _all_layers(model)
+    from remotetrimmer_tf.models import SqueezeExcite
+    if importance == "cap" and not any(isinstance(l, SqueezeExcite) for l in layers):
+        raise PipelineError(
+            f"--init_model={run.init_model} has no SqueezeExcite gates, which "
+            "--config.prune.importance=cap needs; use an SE model or set "
+            "--config.prune.importance=slim")
+    if importance in BN_IMPORTANCE and not any(
+            isinstance(l, keras.layers.BatchNormalization) for l in layers):
+        raise PipelineError(
+            f"--init_model={run.init_model} has no BatchNormalization layer, "
+            f"whose scale --config.prune.importance={importance} scores; pass "
+            "--config.prune.importance=l1 (or l2, fpgm, taylor) for this model")
+    return model
+
+
+def check_inputs(run):
+    """Runs every check above; returns the inputs record for the ledger.
+
+    The data is checked first, before the backend is imported, so a data
+    problem is reported in a second."""
+    from remotetrimmer_tf.pipeline.quiet import import_keras_quietly
+    data_info = check_data(run.cfg)
+    check_num_classes(run.cfg, data_info)
+    import_keras_quietly()
+    check_strategy(run)
+    if run.init_model:
+        check_init_model(run)
+    return {"data": data_info}
