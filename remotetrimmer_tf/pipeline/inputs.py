@@ -42,14 +42,19 @@ def check_strategy(run):
     except PipelineError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure here is the environment
-        what = {"tpu": "no TPU was found",
-                "multi_worker": "the worker cluster (TF_CONFIG) is not usable",
-                "mirrored": "the devices could not be mirrored"}.get(
-                    run.strategy_name, "it could not be created")
-        raise PipelineError(
-            f"--strategy={run.strategy_name}: {what} ({type(e).__name__}: "
-            f"{_first_line(e)[:160]}); run on a machine that has it, or pass "
-            "--strategy=default") from None
+        raise strategy_error(run.strategy_name, e) from None
+
+
+def strategy_error(name, e):
+    """The one-line error for a strategy that could not be created."""
+    what = {"tpu": "no TPU was found",
+            "multi_worker": "the worker cluster (TF_CONFIG) is not usable",
+            "mirrored": "the devices could not be mirrored"}.get(
+                name, "it could not be created")
+    return PipelineError(
+        f"--strategy={name}: {what} ({type(e).__name__}: "
+        f"{_first_line(e)[:160]}); run on a machine that has it, or pass "
+        "--strategy=default")
 
 
 def _where(d):

@@ -64,6 +64,8 @@ def start(name, log):
     """
     if name in (None, "", "default"):
         return None
+    from remotetrimmer_tf.pipeline.quiet import import_keras_quietly
+    import_keras_quietly()     # the backend's start-up lines would break one-line errors
     mod = _strategy_mod()
     try:
         if name == "multi_worker":
@@ -78,7 +80,13 @@ def start(name, log):
                     "Slurm job")
         strategy = mod.get_strategy(name)
     except ValueError as e:
-        raise PipelineError(_first_line(e)) from None
+        if name != "tpu":      # our own one-line messages (TF_CONFIG, ...)
+            raise PipelineError(_first_line(e)) from None
+        from remotetrimmer_tf.pipeline.inputs import strategy_error
+        raise strategy_error(name, e) from None
+    except Exception as e:  # noqa: BLE001 - no TPU, unusable devices...
+        from remotetrimmer_tf.pipeline.inputs import strategy_error
+        raise strategy_error(name, e) from None
     if mod.is_multi_worker(strategy):
         replicas = getattr(strategy, "num_replicas_in_sync", None)
         log(f"[remotetrimmer] {mod.describe(strategy)}"
