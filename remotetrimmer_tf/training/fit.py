@@ -43,6 +43,7 @@ from remotetrimmer_tf.losses import AdaptiveMiningLoss
 from remotetrimmer_tf.training import callbacks as cbs
 from remotetrimmer_tf.training import recipes as recipes_lib
 from remotetrimmer_tf.training.augment import make_augment
+from remotetrimmer_tf.training.precision import resolve_precision, with_policy
 from remotetrimmer_tf.training.schedules import make_schedule
 from remotetrimmer_tf.training.strategy import strategy_scope
 
@@ -302,6 +303,18 @@ class _Trainer(keras.Model):
         return y
 
 
+class _SyncWeights(keras.callbacks.Callback):
+    """Copies the trained (mixed-precision) model's weights into the float32
+    model at every epoch end, before the checkpoints save it."""
+
+    def __init__(self, src, dst):
+        super().__init__()
+        self._src, self._dst = [src], [dst]   # lists: not tracked by Keras
+
+    def on_epoch_end(self, epoch, logs=None):
+        _copy_weights(self._dst[0], self._src[0])
+
+
 def _frozen_teacher(teacher, student):
     """A frozen copy of ``teacher`` (the user's model is not modified)."""
     if not isinstance(teacher, keras.Model):
@@ -452,12 +465,24 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
 
     # ---- model, optimizer, loss
     distributed = strategy is not None
+    policy = resolve_precision(recipe.precision)
+    mixed = policy != "float32"
     with strategy_scope(strategy):
-        inner = _clone_with_weights(model) if distributed else model
+        # `inner` is what is trained; `keeper` (float32, = inner unless mixed)
+        # is what checkpoints save and resumes load.
+        if mixed:
+            inner = with_policy(model, policy)
+            keeper = _clone_with_weights(model) if distributed else model
+        else:
+            inner = _clone_with_weights(model) if distributed else model
+            keeper = inner
         augment = make_augment(recipe.augment, seed=int(recipe.seed))
         optimizer = make_optimizer(recipe, spe, model=inner)
         l2 = float(recipe.weight_decay) if recipe.weight_decay_mode == "l2" else 0.0
         frozen = _frozen_teacher(teacher, inner) if teacher is not None else None
+        if frozen is not None and mixed:
+            frozen = with_policy(frozen, policy)
+            frozen.trainable = False
         trainer = _Trainer(inner, augment, l2=l2, teacher=frozen,
                            distill_weight=distill_weight,
                            temperature=float(recipe.distill_temperature),
@@ -470,8 +495,8 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
         # Build the optimizer on the inner model's variable order, so its state
         # saves/loads with the inner model (same variable objects as trainer's).
         optimizer.build(inner.trainable_variables)
-        inner.compile(optimizer=optimizer, loss=make_loss(recipe, from_logits=from_logits),
-                      metrics=["accuracy"], jit_compile=jit)
+        keeper.compile(optimizer=optimizer, loss=make_loss(recipe, from_logits=from_logits),
+                       metrics=["accuracy"], jit_compile=jit)
 
         # ---- workdir, resume, callbacks
         all_callbacks = []
@@ -481,17 +506,21 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
             os.makedirs(workdir, exist_ok=True)
             if resume and os.path.exists(os.path.join(workdir, "state.json")) and \
                     os.path.exists(os.path.join(workdir, "last.keras")):
-                state = _restore(workdir, inner, trainer, optimizer)
+                state = _restore(workdir, keeper, trainer, optimizer)
+                if keeper is not inner:
+                    _copy_weights(inner, keeper)
                 initial_epoch = int(state.get("epoch", 0))
                 if verbose:
                     print(f"fit: resuming {workdir} at epoch {initial_epoch}/{epochs}")
             monitor = "val_accuracy" if val_data is not None else "accuracy"
-            best = cbs.BestCheckpoint(os.path.join(workdir, "best.keras"), inner,
+            best = cbs.BestCheckpoint(os.path.join(workdir, "best.keras"), keeper,
                                       monitor=monitor, mode="max", best=state.get("best"))
             if state.get("best_epoch"):
                 best.best_epoch = int(state["best_epoch"]) - 1
+            if keeper is not inner:
+                all_callbacks.append(_SyncWeights(inner, keeper))
             all_callbacks += [best,
-                              cbs.LastCheckpoint(workdir, inner, best_checkpoint=best,
+                              cbs.LastCheckpoint(workdir, keeper, best_checkpoint=best,
                                                  extra_state={"epochs": epochs}),
                               cbs.csv_logger(os.path.join(workdir, "log.csv"),
                                              append=initial_epoch > 0)]
@@ -510,8 +539,10 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
                                steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
                                verbose=verbose, shuffle=False)
             history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if keeper is not inner:
+        _copy_weights(keeper, inner)
     if distributed:
-        _copy_weights(model, inner)
+        _copy_weights(model, keeper)
         model.compile(optimizer=make_optimizer(recipe, spe), loss=loss,
                       metrics=["accuracy"], jit_compile=_resolve_jit(jit_compile))
     return history
