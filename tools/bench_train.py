@@ -385,7 +385,8 @@ def to_markdown(res):
               "kernels, one-cycle, flips + rot90 in the training wrapper, cross-entropy) "
               "on `data.load` of the EuroSAT sample (tf.data: cached, shuffled, batched, "
               "normalised, prefetched). Plain `model.fit`: the same model, optimizer, "
-              "schedule and loss, the augmentation mapped in tf.data, no L2 term. "
+              "schedule and loss, the augmentation mapped in tf.data, the L2 term as "
+              "`kernel_regularizer=L2(wd/2)`. "
               "PyTorch: the torchvision ResNet-18 topology with the same channel widths, "
               "SGD Nesterov 0.9 + weight decay 5e-4, fp32, NCHW, on in-memory tensors "
               "(no data loader)."]
@@ -460,6 +461,7 @@ def main(argv=None):
     widths = {m: _spawn(me, ["--worker", "widths", "--model", m], env) for m in models}
     res["widths"] = widths
     del info
+    res["input"] = _spawn(me, ["--worker", "input", "--epochs", str(a.epochs)], env)
     plan = []
     for m in models:
         for v in variants:
@@ -485,18 +487,21 @@ def main(argv=None):
             print(f"rep {rep} {m:9s} {v:6s} {prec:15s} wall {r['ms_per_step']:7.1f} "
                   f"step-median {r['step_median_ms']:7.1f} cpu {r['cpu_ms_per_step']:7.1f} "
                   f"ms/step  load {r['loadavg_1min']}", flush=True)
-    res["input"] = _spawn(me, ["--worker", "input", "--epochs", str(a.epochs)], env)
+        _write(res, a.out)   # after every repeat: a partial table survives an interrupted run
+
+
+def _write(res, out):
+    import keras
+    import tensorflow as tf  # only for the version line
     res["summary"] = summarize(res["runs"])
     res["uptime_end"] = _uptime()
-    import tensorflow as tf  # only for the version line
-    import keras
     res["tensorflow"], res["keras"] = tf.__version__, keras.__version__
     res.setdefault("tf_threads", None)
-    out = pathlib.Path(a.out)
+    out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "train_speed.json", json.dumps(res, indent=2) + "\n")
     write_atomic(out / "train_speed.md", to_markdown(res))
-    print(to_markdown(res))
+    print(to_markdown(res), flush=True)
 
 
 if __name__ == "__main__":
