@@ -51,8 +51,14 @@ def test_resolve_precision(monkeypatch):
     assert precision.resolve_precision("auto") == "mixed_bfloat16"
     monkeypatch.setattr(precision, "_accelerator_visible", lambda: True)
     assert precision.resolve_precision("auto") == "float32"   # GPU: unchanged
-    monkeypatch.setenv("REMOTETRIMMER_PRECISION", "float32")
     monkeypatch.setattr(precision, "_accelerator_visible", lambda: False)
+    monkeypatch.setattr(precision.keras.backend, "backend", lambda: "jax")
+    assert precision.resolve_precision("auto") == "float32"   # XLA:CPU has no bf16 gain
+    monkeypatch.undo()
+    monkeypatch.delenv("REMOTETRIMMER_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ("amx_bf16",))
+    monkeypatch.setattr(precision, "_accelerator_visible", lambda: False)
+    monkeypatch.setenv("REMOTETRIMMER_PRECISION", "float32")
     assert precision.resolve_precision("auto") == "float32"
     monkeypatch.setenv("REMOTETRIMMER_PRECISION", "fp8")
     with pytest.raises(ValueError, match="REMOTETRIMMER_PRECISION"):

@@ -2,9 +2,13 @@
 
 ``recipe.precision`` (see ``training.recipes``) is ``"auto"``, ``"float32"`` or
 ``"mixed_bfloat16"``. ``"auto"`` picks ``mixed_bfloat16`` only when training
-runs on the CPU (no GPU/TPU is visible) and the CPU has bf16 instructions
-(AMX-BF16 or AVX512-BF16, read from ``/proc/cpuinfo`` at run time), else
-``float32``; on a GPU the choice stays float32.
+runs on the CPU with the TensorFlow backend (oneDNN's bf16 kernels; no
+GPU/TPU visible) and the CPU has bf16 instructions (AMX-BF16 or AVX512-BF16,
+read from ``/proc/cpuinfo`` at run time), else ``float32``; on a GPU the
+choice stays float32. The library's recipes default to ``"float32"``; the
+CLI configs (``configs/base.py``) default to ``"auto"``. In a mixed run the
+validation metrics Keras logs (and ``best.keras``'s choice) are computed by
+the bf16 model.
 
 Mixed precision is applied to a *clone* of the model (:func:`with_policy`):
 its variables stay float32, the layers compute in bfloat16, except the
@@ -59,7 +63,8 @@ def resolve_precision(precision="auto"):
 
     Args:
         precision: ``"auto"`` (bf16 on a bf16-capable CPU when no GPU/TPU is
-            visible; also ``$REMOTETRIMMER_PRECISION`` overrides ``"auto"``),
+            visible, TensorFlow backend; ``$REMOTETRIMMER_PRECISION`` overrides
+            ``"auto"``),
             ``"float32"`` or ``"mixed_bfloat16"``.
 
     Example:
@@ -77,7 +82,8 @@ def resolve_precision(precision="auto"):
                 raise ValueError(f"REMOTETRIMMER_PRECISION must be one of {PRECISIONS[1:]}, "
                                  f"got {env!r}.")
             return env
-        if cpu_bf16_flags() and not _accelerator_visible():
+        if (keras.backend.backend() == "tensorflow" and cpu_bf16_flags()
+                and not _accelerator_visible()):
             return "mixed_bfloat16"
         return "float32"
     return precision
