@@ -1,7 +1,7 @@
 """float32 vs mixed_bfloat16 training: curves on the same seed, time, LiteRT parity.
 
     TF_CPP_MIN_LOG_LEVEL=3 python tools/bench_precision.py \
-        [--datasets eurosat_sample:20,uc_merced:15] [--data-dir ../shared/data/ucmerced]
+        [--datasets eurosat_sample:20,uc_merced:15] [--data-dir /work/shared/data/ucmerced]
 
 For each dataset (``name:epochs``; ``eurosat_sample`` is the EuroSAT sample
 shipped in the package, ``uc_merced`` is read at 64x64 from ``--data-dir``)
@@ -110,7 +110,8 @@ def main(argv=None):
     import bench_train
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="eurosat_sample:20,uc_merced:15")
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ucmerced"))
+    p.add_argument("--data-dir", default=None,
+                   help="UC Merced folder (default: the library lookup, $REMOTETRIMMER_DATA, ../shared/data)")
     p.add_argument("--out", default=str(REPO / "tools" / "results"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -125,8 +126,9 @@ def main(argv=None):
     env = bench_train._tf_env()
     for spec in a.datasets.split(","):
         for precision in ("float32", "mixed_bfloat16"):
-            proc = subprocess.run([sys.executable, __file__, "--worker", f"{spec}:{precision}",
-                                   "--data-dir", a.data_dir], capture_output=True, text=True,
+            extra = ["--data-dir", a.data_dir] if a.data_dir else []
+            proc = subprocess.run([sys.executable, __file__, "--worker", f"{spec}:{precision}"]
+                                  + extra, capture_output=True, text=True,
                                   env=env, cwd=str(REPO))
             if proc.returncode:
                 raise SystemExit(f"bench_precision: {spec} {precision} failed:\n"
