@@ -382,7 +382,7 @@ def to_markdown(res):
                   if plain and r["variant"] == "ours" else ["-", "-"])
         lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     lines += ["", "`training.fit`: the modern recipe (SGD Nesterov 0.9, L2 5e-4 on the "
-              "kernels, one-cycle, flips + rot90 in the training wrapper, cross-entropy) "
+              "kernels, one-cycle, flips + rot90 mapped into the tf.data input by fit, cross-entropy) "
               "on `data.load` of the EuroSAT sample (tf.data: cached, shuffled, batched, "
               "normalised, prefetched). Plain `model.fit`: the same model, optimizer, "
               "schedule and loss, the augmentation mapped in tf.data, the L2 term as "
