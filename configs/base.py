@@ -83,6 +83,9 @@ def recipe(kind="published", stage="train", *, epochs=None):
     r = recipes.get(kind, stage)
     if epochs is not None:
         r.epochs = int(epochs)
+    # CLI default: bf16 compute where the CPU has it (TF backend, no GPU);
+    # --config.train.precision=float32 (and finetune) turns it off.
+    r.precision = "auto"
     r.steps_per_epoch = config_dict.placeholder(int)
     return r
 

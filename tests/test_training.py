@@ -159,6 +159,22 @@ def test_augment_identity_at_inference_and_dihedral_in_training():
     np.testing.assert_array_equal(again, out)  # seeded
 
 
+@pytest.mark.parametrize("shape,kwargs", [((16, 6, 6, 3), {}),
+                                          ((16, 5, 7, 2), {"rot90": False}),
+                                          ((16, 4, 4, 1), {"vertical": False}),
+                                          ((16, 4, 4, 3), {"horizontal": False,
+                                                           "vertical": False})])
+def test_augment_gather_equals_flip_flip_transpose(shape, kwargs):
+    """The one-gather fast path draws the same views as flip, flip, transpose."""
+    x = np.random.default_rng(2).normal(size=shape).astype("float32")
+    fast, slow = RandomFlipRot90(seed=5, **kwargs), RandomFlipRot90(seed=5, **kwargs)
+    slow.build(x.shape)
+    slow._table = None                     # force the select-based path
+    for _ in range(2):                     # two draws from the same seed stream
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(fast(x, training=True)),
+                                      keras.ops.convert_to_numpy(slow(x, training=True)))
+
+
 def test_augment_config_and_errors():
     layer = RandomFlipRot90(vertical=False, seed=7, name="aug")
     again = keras.layers.deserialize(keras.layers.serialize(layer))

@@ -9,6 +9,7 @@ The layer is the identity at inference (``training`` false/None), and
 :func:`training.fit` runs it in a wrapper model, never inside the saved model.
 """
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = ["RandomFlipRot90", "Augment", "make_augment"]
@@ -45,6 +46,7 @@ class RandomFlipRot90(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
+        self._table = None
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -54,6 +56,8 @@ class RandomFlipRot90(keras.layers.Layer):
         if self.rot90 and h is not None and w is not None and h != w:
             raise ValueError(f"{self.__class__.__name__} '{self.name}': 90° rotations "
                              f"need square images, got {h}x{w}; pass rot90=False.")
+        self._table = _index_table(h, w) if (h and w) else None
+        self._table_hw = (h, w)
         super().build(input_shape)
 
     def call(self, inputs, training=None):
@@ -62,6 +66,8 @@ class RandomFlipRot90(keras.layers.Layer):
         x = inputs
         batch = ops.shape(x)[0]
         draws = keras.random.uniform((batch, 3), seed=self.seed_generator)
+        if self._table is not None and tuple(x.shape[1:3]) == self._table_hw:
+            return self._gather(x, draws)
         if self.horizontal:
             x = ops.where(ops.reshape(draws[:, 0] < 0.5, (-1, 1, 1, 1)),
                           ops.flip(x, axis=2), x)
@@ -73,6 +79,22 @@ class RandomFlipRot90(keras.layers.Layer):
                           ops.transpose(x, (0, 2, 1, 3)), x)
         return x
 
+    def _gather(self, x, draws):
+        """One gather per batch: each sample's pixels read through the index map
+        of its drawn transform (the same result as flip, flip, transpose in turn)."""
+        batch = ops.shape(x)[0]
+        code = ops.zeros((batch,), "int32")
+        for bit, (allowed, col) in enumerate(((self.horizontal, 0), (self.vertical, 1),
+                                              (self.rot90, 2))):
+            if allowed:
+                code = code + (2 ** bit) * ops.cast(draws[:, col] < 0.5, "int32")
+        pixels = self._table.shape[1]
+        idx = ops.take(ops.convert_to_tensor(self._table), code, axis=0)
+        idx = idx + ops.expand_dims(ops.arange(batch, dtype="int32") * pixels, 1)
+        flat = ops.reshape(x, (-1, ops.shape(x)[-1]))
+        out = ops.take(flat, ops.reshape(idx, (-1,)), axis=0)
+        return ops.reshape(out, ops.shape(x))
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
@@ -81,6 +103,26 @@ class RandomFlipRot90(keras.layers.Layer):
         config.update({"horizontal": self.horizontal, "vertical": self.vertical,
                        "rot90": self.rot90, "seed": self.seed})
         return config
+
+
+def _index_table(h, w):
+    """``(8, h*w)`` int32: for transform ``t = hflip + 2*vflip + 4*transpose``, the
+    flat source pixel of every output pixel (flips first, then the transpose);
+    transposed entries only exist for square images."""
+    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    table = np.zeros((8, h * w), np.int32)
+    for t in range(8):
+        i, j = ii, jj
+        if t & 4:
+            if h != w:
+                continue
+            i, j = j, i
+        if t & 2:
+            i = h - 1 - i
+        if t & 1:
+            j = w - 1 - j
+        table[t] = (i * w + j).reshape(-1)
+    return table
 
 
 Augment = RandomFlipRot90

@@ -26,6 +26,10 @@ distill_weight*     knowledge distillation from a teacher (``fit(teacher=)``):
                     the loss (0 = off; > 0 needs a teacher)
 distill_temperature* the distillation temperature ``T`` (> 0)
 seed                seeds shuffling, augmentation and Keras' global RNG
+precision*          ``"auto"`` | ``"float32"`` | ``"mixed_bfloat16"``: the
+                    compute precision of training (``training.precision``;
+                    ``"auto"`` = bf16 on a CPU with AMX / AVX512-BF16 and no
+                    GPU, float32 elsewhere); the trained model stays float32
 ==================  ==========================================================
 """
 import ml_collections
@@ -35,7 +39,8 @@ __all__ = ["published", "modern", "get", "defaults", "resolve", "RECIPE_FIELDS"]
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov",
                  "weight_decay", "weight_decay_mode", "schedule", "milestones",
                  "gamma", "warmup_fraction", "augment", "label_smoothing", "loss",
-                 "aml_r1", "aml_r2", "distill_weight", "distill_temperature", "seed")
+                 "aml_r1", "aml_r2", "distill_weight", "distill_temperature", "seed",
+                 "precision")
 
 _STAGES = ("train", "finetune")
 
@@ -54,7 +59,8 @@ def defaults():
         nesterov=False, weight_decay=0.0, weight_decay_mode="l2",
         schedule="constant", milestones=(0.5, 0.75), gamma=0.1,
         warmup_fraction=0.0, augment="none", label_smoothing=0.0, loss="ce",
-        aml_r1=1.0, aml_r2=1.0, distill_weight=0.0, distill_temperature=4.0, seed=0))
+        aml_r1=1.0, aml_r2=1.0, distill_weight=0.0, distill_temperature=4.0, seed=0,
+        precision="float32"))
 
 
 def _check_stage(stage):
@@ -134,6 +140,7 @@ _CHOICES = {
     "augment": ("none", "flips", "flips_rot90"),
     "loss": ("aml", "ce"),
     "weight_decay_mode": ("l2", "decoupled"),
+    "precision": ("auto", "float32", "mixed_bfloat16"),
 }
 
 
