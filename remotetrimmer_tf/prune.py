@@ -166,6 +166,10 @@ def define_flags(argv, flag_values=None):
         "config: the stages whose inputs changed are rerun", flag_values=fv)
     flags.DEFINE_integer("verbose", 2, "Keras training verbosity (0, 1, 2)",
                          flag_values=fv)
+    flags.DEFINE_string(   # issue 13
+        "custom_objects", None, "a Python module (module.path) imported before "
+        "any model is loaded: your Keras layers and surgeon handlers",
+        flag_values=fv)
     return fv
 
 
@@ -210,6 +214,8 @@ def main(argv):
     except IOError as e:
         _die(f"--config: {_one_line(e)}")
     try:
+        from remotetrimmer_tf.pipeline import user_model   # issue 13
+        user_model.import_custom_objects(FLAGS.custom_objects)
         summary = run_pipeline(
             cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,

@@ -44,7 +44,7 @@ DEPENDS = {
 }
 
 DATA_DRIVEN_IMPORTANCE = ("taylor",)
-_RECIPE_EXTRAS = ("steps_per_epoch",)   # config-only recipe fields
+_RECIPE_EXTRAS = ("steps_per_epoch", "tensorboard")   # config-only recipe fields
 
 
 def stage_keys(config, init_model_digest=None):
@@ -125,12 +125,18 @@ class Run:
     def num_classes(self):
         if self.cfg.model.num_classes is not None:
             return int(self.cfg.model.num_classes)
+        from remotetrimmer_tf.pipeline import user_data   # issue 13
+        if user_data.is_user_dataset(self.cfg.data.name):
+            return user_data.describe(self.cfg)["num_classes"]
         from remotetrimmer_tf.data.registry import get_spec
         return get_spec(self.cfg.data.name).num_classes
 
     @property
     def input_shape(self):
         s = int(self.cfg.data.image_size)
+        from remotetrimmer_tf.pipeline import user_data   # issue 13
+        if user_data.is_user_dataset(self.cfg.data.name):
+            return (s, s, user_data.describe(self.cfg)["channels"])
         return (s, s, 3)
 
     def data_dir(self):
@@ -159,7 +165,8 @@ class Run:
         batch_size = int(batch_size or self.cfg.data.batch_size)
         key = (split, batch_size, shuffle)
         if key not in self._data:
-            self._data[key] = _load_split(self.cfg, split, batch_size, shuffle)
+            self._data[key] = _load_split(self.cfg, split, batch_size, shuffle,
+                                          self.wd)
         return self._data[key]
 
     def load_model(self, name):
@@ -211,7 +218,7 @@ def _load_keras(path):
     return keras.saving.load_model(str(path), compile=False)
 
 
-def _load_split(cfg, split, batch_size, shuffle):
+def _load_split(cfg, split, batch_size, shuffle, workdir=None):
     """Loads a split through `remotetrimmer_tf.data`.
 
     Returns a batched `tf.data.Dataset` on the TensorFlow backend, else the
@@ -220,7 +227,10 @@ def _load_split(cfg, split, batch_size, shuffle):
     """
     import keras
     from remotetrimmer_tf import data as data_mod
+    from remotetrimmer_tf.pipeline import user_data   # issue 13: own data
     d = cfg.data
+    if user_data.is_user_dataset(d.name):
+        return user_data.load_split(cfg, split, batch_size, shuffle, workdir)
     common = dict(data_dir=d.data_dir, image_size=int(d.image_size),
                   seed=int(d.seed), val_fraction=float(d.val_fraction))
     try:
@@ -307,6 +317,9 @@ def _fit(run, model, section, stage, teacher=None):
     if teacher is not None:
         kwargs["teacher"] = teacher
     params = inspect.signature(training.fit).parameters
+    if "tensorboard" in params:   # issue 13: logs/<stage>/tb, on by default
+        kwargs["tensorboard"] = (bool(section.get("tensorboard", True))
+                                 and _tensorboard_installed())
     if run.strategy() is not None and "strategy" in params:
         kwargs["strategy"] = run.strategy()
     history = training.fit(model, train, **kwargs)
@@ -314,6 +327,12 @@ def _fit(run, model, section, stage, teacher=None):
     for ckpt in logdir.glob("*.keras"):
         ckpt.unlink()
     return _summarize_history(history)
+
+
+def _tensorboard_installed():
+    """TensorBoard logs need the `tensorboard` package (TF's summary writer)."""
+    import importlib.util
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _summarize_history(history):
@@ -355,17 +374,21 @@ def train(run):
                 f"--init_model={run.init_model} cannot be loaded by Keras "
                 f"({type(e).__name__}: {msg}); pass a .keras file saved by "
                 "Keras 3 with remotetrimmer_tf's layers") from None
-        _check_model_fits(run, model)
-        if src != os.path.abspath(run.wd / "model_trained.keras"):
-            run.wd.copy_in(src, "model_trained.keras")
+        # issue 13: input shape checked; another class count -> replace_head
+        from remotetrimmer_tf.pipeline import user_model
+        model, head = user_model.fit_init_model(run, model)
         info = {"source": "init_model", "init_model": src,
-                "init_model_sha256": file_digest(src)}
+                "init_model_sha256": file_digest(src), **head}
+        if head["head_replaced"]:
+            t0 = time.time()
+            info["history"] = _fit(run, model, cfg.train, "train")
+            info["train_seconds"] = round(time.time() - t0, 2)
+            run.save_model(model, "model_trained.keras")
+        elif src != os.path.abspath(run.wd / "model_trained.keras"):
+            run.wd.copy_in(src, "model_trained.keras")
     else:
-        from remotetrimmer_tf import models
-        build = {"resnet18": models.resnet18, "vgg16_bn": models.vgg16_bn}
-        model = build[cfg.model.arch](
-            num_classes=run.num_classes, input_shape=run.input_shape,
-            se=bool(cfg.model.se))
+        from remotetrimmer_tf.pipeline import user_model   # issue 13: any arch
+        model = user_model.build_model(run)
         t0 = time.time()
         history = _fit(run, model, cfg.train, "train")
         info = {"source": "trained", "history": history,
@@ -376,39 +399,19 @@ def train(run):
     return ["model_trained.keras"], info
 
 
-def _check_model_fits(run, model):
-    """The user's model must take the configured images and classes."""
-    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
-    if shape is not None and shape != run.input_shape:
-        raise PipelineError(
-            f"--init_model={run.init_model} takes inputs {shape} but the data "
-            f"is {run.input_shape}; set --config.data.image_size={shape[0]} "
-            "or pass a model for this image size")
-    classes = model.outputs[0].shape[-1] if model.outputs else None
-    if classes is not None and int(classes) != run.num_classes:
-        raise PipelineError(
-            f"--init_model={run.init_model} has {classes} outputs but "
-            f"{run.cfg.data.name} has {run.num_classes} classes; pass a model "
-            "for this dataset (or set --config.model.num_classes)")
-    if run.cfg.prune.importance == "cap" and not se_layer_names(model):
-        raise PipelineError(
-            f"--init_model={run.init_model} has no SqueezeExcite gates, which "
-            "--config.prune.importance=cap needs; use an SE model or set "
-            "--config.prune.importance=slim")
-
-
 def attention(run):
     """Averages every SE gate over the training split -> attention.npz."""
     from remotetrimmer_tf.attention import collect_attention
     model = run.load_model("model_trained.keras")
     names = se_layer_names(model)
+    artifacts, gate_info = [], {}
     if not names:
-        if run.cfg.prune.importance == "cap":
-            raise PipelineError(
-                "--config.prune.importance=cap needs SqueezeExcite gates but "
-                "the trained model has none; set --config.model.se=True or "
-                "--config.prune.importance=slim")
-        return [], {"skipped": "the model has no SqueezeExcite gates"}
+        if run.cfg.prune.importance != "cap":
+            return [], {"skipped": "the model has no SqueezeExcite gates"}
+        # issue 13: CAP on a gate-free model: insert + train SE gates
+        from remotetrimmer_tf.pipeline import user_model
+        model, gate_info = user_model.gate_model(run, model, _fit)
+        artifacts = [user_model.GATED_FILE]
     data = run.data("train")
     att = collect_attention(model, data, steps=run.cfg.attention.steps,
                             batch_size=int(run.cfg.data.batch_size))
@@ -419,7 +422,8 @@ def attention(run):
     stats = {k: {"channels": int(v.size), "mean": float(v.mean()),
                  "min": float(v.min()), "max": float(v.max())}
              for k, v in att.items()}
-    return ["attention.npz"], {"gates": len(att), "per_gate": stats}
+    return artifacts + ["attention.npz"], {"gates": len(att), "per_gate": stats,
+                                           **gate_info}
 
 
 def fold(run):
@@ -431,7 +435,10 @@ def fold(run):
             "skipped": "no attention.npz (model without SE gates): copied",
             "metrics": run.accuracy(model)}
     from remotetrimmer_tf.attention import fold_attention
-    model = run.load_model("model_trained.keras")
+    gated = "model_gated.keras"   # issue 13: gates inserted for CAP
+    model = run.load_model(gated if run.wd.exists(gated) and gated in (
+        (run.wd.entry("attention") or {}).get("artifacts", ())) else
+        "model_trained.keras")
     with np.load(run.wd / "attention.npz") as z:
         att = {k: z[k] for k in z.files}
     folded = fold_attention(model, att)
