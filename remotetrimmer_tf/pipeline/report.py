@@ -116,6 +116,7 @@ def build_report(run):
             acc[f"litert_{mode}"] = e["accuracy"]
     rep["accuracy"] = acc
     rep["accuracy_split"] = run.cfg.evaluate.split
+    rep["evaluated_samples"] = evaluated_samples(run)
     files = {}
     for p in sorted(wd.path.iterdir()):
         if p.is_file() and not p.name.startswith(".") and p.suffix in (
@@ -136,6 +137,30 @@ def build_report(run):
     rep["versions"] = versions()
     rep["hardware"] = hardware()
     return rep
+
+
+def evaluated_samples(run):
+    """Images the accuracies are measured on (the evaluation split's size,
+    capped by `evaluate.steps`), or None if it cannot be told."""
+    try:
+        data = run.data(run.cfg.evaluate.split)
+    except Exception:  # noqa: BLE001 - the report never fails on this
+        return None
+    n = getattr(data, "num_examples", None)
+    if n is None and isinstance(data, tuple) and len(data) == 2:
+        n = len(data[1])
+    if n is None:
+        return None
+    steps = run.cfg.evaluate.steps
+    if steps:
+        n = min(int(n), int(steps) * int(run.cfg.data.batch_size))
+    return int(n)
+
+
+def _split_words(rep):
+    n = rep.get("evaluated_samples")
+    split = rep.get("accuracy_split", "test")
+    return f"{split} split, {n:,} images" if isinstance(n, int) else f"{split} split"
 
 
 def _fmt_int(v):
@@ -188,7 +213,7 @@ def format_table(rep):
     if red:
         lines.append(f"params removed {100 * red['params_removed']:.1f}%, "
                      f"MACs removed {100 * red['macs_removed']:.1f}% "
-                     f"(accuracy on the {rep.get('accuracy_split', 'test')} split)")
+                     f"(accuracy on the {_split_words(rep)})")
     return "\n".join(lines)
 
 
@@ -203,7 +228,7 @@ def format_markdown(rep):
     if red:
         out += ["", f"Parameters removed: {100 * red['params_removed']:.1f}%; "
                     f"MACs removed: {100 * red['macs_removed']:.1f}%. "
-                    f"Accuracies on the `{rep.get('accuracy_split')}` split."]
+                    f"Accuracies on the {_split_words(rep)}."]
     acc = rep.get("accuracy", {})
     if acc:
         out += ["", "## Accuracy by stage", "", "| stage | accuracy |",
