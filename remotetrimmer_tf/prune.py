@@ -164,8 +164,11 @@ def define_flags(argv, flag_values=None):
     flags.DEFINE_bool(
         "resume", False, "continue a --workdir whose run used a different "
         "config: the stages whose inputs changed are rerun", flag_values=fv)
-    flags.DEFINE_integer("verbose", 2, "Keras training verbosity (0, 1, 2)",
-                         flag_values=fv)
+    flags.DEFINE_integer(
+        "verbose", None, "Keras training verbosity (0 silent, 1 progress bar, "
+        "2 one line per epoch); 1 or 2 also shows TensorFlow's own log lines. "
+        "Default: a progress bar on a terminal, else one line per epoch, with "
+        "TensorFlow's start-up noise hidden", flag_values=fv)
     flags.DEFINE_string(   # issue 13
         "custom_objects", None, "a Python module (module.path) imported before "
         "any model is loaded: your Keras layers and surgeon handlers",
@@ -214,12 +217,20 @@ def main(argv):
     except IOError as e:
         _die(f"--config: {_one_line(e)}")
     try:
-        from remotetrimmer_tf.pipeline import user_model   # issue 13
+        # --- issue 13: fast checks first, then TF quiet, custom objects
+        from remotetrimmer_tf.pipeline import quiet, user_model, validate_config
+        validate_config(cfg, FLAGS.init_model)
+        verbose = FLAGS.verbose
+        if verbose is None or verbose < 1:
+            quiet.silence()
+        if verbose is None:
+            verbose = quiet.progress_verbosity()
         user_model.import_custom_objects(FLAGS.custom_objects)
+        # --- end issue 13
         summary = run_pipeline(
             cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
-            verbose=FLAGS.verbose)
+            verbose=verbose)
     except PipelineError as e:
         _die(str(e))
     report = summary.get("report")

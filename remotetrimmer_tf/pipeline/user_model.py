@@ -30,9 +30,22 @@ def _first_line(e):
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _arch_registry():
+    """`models.arch_registry`, loaded from its file when the models package
+    is not imported yet (importing that package imports Keras/TensorFlow)."""
+    import pathlib
+    import sys
+    name = "remotetrimmer_tf.models.arch_registry"
+    if name in sys.modules:
+        return sys.modules[name]
+    from remotetrimmer_tf.pipeline import load_module_file
+    path = pathlib.Path(__file__).resolve().parents[1] / "models" / "arch_registry.py"
+    return load_module_file("remotetrimmer_arch_registry_names", path)
+
+
 def check_config(cfg, init_model=None):
     """Architecture name and model fields; no TensorFlow imported."""
-    from remotetrimmer_tf.models import arch_registry
+    arch_registry = _arch_registry()
     try:
         arch_registry.check_name(cfg.model.arch)
     except ValueError as e:
