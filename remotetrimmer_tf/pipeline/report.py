@@ -264,15 +264,28 @@ def plot_widths(rep, path):
     names = [k for k, _ in items]
     before = [v["before"] for _, v in items]
     after = [v["after"] or 0 for _, v in items]
-    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(names) + 2), 4))
-    xs = range(len(names))
-    ax.bar(xs, before, color="#bbbbbb", label="before")
-    ax.bar(xs, after, color="#1f77b4", label="after")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(names, rotation=90, fontsize=6)
-    ax.set_ylabel("output channels")
-    ax.set_title(f"Per-layer widths: {rep.get('name')}")
-    ax.legend()
+    # Horizontal bars, one row per layer: every name stays readable however
+    # many layers the model has (MobileNetV2: ~100).
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.17 * len(names) + 1.6)))
+    ys = list(range(len(names)))[::-1]
+    ax.barh(ys, before, color="#c8c8c8", label="before", height=0.8)
+    ax.barh(ys, after, color="#1f77b4", label="after", height=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_ylim(-0.8, len(names) - 0.2)
+    ax.set_xlabel("output channels")
+    cfg = rep.get("config") or {}
+    prune = cfg.get("prune", {}) if isinstance(cfg, dict) else {}
+    title = f"Per-layer widths: {rep.get('name')}"
+    if prune.get("ratio") is not None:
+        title += (f" — ratio {prune['ratio']} ({prune.get('importance')}, "
+                  f"{prune.get('scope')})")
+    red = rep.get("reduction")
+    if red:
+        title += (f"\nparams removed {100 * red['params_removed']:.1f}%, "
+                  f"MACs removed {100 * red['macs_removed']:.1f}%")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
