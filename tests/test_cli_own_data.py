@@ -186,3 +186,42 @@ def test_custom_objects_registers_layers(tmp_path, monkeypatch):
     from remotetrimmer_tf.pipeline import user_model
     assert user_model.import_custom_objects("my_layers_i13") == ["Twice"]
     assert "Twice" in keras.saving.get_custom_objects()
+
+
+def test_normalisation_is_measured_once_and_cached(tmp_path, monkeypatch):
+    from remotetrimmer_tf.data import user_folder
+    from remotetrimmer_tf.pipeline import config_base, user_data
+    from remotetrimmer_tf.pipeline.workdir import Workdir
+    cfg = config_base().get_config()
+    cfg.data.name = "folder"
+    cfg.data.data_dir = str(_make_folder(tmp_path / "d"))
+    cfg.data.image_size = 16
+    wd = Workdir(tmp_path / "run")
+    mean, std = user_data.normalization(cfg, wd)
+    assert len(mean) == 3 and wd.exists(user_data.NORM_FILE)
+
+    def boom(*a, **k):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(user_folder, "measure_normalization", boom)
+    assert user_data.normalization(cfg, wd) == (tuple(mean), tuple(std))
+    cfg.data.image_size = 12      # another key: measured again
+    with pytest.raises(AssertionError, match="measured again"):
+        user_data.normalization(cfg, wd)
+    cfg.data.mean, cfg.data.std = "0.1,0.2,0.3", "1,1,1"   # given: used as is
+    assert user_data.normalization(cfg, wd) == ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0))
+
+
+def test_silence_hides_tensorflow_startup_lines():
+    code = ("from remotetrimmer_tf.pipeline import quiet\n"
+            "quiet.silence()\n"
+            "import keras, numpy as np\n"
+            "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])"
+            ".predict(np.zeros((1, 3)), verbose=0)\n"
+            "print('ok')\n")
+    env = _env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
+        assert noise not in proc.stderr, proc.stderr

@@ -110,7 +110,6 @@ def open_builder(name, manual_dir=None, download=False, tfds_data_dir=None):
 
 
 def _pooled(source):
-    import tensorflow_datasets as tfds
     out = None
     for split_name in sorted(source.builder.info.splits):
         ds = source.builder.as_dataset(split=split_name, shuffle_files=False)
