@@ -171,3 +171,10 @@ def test_gated_model_saves_and_loads(tmp_path):
     back = keras.saving.load_model(path, compile=False)
     x = np.ones((1, 16, 16, 3), "float32")
     assert np.allclose(back.predict(x, verbose=0), gated.predict(x, verbose=0))
+
+
+def test_keras_application_bn_momentum_is_keras_default():
+    model = arch_registry.build("MobileNetV2", 3, (32, 32, 3))
+    bns = [l for l in model.layers if isinstance(l, L.BatchNormalization)]
+    assert bns and all(l.momentum == arch_registry.BN_MOMENTUM for l in bns)
+    assert model.get_layer(bns[0].name).get_config()["momentum"] == 0.99
