@@ -225,3 +225,10 @@ def test_silence_hides_tensorflow_startup_lines():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
     for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
         assert noise not in proc.stderr, proc.stderr
+
+
+def test_num_classes_that_contradicts_the_data(tmp_path):
+    proc = cli("--config.model.num_classes=3", f"--workdir={tmp_path / 'w'}",
+               cwd=tmp_path)
+    _bad(proc, "--config.model.num_classes=3", "10 classes",
+         "--config.data.name=folder")

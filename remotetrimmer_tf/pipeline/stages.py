@@ -249,7 +249,9 @@ def _load_split(cfg, split, batch_size, shuffle, workdir=None):
     except ValueError as e:
         raise PipelineError(
             f"--config.data.data_dir={d.data_dir}: {_first_line(e)} Pass "
-            "--config.data.data_dir=<folder holding the dataset>") from None
+            "--config.data.data_dir=<folder holding the dataset>, or "
+            "--config.data.name=folder for a folder of your own classes"
+        ) from None
 
 
 def _first_line(e):

@@ -60,11 +60,35 @@ def check_config(cfg, init_model=None):
             os.path.expanduser(weights)):
         raise PipelineError(f"--config.model.weights={weights}: no such file; "
                             "pass a local .weights.h5 or .keras file")
+    _check_num_classes(cfg)
     for key, low in (("gate_epochs", 0), ("gate_reduction", 1)):
         value = cfg.attention.get(key, low)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise PipelineError(
                 f"--config.attention.{key}={value!r} must be an integer >= {low}")
+
+
+def _check_num_classes(cfg):
+    """``--config.model.num_classes`` must equal the data's class count."""
+    n = cfg.model.get("num_classes")
+    if n is None or not isinstance(n, int):
+        return
+    from remotetrimmer_tf.pipeline import user_data
+    name = cfg.data.name
+    if name == "folder" and cfg.data.data_dir:
+        have = user_data.describe(cfg)["num_classes"]
+    elif name in user_data.BUILTIN:
+        from remotetrimmer_tf.data.registry import get_spec
+        have = get_spec(name).num_classes
+    else:
+        return   # tfds: known once the builder is opened
+    if n != have:
+        raise PipelineError(
+            f"--config.model.num_classes={n} but {name} has {have} classes; "
+            "leave it unset (the class count comes from the data), or use "
+            "--config.data.name=folder with a folder of your classes and "
+            "--config.model.replace_head=True for an --init_model with another "
+            "class count")
 
 
 def import_custom_objects(module_path):
