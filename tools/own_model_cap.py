@@ -72,6 +72,7 @@ def _result(workdir):
     models = rep["models"]
     return {"accuracy": rep["accuracy"].get("finetuned"),
             "pruned_accuracy": rep["accuracy"].get("pruned"),
+            "recalibrated_accuracy": rep["accuracy"].get("recalibrated"),
             "trained_accuracy": rep["accuracy"].get("trained"),
             "params": models.get("finetuned", {}).get("params"),
             "macs": models.get("finetuned", {}).get("macs"),
@@ -88,7 +89,7 @@ def summarize(results):
         if not rows:
             continue
         out[crit] = {}
-        for k in ("accuracy", "pruned_accuracy", "params", "macs"):
+        for k in ("accuracy", "recalibrated_accuracy", "params", "macs"):
             vals = np.array([r[k] for r in rows if r.get(k) is not None], float)
             out[crit][k] = (float(vals.mean()), float(vals.std(ddof=1))
                             if len(vals) > 1 else 0.0, int(len(vals)))
@@ -110,10 +111,10 @@ def markdown(args, results, command):
              f"({args.recalibrate_steps} steps) and fine-tunes "
              f"{args.finetune_epochs} epochs (AML). Test split accuracy, "
              f"mean ± std over seeds {sorted({r['seed'] for r in results})}.", "",
-             "| criterion | seeds | accuracy after fine-tune | accuracy after prune | params | MACs |",
+             "| criterion | seeds | accuracy after fine-tune | after prune + BN recalibration | params | MACs |",
              "|---|---:|---:|---:|---:|---:|"]
     for crit, m in s.items():
-        a, p = m["accuracy"], m["pruned_accuracy"]
+        a, p = m["accuracy"], m["recalibrated_accuracy"]
         lines.append(f"| {crit} | {a[2]} | {100 * a[0]:.2f} ± {100 * a[1]:.2f}% | "
                      f"{100 * p[0]:.2f} ± {100 * p[1]:.2f}% | {m['params'][0]:,.0f} | "
                      f"{m['macs'][0]:,.0f} |")
@@ -123,11 +124,13 @@ def markdown(args, results, command):
                   f"{r0['macs_before']:,}; trained accuracy per seed: "
                   + ", ".join(f"{100 * r['trained_accuracy']:.2f}%"
                               for r in results if r["criterion"] == "slim")]
-    lines += ["", "## Per run", "", "| seed | criterion | accuracy | pruned | seconds |",
+    lines += ["", "## Per run", "",
+              "| seed | criterion | accuracy | recalibrated | pruned (before recalibration) |",
               "|---:|---|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['seed']} | {r['criterion']} | {100 * r['accuracy']:.2f}% | "
-                     f"{100 * r['pruned_accuracy']:.2f}% | {r['seconds']:.0f} |")
+                     f"{100 * r['recalibrated_accuracy']:.2f}% | "
+                     f"{100 * r['pruned_accuracy']:.2f}% |")
     return "\n".join(lines) + "\n"
 
 
@@ -148,9 +151,12 @@ def main(argv=None):
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--recalibrate_steps", type=int, default=20)
     p.add_argument("--results", default=str(REPO / "tools" / "results" / "own_model_cap"))
+    p.add_argument("--summarize", action="store_true",
+                   help="only tabulate the finished runs in --out (run nothing)")
     args = p.parse_args(argv)
     command = "python tools/own_model_cap.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]))
+        a for a in (argv if argv is not None else sys.argv[1:])
+        if a != "--summarize")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
@@ -166,6 +172,8 @@ def main(argv=None):
                 cmd.append(f"--init_model={out / f's{seed}_cap' / 'model_trained.keras'}")
             seconds = 0.0
             if not (wd / "report.json").exists():
+                if args.summarize:
+                    continue
                 seconds = _run(cmd, log)
             r = _result(wd)
             r.update(seed=seed, criterion=crit, seconds=seconds,
