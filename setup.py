@@ -34,6 +34,8 @@ setup(
         "importlib_resources",
         "pillow",
         "ai-edge-litert",
+        "matplotlib",    # the width plot of every run (report.py)
+        "tensorboard",   # TensorBoard logs of training (config train.tensorboard)
     ],
     extras_require={
         "test": ["pytest", "jax[cpu]", "matplotlib", "keras-hub>=0.32"],

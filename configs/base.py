@@ -6,8 +6,10 @@ is an error, never a silently ignored setting). Experiment files build on
 `get_config()` / `experiment()` and change values only.
 
 Sections:
-  data        dataset name, folder, image size, batch size, split seed.
-  model       architecture ("resnet18" | "vgg16_bn"), SE gates, classes.
+  data        dataset name ("eurosat" | "uc_merced" | "folder" | "tfds:<builder>"),
+              folder, classes, image size, batch size, split, normalisation.
+  model       architecture (resnet18 | vgg16_bn | any keras.applications CNN
+              name), SE gates, classes, local weights, head replacement.
   train       training recipe for the unpruned model (see `recipe()`).
   attention   how many batches to average the SE gates over (None = all).
   prune       importance criterion, ratio or budget (MACs, params, latency),
@@ -26,7 +28,7 @@ import sys
 
 from ml_collections import config_dict
 
-ARCHS = ("resnet18", "vgg16_bn")
+ARCHS = ("resnet18", "vgg16_bn")   # experiment() presets; model.arch takes more
 DATASETS = ("eurosat", "uc_merced")
 IMPORTANCES = ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random")
 REDUCTIONS = ("mean", "max", "sum", "prod", "first")
@@ -87,6 +89,7 @@ def recipe(kind="published", stage="train", *, epochs=None):
     # --config.train.precision=float32 (and finetune) turns it off.
     r.precision = "auto"
     r.steps_per_epoch = config_dict.placeholder(int)
+    r.tensorboard = True   # TensorBoard logs in <workdir>/logs/<stage>/tb
     return r
 
 
@@ -117,16 +120,31 @@ def get_config():
     # Unreadable / empty / truncated images stop the run (exit 2, naming the
     # file); True leaves them out instead, and the report lists them.
     c.data.skip_bad_files = False
+    # Your own data (data.name="folder": data_dir/<class>/*; "tfds:<builder>":
+    # any TFDS image-classification builder, data_dir = its manual dir).
+    c.data.classes = config_dict.placeholder(str)  # "a,b,c"; None: subfolders
+    c.data.mean = config_dict.placeholder(str)     # "m1,m2,m3"; None: measured
+    c.data.std = config_dict.placeholder(str)      # on the train split
+    c.data.download = False   # tfds:<builder> only: let TFDS download it
 
     c.model = config_dict.ConfigDict()
     c.model.arch = "resnet18"
     c.model.se = True
     c.model.num_classes = config_dict.placeholder(int)   # None: from the data
+    c.model.weights = config_dict.placeholder(str)   # local weights file for arch
+    # --init_model with another class count: a fresh Dense head for the data.
+    c.model.replace_head = False
 
     c.train = recipe("published", "train")
 
     c.attention = config_dict.ConfigDict()
     c.attention.steps = config_dict.placeholder(int)     # None: whole split
+    # importance=cap on a model without SE gates: gates are inserted after
+    # every prunable BN and trained for gate_epochs (train recipe's optimiser)
+    # with the backbone frozen unless gate_freeze_backbone=False.
+    c.attention.gate_epochs = 2
+    c.attention.gate_reduction = 16
+    c.attention.gate_freeze_backbone = True
 
     c.prune = config_dict.ConfigDict()
     c.prune.importance = "cap"

@@ -187,8 +187,16 @@ def define_flags(argv, flag_values=None):
     flags.DEFINE_string(
         "force", None, "comma-separated stages to rerun even if they finished "
         "(the stages after them rerun too), or 'all'", flag_values=fv)
-    flags.DEFINE_integer("verbose", 2, "Keras training verbosity (0, 1, 2)",
-                         lower_bound=0, upper_bound=2, flag_values=fv)
+    flags.DEFINE_integer(
+        "verbose", None, "Keras training verbosity (0 silent, 1 progress bar, "
+        "2 one line per epoch); 1 or 2 also shows TensorFlow's own log lines. "
+        "Default: a progress bar on a terminal, else one line per epoch, with "
+        "TensorFlow's start-up noise hidden", lower_bound=0, upper_bound=2,
+        flag_values=fv)
+    flags.DEFINE_string(   # issue 13
+        "custom_objects", None, "a Python module (module.path) imported before "
+        "any model is loaded: your Keras layers and surgeon handlers",
+        flag_values=fv)
     return fv
 
 
@@ -243,10 +251,20 @@ def main(argv):
         _die(f"--config: {_one_line(e)}")
     from remotetrimmer_tf.pipeline.interrupt import Interrupted
     try:
+        # --- issue 13: fast checks first, then TF quiet, custom objects
+        from remotetrimmer_tf.pipeline import quiet, user_model, validate_config
+        validate_config(cfg, FLAGS.init_model)
+        verbose = FLAGS.verbose
+        if verbose is None or verbose < 1:
+            quiet.silence()
+        if verbose is None:
+            verbose = quiet.progress_verbosity()
+        user_model.import_custom_objects(FLAGS.custom_objects)
+        # --- end issue 13
         summary = run_pipeline(
             cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
-            verbose=FLAGS.verbose, force=FLAGS.force)
+            verbose=verbose, force=FLAGS.force)
     except PipelineError as e:
         _die(str(e), getattr(e, "exit_code", EXIT_BAD_INPUT))
     except Interrupted as e:

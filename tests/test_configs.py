@@ -135,7 +135,8 @@ def test_overrides_through_absl(tmp_path):
     ("prune.ratio", 1.0, "--config.prune.ratio"),
     ("prune.ratio", -0.5, "--config.prune.ratio"),
     ("prune.importance", "gamma", "--config.prune.importance"),
-    ("model.arch", "resnet50", "--config.model.arch"),
+    ("model.arch", "resnet5O", "--config.model.arch"),
+    ("data.name", "my_scenes", "--config.data.name"),
     ("data.image_size", 0, "--config.data.image_size"),
     ("train.optimizer", "rmsprop", "--config.train.optimizer"),
     ("finetune.epochs", -1, "--config.finetune.epochs"),
@@ -152,14 +153,33 @@ def test_validate_config_names_the_field(path, value, fragment):
     assert "\n" not in str(err.value)
 
 
-def test_cap_needs_se_unless_init_model():
+def test_cap_without_se_gates_is_valid_gates_are_inserted():
+    """cap on a gate-free model inserts and trains SE gates (attention
+    stage), so the config is valid with or without --init_model."""
     cfg = load("demo.py")
     cfg.model.se = False
-    with pytest.raises(PipelineError, match="importance=cap"):
-        validate_config(cfg)
-    validate_config(cfg, init_model="given.keras")   # checked on the model
-    cfg.prune.importance = "slim"
     validate_config(cfg)
+    validate_config(cfg, init_model="given.keras")
+    cfg.model.arch = "MobileNetV2"
+    validate_config(cfg)
+
+
+def test_validate_config_accepts_own_arch_and_folder(tmp_path):
+    from PIL import Image
+    import numpy as np
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for k in range(3):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / cls / f"{k}.png")
+    cfg = load("demo.py")
+    cfg.data.name = "folder"
+    cfg.data.data_dir = str(tmp_path)
+    cfg.model.arch = "efficientnetb0"     # case-insensitive
+    validate_config(cfg)
+    cfg.data.mean = "0.5,0.5"
+    cfg.data.std = "0.2,0.2,0.2"
+    with pytest.raises(PipelineError, match="--config.data.mean"):
+        validate_config(cfg)
 
 
 def test_reading_configs_imports_neither_keras_nor_tensorflow():

@@ -28,9 +28,8 @@ __all__ = ["PipelineError", "Workdir", "run_pipeline", "validate_config",
            "resolve_workdir"]
 
 
+# data.name and model.arch are checked by user_data / user_model (issue 13).
 _CHOICES = {
-    "data.name": ("eurosat", "uc_merced"),
-    "model.arch": ("resnet18", "vgg16_bn"),
     "prune.importance": ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random"),
     "prune.scope": ("local", "global"),
     "prune.round_mode": ("up", "down", "nearest"),
@@ -129,6 +128,11 @@ def validate_config(cfg, init_model=None):
     Raises:
       PipelineError: one line naming the `--config.` field and the fix.
     """
+    # --- issue 13: dataset name / architecture / own data (no TensorFlow)
+    from remotetrimmer_tf.pipeline import user_data, user_model
+    user_data.check_name(cfg)
+    user_model.check_config(cfg, init_model)
+    # --- end issue 13
     for path, choices in _CHOICES.items():
         value = _get(cfg, path)
         if value not in choices:
@@ -163,6 +167,7 @@ def validate_config(cfg, init_model=None):
     for section in ("train", "finetune"):
         r = cfg[section].to_dict()
         steps = r.pop("steps_per_epoch", None)
+        r.pop("tensorboard", None)   # config-only (issue 13)
         epochs = r.get("epochs")
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise _bad(f"{section}.epochs", epochs, "must be an integer >= 0")
@@ -179,12 +184,7 @@ def validate_config(cfg, init_model=None):
         if q not in _QUANTIZE:
             raise _bad("export.quantize", q, f"is not one of "
                        f"{', '.join(_QUANTIZE)}; repeat the flag for several")
-    if (cfg.prune.importance == "cap" and not cfg.model.se
-            and init_model is None):
-        raise PipelineError(
-            "--config.prune.importance=cap needs SqueezeExcite gates but "
-            "--config.model.se=False; set --config.model.se=True or "
-            "--config.prune.importance=slim")
+    # (cap on a model without SE gates inserts and trains gates: issue 13)
     for path in ("data.skip_bad_files", "deterministic"):
         try:
             value = _get(cfg, path)
@@ -195,6 +195,8 @@ def validate_config(cfg, init_model=None):
     if cfg.data.data_dir is not None and not os.path.isdir(cfg.data.data_dir):
         raise _bad("data.data_dir", cfg.data.data_dir,
                    "is not a folder; pass the folder holding the dataset")
+    if user_data.is_user_dataset(cfg.data.name):   # issue 13: list + check files
+        user_data.validate(cfg)
 
 
 _BUDGETS = ("target_macs", "target_params", "target_latency_ms")

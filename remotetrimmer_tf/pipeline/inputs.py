@@ -134,28 +134,12 @@ def check_init_model(run):
     """Loads `--init_model` and checks it fits the data and the criterion."""
     import keras
     model = run.load_init_model()
-    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
-    if shape is not None and shape != run.input_shape:
-        raise PipelineError(
-            f"--init_model={run.init_model} takes inputs {shape} but the data "
-            f"is {run.input_shape}; set --config.data.image_size={shape[0]} "
-            "or pass a model for this image size")
-    classes = model.outputs[0].shape[-1] if model.outputs else None
-    if classes is not None and int(classes) != run.num_classes:
-        how = ("leave --config.model.num_classes unset"
-               if run.cfg.model.num_classes is not None else
-               "pass a model for this dataset")
-        raise PipelineError(
-            f"--init_model={run.init_model} has {classes} outputs but the data "
-            f"({run.cfg.data.name}) has {run.num_classes} classes; {how}")
+    # input size, channels, class count (or --config.model.replace_head)
+    from remotetrimmer_tf.pipeline import user_model
+    user_model.fit_init_model(run, model)
     importance = run.cfg.prune.importance
     layers = _all_layers(model)
-    from remotetrimmer_tf.models import SqueezeExcite
-    if importance == "cap" and not any(isinstance(l, SqueezeExcite) for l in layers):
-        raise PipelineError(
-            f"--init_model={run.init_model} has no SqueezeExcite gates, which "
-            "--config.prune.importance=cap needs; use an SE model or set "
-            "--config.prune.importance=slim")
+    # (cap on a model without SE gates inserts and trains gates: issue 13)
     if importance in BN_IMPORTANCE and not any(
             isinstance(l, keras.layers.BatchNormalization) for l in layers):
         raise PipelineError(

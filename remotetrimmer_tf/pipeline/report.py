@@ -116,6 +116,7 @@ def build_report(run):
             acc[f"litert_{mode}"] = e["accuracy"]
     rep["accuracy"] = acc
     rep["accuracy_split"] = run.cfg.evaluate.split
+    rep["evaluated_samples"] = evaluated_samples(run)
     files = {}
     for p in sorted(wd.path.iterdir()):
         if p.is_file() and not p.name.startswith(".") and p.suffix in (
@@ -143,6 +144,30 @@ def build_report(run):
     rep["versions"] = versions()
     rep["hardware"] = hardware()
     return rep
+
+
+def evaluated_samples(run):
+    """Images the accuracies are measured on (the evaluation split's size,
+    capped by `evaluate.steps`), or None if it cannot be told."""
+    try:
+        data = run.data(run.cfg.evaluate.split)
+    except Exception:  # noqa: BLE001 - the report never fails on this
+        return None
+    n = getattr(data, "num_examples", None)
+    if n is None and isinstance(data, tuple) and len(data) == 2:
+        n = len(data[1])
+    if n is None:
+        return None
+    steps = run.cfg.evaluate.steps
+    if steps:
+        n = min(int(n), int(steps) * int(run.cfg.data.batch_size))
+    return int(n)
+
+
+def _split_words(rep):
+    n = rep.get("evaluated_samples")
+    split = rep.get("accuracy_split", "test")
+    return f"{split} split, {n:,} images" if isinstance(n, int) else f"{split} split"
 
 
 def _fmt_int(v):
@@ -210,7 +235,7 @@ def format_table(rep):
     if red:
         lines.append(f"params removed {100 * red['params_removed']:.1f}%, "
                      f"MACs removed {100 * red['macs_removed']:.1f}% "
-                     f"(accuracy on the {rep.get('accuracy_split', 'test')} split)")
+                     f"(accuracy on the {_split_words(rep)})")
     if budget_line(rep):
         lines.append(budget_line(rep))
     return "\n".join(lines)
@@ -227,7 +252,7 @@ def format_markdown(rep):
     if red:
         out += ["", f"Parameters removed: {100 * red['params_removed']:.1f}%; "
                     f"MACs removed: {100 * red['macs_removed']:.1f}%. "
-                    f"Accuracies on the `{rep.get('accuracy_split')}` split."]
+                    f"Accuracies on the {_split_words(rep)}."]
     if budget_line(rep):
         out += ["", "B" + budget_line(rep)[1:] + "."]
     acc = rep.get("accuracy", {})
@@ -265,15 +290,28 @@ def plot_widths(rep, path):
     names = [k for k, _ in items]
     before = [v["before"] for _, v in items]
     after = [v["after"] or 0 for _, v in items]
-    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(names) + 2), 4))
-    xs = range(len(names))
-    ax.bar(xs, before, color="#bbbbbb", label="before")
-    ax.bar(xs, after, color="#1f77b4", label="after")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(names, rotation=90, fontsize=6)
-    ax.set_ylabel("output channels")
-    ax.set_title(f"Per-layer widths: {rep.get('name')}")
-    ax.legend()
+    # Horizontal bars, one row per layer: every name stays readable however
+    # many layers the model has (MobileNetV2: ~100).
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.17 * len(names) + 1.6)))
+    ys = list(range(len(names)))[::-1]
+    ax.barh(ys, before, color="#c8c8c8", label="before", height=0.8)
+    ax.barh(ys, after, color="#1f77b4", label="after", height=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_ylim(-0.8, len(names) - 0.2)
+    ax.set_xlabel("output channels")
+    cfg = rep.get("config") or {}
+    prune = cfg.get("prune", {}) if isinstance(cfg, dict) else {}
+    title = f"Per-layer widths: {rep.get('name')}"
+    if prune.get("ratio") is not None:
+        title += (f" — ratio {prune['ratio']} ({prune.get('importance')}, "
+                  f"{prune.get('scope')})")
+    red = rep.get("reduction")
+    if red:
+        title += (f"\nparams removed {100 * red['params_removed']:.1f}%, "
+                  f"MACs removed {100 * red['macs_removed']:.1f}%")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)

@@ -43,7 +43,7 @@ DEPENDS = {
 }
 
 DATA_DRIVEN_IMPORTANCE = ("taylor",)
-_RECIPE_EXTRAS = ("steps_per_epoch",)   # config-only recipe fields
+_RECIPE_EXTRAS = ("steps_per_epoch", "tensorboard")   # config-only recipe fields
 
 
 def stage_keys(config, init_model_digest=None, data_digest=None):
@@ -127,12 +127,18 @@ class Run:
     def num_classes(self):
         if self.cfg.model.num_classes is not None:
             return int(self.cfg.model.num_classes)
+        from remotetrimmer_tf.pipeline import user_data   # issue 13
+        if user_data.is_user_dataset(self.cfg.data.name):
+            return user_data.describe(self.cfg)["num_classes"]
         from remotetrimmer_tf.data.registry import get_spec
         return get_spec(self.cfg.data.name).num_classes
 
     @property
     def input_shape(self):
         s = int(self.cfg.data.image_size)
+        from remotetrimmer_tf.pipeline import user_data   # issue 13
+        if user_data.is_user_dataset(self.cfg.data.name):
+            return (s, s, user_data.describe(self.cfg)["channels"])
         return (s, s, 3)
 
     def data_dir(self):
@@ -170,7 +176,8 @@ class Run:
         batch_size = int(batch_size or self.cfg.data.batch_size)
         key = (split, batch_size, shuffle)
         if key not in self._data:
-            self._data[key] = _load_split(self.cfg, split, batch_size, shuffle)
+            self._data[key] = _load_split(self.cfg, split, batch_size, shuffle,
+                                          self.wd)
         return self._data[key]
 
     def start_stage(self):
@@ -249,7 +256,7 @@ def _load_keras(path):
     return keras.saving.load_model(str(path), compile=False)
 
 
-def _load_split(cfg, split, batch_size, shuffle):
+def _load_split(cfg, split, batch_size, shuffle, workdir=None):
     """Loads a split through `remotetrimmer_tf.data`.
 
     Returns a batched `tf.data.Dataset` on the TensorFlow backend, else the
@@ -258,7 +265,10 @@ def _load_split(cfg, split, batch_size, shuffle):
     """
     import keras
     from remotetrimmer_tf import data as data_mod
+    from remotetrimmer_tf.pipeline import user_data   # issue 13: own data
     d = cfg.data
+    if user_data.is_user_dataset(d.name):
+        return user_data.load_split(cfg, split, batch_size, shuffle, workdir)
     common = dict(data_dir=d.data_dir, image_size=int(d.image_size),
                   seed=int(d.seed), val_fraction=float(d.val_fraction),
                   skip_bad_files=bool(d.get("skip_bad_files", False)))
@@ -281,7 +291,9 @@ def _load_split(cfg, split, batch_size, shuffle):
     except ValueError as e:
         raise PipelineError(
             f"--config.data.data_dir={d.data_dir}: {_first_line(e)} Pass "
-            "--config.data.data_dir=<folder holding the dataset>") from None
+            "--config.data.data_dir=<folder holding the dataset>, or "
+            "--config.data.name=folder for a folder of your own classes"
+        ) from None
 
 
 def _first_line(e):
@@ -349,6 +361,9 @@ def _fit(run, model, section, stage, teacher=None):
     if teacher is not None:
         kwargs["teacher"] = teacher
     params = inspect.signature(training.fit).parameters
+    if "tensorboard" in params:   # issue 13: logs/<stage>/tb, on by default
+        kwargs["tensorboard"] = (bool(section.get("tensorboard", True))
+                                 and _tensorboard_installed())
     if run.strategy() is not None and "strategy" in params:
         kwargs["strategy"] = run.strategy()
     if run.strategy_name == "multi_worker" and "backup_dir" in params:
@@ -360,6 +375,12 @@ def _fit(run, model, section, stage, teacher=None):
     for ckpt in logdir.glob("*.keras"):
         ckpt.unlink()
     return _summarize_history(history)
+
+
+def _tensorboard_installed():
+    """TensorBoard logs need the `tensorboard` package (TF's summary writer)."""
+    import importlib.util
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _summarize_history(history):
@@ -386,7 +407,8 @@ def needs_all_workers(run, stage):
     must run it with the chief): `train` without --init_model, `finetune`,
     each with epochs > 0."""
     if stage == "train":
-        return not run.init_model and int(run.cfg.train.epochs) > 0
+        trains = not run.init_model or bool(run.cfg.model.get("replace_head", False))
+        return trains and int(run.cfg.train.epochs) > 0
     if stage == "finetune":
         return int(run.cfg.finetune.epochs) > 0
     return False
@@ -405,18 +427,24 @@ def train(run):
     if run.init_model:
         # only read: a model inside the run folder was copied to inputs/ first
         src = os.path.abspath(run.init_model)
+        from remotetrimmer_tf.pipeline import user_model
         from remotetrimmer_tf.pipeline.inputs import check_init_model
         model = check_init_model(run)
-        run.wd.copy_in(src, "model_trained.keras")
+        # issue 13: another class count -> replace_head (checked before)
+        model, head = user_model.fit_init_model(run, model)
         info = {"source": "init_model",
                 "init_model": os.path.abspath(getattr(run, "init_model_given", src)),
-                "init_model_sha256": file_digest(src)}
+                "init_model_sha256": file_digest(src), **head}
+        if head["head_replaced"]:
+            t0 = time.time()
+            info["history"] = _fit(run, model, cfg.train, "train")
+            info["train_seconds"] = round(time.time() - t0, 2)
+            run.save_model(model, "model_trained.keras")
+        else:
+            run.wd.copy_in(src, "model_trained.keras")
     else:
-        from remotetrimmer_tf import models
-        build = {"resnet18": models.resnet18, "vgg16_bn": models.vgg16_bn}
-        model = build[cfg.model.arch](
-            num_classes=run.num_classes, input_shape=run.input_shape,
-            se=bool(cfg.model.se))
+        from remotetrimmer_tf.pipeline import user_model   # issue 13: any arch
+        model = user_model.build_model(run)
         t0 = time.time()
         history = _fit(run, model, cfg.train, "train")
         info = {"source": "trained", "history": history,
@@ -432,13 +460,14 @@ def attention(run):
     from remotetrimmer_tf.attention import collect_attention
     model = run.load_model("model_trained.keras")
     names = se_layer_names(model)
+    artifacts, gate_info = [], {}
     if not names:
-        if run.cfg.prune.importance == "cap":
-            raise PipelineError(
-                "--config.prune.importance=cap needs SqueezeExcite gates but "
-                "the trained model has none; set --config.model.se=True or "
-                "--config.prune.importance=slim")
-        return [], {"skipped": "the model has no SqueezeExcite gates"}
+        if run.cfg.prune.importance != "cap":
+            return [], {"skipped": "the model has no SqueezeExcite gates"}
+        # issue 13: CAP on a gate-free model: insert + train SE gates
+        from remotetrimmer_tf.pipeline import user_model
+        model, gate_info = user_model.gate_model(run, model, _fit)
+        artifacts = [user_model.GATED_FILE]
     data = run.data("train")
     att = collect_attention(model, data, steps=run.cfg.attention.steps,
                             batch_size=int(run.cfg.data.batch_size))
@@ -449,7 +478,8 @@ def attention(run):
     stats = {k: {"channels": int(v.size), "mean": float(v.mean()),
                  "min": float(v.min()), "max": float(v.max())}
              for k, v in att.items()}
-    return ["attention.npz"], {"gates": len(att), "per_gate": stats}
+    return artifacts + ["attention.npz"], {"gates": len(att), "per_gate": stats,
+                                           **gate_info}
 
 
 def fold(run):
@@ -461,7 +491,10 @@ def fold(run):
             "skipped": "no attention.npz (model without SE gates): copied",
             "metrics": run.accuracy(model)}
     from remotetrimmer_tf.attention import fold_attention
-    model = run.load_model("model_trained.keras")
+    gated = "model_gated.keras"   # issue 13: gates inserted for CAP
+    model = run.load_model(gated if run.wd.exists(gated) and gated in (
+        (run.wd.entry("attention") or {}).get("artifacts", ())) else
+        "model_trained.keras")
     with np.load(run.wd / "attention.npz") as z:
         att = {k: z[k] for k in z.files}
     folded = fold_attention(model, att)

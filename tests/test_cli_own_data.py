@@ -1,0 +1,234 @@
+"""The CLI on your own data and model: a folder, replace_head, CAP with
+inserted gates, and the bad inputs of that path (exit 2, one line).
+
+Subprocesses on a tiny generated 3-class folder (16x16 PNGs) and a tiny
+plain conv model with 5 outputs, so a full run takes seconds.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CLASSES = ("dunes", "fields", "lakes")
+
+
+def _env():
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "remotetrimmer_tf.prune", *map(str, args)],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def _bad(proc, *words):
+    """Exit 2, one stderr line, no traceback, naming every word."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def _make_folder(root, classes=CLASSES, n=6):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i, cls in enumerate(classes):
+        d = root / cls
+        d.mkdir(parents=True)
+        for k in range(n):
+            img = (rng.random((16, 16, 3)) * 50 + i * 70).astype(np.uint8)
+            mode = "L" if k == 0 else ("RGBA" if k == 1 else "RGB")
+            Image.fromarray(img).convert(mode).save(d / f"{cls}_{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    import keras
+    root = tmp_path_factory.mktemp("own")
+    _make_folder(root / "scenes")
+    L = keras.layers
+    x = keras.Input((16, 16, 3))
+    h = L.Conv2D(8, 3, padding="same", name="c1")(x)
+    h = L.BatchNormalization(name="bn1")(h)
+    h = L.ReLU(6.0, name="r1")(h)
+    h = L.Conv2D(16, 3, strides=2, padding="same", name="c2")(h)
+    h = L.BatchNormalization(name="bn2")(h)
+    h = L.Activation("swish", name="a2")(h)
+    h = L.GlobalAveragePooling2D(name="gap")(h)
+    y = L.Dense(5, activation="softmax", name="head")(h)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        keras.Model(x, y, name="plain5").save(root / "plain5.keras")
+        x3 = keras.Input((16, 16, 4))
+        keras.Model(x3, L.Dense(3)(L.GlobalAveragePooling2D()(L.Conv2D(4, 1)(x3)))
+                    ).save(root / "four_channels.keras")
+    return root
+
+
+FAST = ("--config.data.image_size=16", "--config.data.batch_size=8",
+        "--config.train.epochs=1", "--config.train.batch_size=8",
+        "--config.finetune.epochs=1", "--config.finetune.batch_size=8",
+        "--config.attention.gate_epochs=1", "--config.attention.gate_reduction=4",
+        "--config.prune.ratio=0.5", "--config.recalibrate.steps=1",
+        "--config.export.quantize=none", "--config.export.check=False",
+        "--verbose=0")
+
+
+def test_folder_replace_head_and_cap_with_inserted_gates(assets, tmp_path):
+    wd = tmp_path / "run"
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
+               f"--init_model={assets / 'plain5.keras'}",
+               "--config.model.replace_head=True", "--config.prune.importance=cap",
+               *FAST, f"--workdir={wd}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import keras
+    import remotetrimmer_tf  # noqa: F401
+    final = keras.saving.load_model(wd / "model_finetuned.keras", compile=False)
+    assert final.outputs[0].shape[-1] == len(CLASSES)
+    gated = keras.saving.load_model(wd / "model_gated.keras", compile=False)
+    assert sum(type(l).__name__ == "SqueezeExcite" for l in gated.layers) == 2
+    ledger = json.loads((wd / "stages.json").read_text())
+    att = ledger["stages"]["attention"]["info"]
+    assert att["gates_inserted"] == 2 and att["backbone_frozen"] is True
+    assert ledger["stages"]["train"]["info"]["head_replaced"] is True
+    norm = json.loads((wd / "normalization.json").read_text())
+    assert len(norm["mean"]) == 3 and norm["measured_on"] == "train split"
+    report = json.loads((wd / "report.json").read_text())
+    assert report["evaluated_samples"] == 3 * 2   # 6 per class, 70/30 split
+    # the user's model is untouched
+    assert keras.saving.load_model(assets / "plain5.keras").outputs[0].shape[-1] == 5
+
+
+def test_class_count_mismatch_explains_both_options(assets, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
+               f"--init_model={assets / 'plain5.keras'}", *FAST,
+               f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "5 outputs", "3 classes", "--config.model.replace_head=True",
+         "with 3 outputs")
+
+
+def test_input_channels_mismatch(assets, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
+               f"--init_model={assets / 'four_channels.keras'}", *FAST,
+               f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "4-channel", "3 channels")
+
+
+@pytest.mark.parametrize("setup,words", [
+    ("one_class", ("only ['a']", "at least two classes")),
+    ("tiny_class", ("'b' has 1 image", "--config.data.classes")),
+    ("broken", ("bad.png", "unreadable")),
+    ("missing", ("--config.data.data_dir",)),
+])
+def test_bad_folders(tmp_path, setup, words):
+    data = tmp_path / "d"
+    if setup == "one_class":
+        _make_folder(data, classes=("a",))
+    elif setup == "tiny_class":
+        _make_folder(data, classes=("a", "b"), n=1)
+        _make_folder(tmp_path / "extra", classes=("a",), n=4)
+        for p in (tmp_path / "extra" / "a").iterdir():
+            p.rename(data / "a" / ("x" + p.name))
+    elif setup == "broken":
+        _make_folder(data, classes=("a", "b"))
+        (data / "a" / "bad.png").write_bytes(b"\x89PNG but not really")
+    args = ["--config.data.name=folder"]
+    if setup != "missing":
+        args.append(f"--config.data.data_dir={data}")
+    proc = cli(*args, *FAST, f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, *words)
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").glob("*.keras"))
+
+
+def test_unknown_arch_did_you_mean(tmp_path):
+    proc = cli("--config.model.arch=MobilenetV3Smal", "--config.data.name=folder",
+               f"--config.data.data_dir={_make_folder(tmp_path / 'd')}",
+               f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "--config.model.arch=MobilenetV3Smal", "did you mean MobileNetV3Small")
+
+
+def test_unknown_dataset_name(tmp_path):
+    proc = cli("--config.data.name=my_scenes", f"--workdir={tmp_path / 'w'}",
+               cwd=tmp_path)
+    _bad(proc, "--config.data.name", "folder")
+
+
+def test_custom_objects_import_failure(tmp_path):
+    (tmp_path / "broken_layers.py").write_text("import not_a_module_anywhere\n")
+    proc = cli("--custom_objects=broken_layers", f"--workdir={tmp_path / 'w'}",
+               cwd=tmp_path)
+    _bad(proc, "--custom_objects=broken_layers", "ModuleNotFoundError")
+
+
+def test_custom_objects_registers_layers(tmp_path, monkeypatch):
+    import keras
+    (tmp_path / "my_layers_i13.py").write_text(
+        "import keras\n"
+        "class Twice(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from remotetrimmer_tf.pipeline import user_model
+    assert user_model.import_custom_objects("my_layers_i13") == ["Twice"]
+    assert "Twice" in keras.saving.get_custom_objects()
+
+
+def test_normalisation_is_measured_once_and_cached(tmp_path, monkeypatch):
+    from remotetrimmer_tf.data import user_folder
+    from remotetrimmer_tf.pipeline import config_base, user_data
+    from remotetrimmer_tf.pipeline.workdir import Workdir
+    cfg = config_base().get_config()
+    cfg.data.name = "folder"
+    cfg.data.data_dir = str(_make_folder(tmp_path / "d"))
+    cfg.data.image_size = 16
+    wd = Workdir(tmp_path / "run")
+    mean, std = user_data.normalization(cfg, wd)
+    assert len(mean) == 3 and wd.exists(user_data.NORM_FILE)
+
+    def boom(*a, **k):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(user_folder, "measure_normalization", boom)
+    assert user_data.normalization(cfg, wd) == (tuple(mean), tuple(std))
+    cfg.data.image_size = 12      # another key: measured again
+    with pytest.raises(AssertionError, match="measured again"):
+        user_data.normalization(cfg, wd)
+    cfg.data.mean, cfg.data.std = "0.1,0.2,0.3", "1,1,1"   # given: used as is
+    assert user_data.normalization(cfg, wd) == ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0))
+
+
+def test_silence_hides_tensorflow_startup_lines():
+    code = ("from remotetrimmer_tf.pipeline import quiet\n"
+            "quiet.silence()\n"
+            "import keras, numpy as np\n"
+            "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])"
+            ".predict(np.zeros((1, 3)), verbose=0)\n"
+            "print('ok')\n")
+    env = _env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
+        assert noise not in proc.stderr, proc.stderr
+
+
+def test_num_classes_that_contradicts_the_data(tmp_path):
+    proc = cli("--config.model.num_classes=3", f"--workdir={tmp_path / 'w'}",
+               cwd=tmp_path)
+    _bad(proc, "--config.model.num_classes=3", "10 classes",
+         "--config.data.name=folder")
