@@ -29,33 +29,14 @@ import copy
 import math
 import time
 
-import keras
 import numpy as np
 
 from remotetrimmer_tf.graph.dependency_graph import _functional_of
-from remotetrimmer_tf.metrics import _layer_macs
+from remotetrimmer_tf.metrics import _layer_macs, layer_calls
 
 __all__ = ["PlanCost", "solve_budget", "BUDGET_KINDS"]
 
 BUDGET_KINDS = ("macs", "params")
-
-
-def _walk_calls(fn, prefix=""):
-    """``(layer, name, in_shape, out_shape)`` of every layer call, as count_macs walks."""
-    for depth in fn._nodes_by_depth:
-        for node in fn._nodes_by_depth[depth]:
-            op = node.operation
-            if isinstance(op, keras.layers.InputLayer):
-                continue
-            if isinstance(op, keras.Model):
-                yield from _walk_calls(_functional_of(op), prefix + op.name + "/")
-                continue
-            if not isinstance(op, keras.layers.Layer):
-                continue
-            ins = node.arguments.keras_tensors
-            if not ins or not node.outputs:
-                continue
-            yield op, prefix + op.name, tuple(ins[0].shape), tuple(node.outputs[0].shape)
 
 
 class PlanCost:
@@ -90,7 +71,7 @@ class PlanCost:
 
         # ---- MACs: one record per conv / dense call
         self._mac_records = []   # (layer, in_shape, out_shape, in_id, out_id, full)
-        for layer, name, in_shape, out_shape in _walk_calls(_functional_of(self.model)):
+        for layer, name, in_shape, out_shape in layer_calls(_functional_of(self.model)):
             full = _layer_macs(layer, in_shape, out_shape)
             if not full:
                 continue

@@ -82,28 +82,35 @@ def count_macs(model) -> int:
         >>> count_macs(m)   # 8*8 * 3*3*3 * 4
         6912
     """
-    fn = _graph_of(model)
     total = 0
+    for op, _, in_shape, out_shape in layer_calls(_graph_of(model)):
+        if _uncounted(op):
+            raise ValueError(
+                f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
+                "kernel but no handler, so its multiply-accumulates are unknown. "
+                "Way out: register a handler for it (docs/custom_layers.md).")
+        total += _layer_macs(op, in_shape, out_shape)
+    return int(total)
+
+
+def layer_calls(fn, prefix=""):
+    """``(layer, name, in_shape, out_shape)`` of every layer call of the
+    functional graph ``fn``, nested models walked (names ``"outer/inner"``)."""
+    from .graph.functional_view import _graph_of as graph_of
     for depth in fn._nodes_by_depth:
         for node in fn._nodes_by_depth[depth]:
             op = node.operation
             if isinstance(op, keras.layers.InputLayer):
                 continue
             if isinstance(op, keras.Model):
-                total += count_macs(op)
+                yield from layer_calls(graph_of(op), prefix + op.name + "/")
                 continue
             if not isinstance(op, keras.layers.Layer):
                 continue
-            if _uncounted(op):
-                raise ValueError(
-                    f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
-                    "kernel but no handler, so its multiply-accumulates are unknown. "
-                    "Way out: register a handler for it (docs/custom_layers.md).")
             ins = node.arguments.keras_tensors
             if not ins or not node.outputs:
                 continue
-            total += _layer_macs(op, tuple(ins[0].shape), tuple(node.outputs[0].shape))
-    return int(total)
+            yield op, prefix + op.name, tuple(ins[0].shape), tuple(node.outputs[0].shape)
 
 
 def count_params(model, trainable_only: bool = True) -> int:

@@ -39,7 +39,7 @@ def cli(*args, cwd):
     """Runs the CLI; returns CompletedProcess (text)."""
     return subprocess.run(
         [sys.executable, "-m", "remotetrimmer_tf.prune", *map(str, args)],
-        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240)
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
 
 
 def _sha(path):

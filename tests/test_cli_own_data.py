@@ -5,8 +5,6 @@ Subprocesses on a tiny generated 3-class folder (16x16 PNGs) and a tiny
 plain conv model with 5 outputs, so a full run takes seconds.
 """
 import json
-import os
-import pathlib
 import subprocess
 import sys
 import warnings
@@ -14,22 +12,9 @@ import warnings
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from test_cli import REPO, _env, cli  # noqa: F401  (shared CLI helpers)
+
 CLASSES = ("dunes", "fields", "lakes")
-
-
-def _env():
-    env = dict(os.environ)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("CUDA_VISIBLE_DEVICES", "")
-    return env
-
-
-def cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "remotetrimmer_tf.prune", *map(str, args)],
-        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
 
 
 def _bad(proc, *words):
