@@ -72,7 +72,10 @@ def check_data(cfg):
     """
     from remotetrimmer_tf.data import api, checks, folder
     from remotetrimmer_tf.data.registry import get_spec
+    from remotetrimmer_tf.pipeline import user_data
     d = cfg.data
+    if user_data.is_user_dataset(d.name):
+        return _check_user_data(cfg)
     spec = get_spec(d.name)
     try:
         if d.data_dir is not None:
@@ -107,6 +110,31 @@ def check_data(cfg):
     fp.update({"source": "folder", "root": str(root),
                "num_classes": int(spec.num_classes),
                "skipped_bad_files": skipped})
+    return fp
+
+
+def _check_user_data(cfg):
+    """``folder`` / ``tfds:<builder>`` data (issue 13's readers): the folder is
+    listed, every file's header read and the split checked."""
+    from remotetrimmer_tf.data import checks
+    from remotetrimmer_tf.pipeline import user_data
+    d = cfg.data
+    src = user_data.source(cfg)          # one PipelineError line on bad files
+    user_data.validate(cfg)
+    if d.name != "folder":
+        return {"source": "tfds", "num_classes": int(src.num_classes)}
+    bad = checks.find_bad_images([os.path.join(src.root, f) for f in src.files
+                                  if not f.lower().endswith(".npy")])
+    if bad:
+        if bool(d.get("skip_bad_files", False)):
+            raise PipelineError(
+                f"{_where(d)}: --config.data.skip_bad_files is not supported for "
+                f"--config.data.name=folder; remove the unreadable file(s) "
+                f"({os.path.relpath(bad[0], src.root)}...) from the folder")
+        raise PipelineError(str(checks.BadImageError(bad)))
+    fp = data_fingerprint(src.root, src.files)
+    fp.update({"source": "folder", "root": str(src.root),
+               "num_classes": int(src.num_classes), "skipped_bad_files": []})
     return fp
 
 
