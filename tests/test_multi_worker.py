@@ -160,6 +160,7 @@ def _args(assets, *extra):
             "--config.prune.ratio=0.5", "--config.recalibrate.steps=0",
             "--config.finetune.epochs=2", "--config.finetune.batch_size=8",
             "--config.finetune.augment=none", "--config.export.quantize=none",
+            "--config.train.precision=float32", "--config.finetune.precision=float32",
             "--config.export.check_samples=8", "--verbose=0", *extra]
 
 

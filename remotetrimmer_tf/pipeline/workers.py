@@ -297,6 +297,11 @@ def follow_chief(cfg, strategy, init_model=None, verbose=2, log=print):
             got = (f" (the chief's pruning plan kept.json sha256 "
                    f"{file_digest(plan)})" if os.path.exists(plan) else "")
             log(f"[remotetrimmer] {who}: {stage}: running with the chief{got}")
+            # seeded as the chief seeds every stage, so both draw the same
+            # shuffles (pipeline._run_locked)
+            from remotetrimmer_tf.training.strategy import make_deterministic
+            make_deterministic(int(cfg.train.get("seed", 0) or 0),
+                               kernels=bool(cfg.get("deterministic", True)))
             try:
                 artifacts, _ = stages_mod.FUNCTIONS[stage](run)
             except Exception as e:  # noqa: BLE001

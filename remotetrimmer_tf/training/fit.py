@@ -499,7 +499,10 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
 
     # ---- model, optimizer, loss
     distributed = strategy is not None
-    policy = resolve_precision(recipe.precision)
+    # "auto" picks bf16 on a single CPU process only; under a distribution
+    # strategy (untested with the bf16 clone) it stays float32
+    policy = resolve_precision("float32" if distributed and recipe.precision == "auto"
+                               else recipe.precision)
     mixed = policy != "float32"
     with strategy_scope(strategy):
         # `inner` is what is trained; `keeper` (float32, = inner unless mixed)
