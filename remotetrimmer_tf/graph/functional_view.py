@@ -234,14 +234,13 @@ class _Tracer:
                     sub.name = f"{op.name}_{sub.name}"
                 seen.add(sub.name)
 
-    def model(self, model, inputs=None):
-        """A plain Functional equal to ``model`` (optionally on ``inputs``)."""
+    def model(self, model):
+        """A plain Functional equal to ``model``, on fresh ``keras.Input``s."""
         fn = _graph_of(model)
         self._unique_names(fn)
         old_inputs = keras.tree.flatten(fn.inputs)
-        if inputs is None:
-            inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
-                                  name=t._keras_history[0].name) for t in old_inputs]
+        inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
+                              name=t._keras_history[0].name) for t in old_inputs]
         tmap = {id(t): n for t, n in zip(old_inputs, inputs)}
         for depth in sorted(fn._nodes_by_depth, reverse=True):
             for node in fn._nodes_by_depth[depth]:

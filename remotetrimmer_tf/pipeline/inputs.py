@@ -159,12 +159,18 @@ def _all_layers(model):
 
 
 def check_init_model(run):
-    """Loads `--init_model` and checks it fits the data and the criterion."""
+    """Loads `--init_model` and checks it fits the data and the criterion.
+
+    Returns:
+      `(model, head)` from `user_model.fit_init_model`: the model to train
+      or copy (its head replaced when --config.model.replace_head asks) and
+      `{"head_replaced": bool, ...}`.
+    """
     import keras
     model = run.load_init_model()
     # input size, channels, class count (or --config.model.replace_head)
     from remotetrimmer_tf.pipeline import user_model
-    user_model.fit_init_model(run, model)
+    fitted = user_model.fit_init_model(run, model)
     importance = run.cfg.prune.importance
     layers = _all_layers(model)
     # (cap on a model without SE gates inserts and trains gates: issue 13)
@@ -174,7 +180,7 @@ def check_init_model(run):
             f"--init_model={run.init_model} has no BatchNormalization layer, "
             f"whose scale --config.prune.importance={importance} scores; pass "
             "--config.prune.importance=l1 (or l2, fpgm, taylor) for this model")
-    return model
+    return fitted
 
 
 def check_inputs(run):

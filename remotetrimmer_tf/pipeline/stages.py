@@ -427,11 +427,9 @@ def train(run):
     if run.init_model:
         # only read: a model inside the run folder was copied to inputs/ first
         src = os.path.abspath(run.init_model)
-        from remotetrimmer_tf.pipeline import user_model
         from remotetrimmer_tf.pipeline.inputs import check_init_model
-        model = check_init_model(run)
-        # issue 13: another class count -> replace_head (checked before)
-        model, head = user_model.fit_init_model(run, model)
+        # issue 13: another class count -> replace_head
+        model, head = check_init_model(run)
         info = {"source": "init_model",
                 "init_model": os.path.abspath(getattr(run, "init_model_given", src)),
                 "init_model_sha256": file_digest(src), **head}
