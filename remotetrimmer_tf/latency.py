@@ -45,8 +45,8 @@ from remotetrimmer_tf.budget import PlanCost
 __all__ = ["LatencyModel", "PlanLatency", "solve_latency", "layer_spec", "default_cache_dir"]
 
 
-_TABLE_FORMAT = "1"
-LOOKAHEAD = 4         # candidates one narrowing step may skip   # bump when what a table cell means changes
+_TABLE_FORMAT = "2"   # bump when what a table cell means changes
+LOOKAHEAD = 4         # candidates one narrowing step may skip
 
 
 def default_cache_dir():
@@ -186,6 +186,47 @@ class LatencyModel:
                 self.save()
         return entry["ms"][cell]
 
+    def prefetch(self, cells):
+        """Measure every ``(spec, n_in, n_out)`` cell not yet in the table, all
+        at once: the built-in LiteRT timer converts them together into
+        multi-signature ``.tflite`` files (one conversion per ``chunk`` layers
+        instead of one per cell -- what makes a cold search fast); a custom
+        ``layer_timer`` is called per cell."""
+        todo, seen = [], set()
+        for spec, n_in, n_out in cells:
+            key = spec.get("key") or _spec_key(spec)
+            cell = f"{int(n_in)}x{int(n_out)}"
+            entry = self.table.get(key)
+            if (key, cell) in seen or (entry is not None and cell in entry["ms"]):
+                continue
+            seen.add((key, cell))
+            todo.append((spec, int(n_in), int(n_out)))
+        if not todo:
+            return 0
+        if self._layer_timer is not None:
+            for spec, n_in, n_out in todo:
+                self.layer_ms(spec, n_in, n_out)
+            return len(todo)
+        from remotetrimmer_tf.export.litert_timing import time_layers
+        ms = time_layers(todo, self.threads, self.dtype)
+        for (spec, n_in, n_out), t in zip(todo, ms):
+            key = spec.get("key") or _spec_key(spec)
+            entry = self.table.setdefault(key, {"class_name": spec["class_name"], "ms": {}})
+            entry["ms"][f"{n_in}x{n_out}"] = float(t)
+        self.measured += len(todo)
+        self.save()
+        return len(todo)
+
+    def sweep_cells(self, spec, channelwise, floors, block):
+        """The cells :meth:`layer_predict` may read for ``spec``: the full
+        width and the two 1-D sweeps (one sweep for a channel-wise layer)."""
+        c_in, c_out = spec["full"]
+        if channelwise:
+            return [(spec, w, w) for w in _grid(c_out, floors[1], block, self.points)]
+        return ([(spec, c_in, c_out)]
+                + [(spec, w, c_out) for w in _grid(c_in, floors[0], block, self.points)]
+                + [(spec, c_in, w) for w in _grid(c_out, floors[1], block, self.points)])
+
     def model_ms(self, model):
         """Measured latency of a whole Keras model (not cached)."""
         if self._model_timer is not None:
@@ -265,6 +306,16 @@ class PlanLatency:
         # the narrowest kept count of every counted map: the sweeps' lower end
         narrow = self.keep_of({gi: c[0] for gi, c in self.cands.items()})
         self.floors = dict(enumerate(self.cost.kept(narrow)))
+        cells = []
+        for spec, cw, ii, oo in self.records:
+            c_in, c_out = spec["full"]
+            fl = (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
+            if ii is None:      # the input width never changes: no input sweep
+                fl = (c_in, fl[1])
+            if oo is None:
+                fl = (fl[0], c_out)
+            cells += self.lm.sweep_cells(spec, cw, fl, self.block)
+        self.lm.prefetch(cells)   # every table cell the search can read, timed at once
         self.model = pruner.folded_model if pruner._is_cap else pruner.model
         self.unpruned_ms = lm.model_ms(self.model)
         self.points = []              # (raw table sum, params, measured ms)

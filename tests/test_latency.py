@@ -194,3 +194,46 @@ def test_bad_objective(resnet, tmp_path):
     with pytest.raises(ValueError, match="objective"):
         Pruner(resnet, importance="l1", target_latency_ms=1.0, objective="speed",
                latency_model=_lm(tmp_path))
+
+
+def test_every_table_cell_is_timed_before_the_search(resnet, tmp_path):
+    """PlanLatency times all the cells the search can read up front (the
+    built-in timer batches them into one conversion): the search itself then
+    asks for no new layer timing."""
+    calls = []
+    lm = _lm(tmp_path, calls=calls)
+    p = Pruner(resnet, importance="l1", ratio=0.0)
+    p.plan()
+    pl = PlanLatency(p, lm, block=16)
+    before = len(calls)
+    assert before == lm.measured > 0
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pl.predict({gi: int(rng.choice(c)) for gi, c in pl.cands.items()})
+    assert len(calls) == before
+    assert len(set(calls)) == len(calls)   # no cell timed twice
+
+
+def test_many_layers_convert_into_one_file_with_one_signature_each():
+    """The batched timing path: one .tflite, one signature per layer, each
+    computing what its Keras layer computes."""
+    if keras.backend.backend() != "tensorflow" or importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.skip("needs TensorFlow and ai_edge_litert")
+    from ai_edge_litert import interpreter as litert
+
+    from remotetrimmer_tf.export.litert_timing import convert_many, time_signatures
+
+    models = []
+    for filters, shape in ((8, (6, 6, 3)), (5, (4, 4, 7))):
+        inp = keras.Input(shape, batch_size=1)
+        models.append(keras.Model(inp, keras.layers.Conv2D(filters, 3, padding="same")(inp)))
+    tflite, keys = convert_many(models)
+    interp = litert.Interpreter(model_content=tflite)
+    assert sorted(interp.get_signature_list()) == sorted(keys) == ["m0", "m1"]
+    rng = np.random.default_rng(0)
+    for key, m in zip(keys, models):
+        x = rng.standard_normal((1,) + tuple(m.inputs[0].shape[1:])).astype(np.float32)
+        (out,) = interp.get_signature_runner(key)(input=x).values()
+        np.testing.assert_allclose(out, np.asarray(m(x)), atol=1e-5)
+    ms = time_signatures(tflite, keys, runs=2, rounds=1)
+    assert len(ms) == 2 and all(t > 0 for t in ms)

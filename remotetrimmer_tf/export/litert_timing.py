@@ -17,12 +17,14 @@ TensorFlow and ai_edge_litert are imported inside the functions.
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 
 import numpy as np
 
-__all__ = ["machine_key", "time_tflite", "time_model", "time_layer", "layer_model",
+__all__ = ["machine_key", "time_tflite", "time_model", "time_layer", "time_layers", "layer_model",
+           "convert_many", "time_signatures",
            "time_invoke_overhead"]
 
 
@@ -126,3 +128,112 @@ def time_invoke_overhead(threads=1, dtype="float32", rounds=5, runs=10):
     model = keras.Model(inp, keras.layers.ReLU()(inp))
     return time_tflite(_convert(model, dtype, int8_io=dtype == "int8"), threads,
                        rounds=rounds, runs=runs)
+
+
+def _endpoint(model):
+    return functools.partial(model.__call__, training=False)
+
+
+def convert_many(models, dtype="float32", *, int8_io=False, calibration=8):
+    """Convert several single-input Keras models into ONE ``.tflite`` with one
+    signature per model (keys ``"m0"``, ``"m1"``, ...): one SavedModel write and
+    one conversion instead of one per model -- what makes timing many layers
+    cheap. ``int8`` signatures are calibrated on ``calibration`` random
+    standard-normal inputs each."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    if dtype not in ("float32", "int8"):
+        raise ValueError(f"dtype must be 'float32' or 'int8', got {dtype!r}.")
+    keys = [f"m{i}" for i in range(len(models))]
+    specs = {}
+    with tempfile.TemporaryDirectory(prefix="rt_litert_many_") as tmp:
+        archive = keras.export.ExportArchive()
+        for key, m in zip(keys, models):
+            archive.track(m)
+            shape = (1,) + tuple(int(d) for d in m.inputs[0].shape[1:])
+            specs[key] = shape
+            archive.add_endpoint(key, _endpoint(m),
+                                 input_signature=[tf.TensorSpec(shape, tf.float32, name="input")])
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=keys)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if dtype == "int8":
+            rng = np.random.default_rng(0)
+
+            def gen():
+                for key in keys:
+                    for _ in range(int(calibration)):
+                        yield key, {"input": rng.standard_normal(specs[key]).astype(np.float32)}
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = gen
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        return converter.convert(), keys
+
+
+def time_signatures(tflite, keys, threads=1, warmup=5, runs=10, rounds=5):
+    """Latency (ms) of each signature of one ``.tflite``: rounds alternate
+    between the signatures; per signature the minimum over rounds of the
+    per-round median of ``runs`` invokes (load only adds time)."""
+    from ai_edge_litert import interpreter as litert
+
+    interp = litert.Interpreter(model_content=bytes(tflite), num_threads=int(threads))
+    interp.allocate_tensors()
+    rng = np.random.default_rng(0)
+    calls = {}
+    for key in keys:
+        runner = interp.get_signature_runner(key)
+        (name, detail), = runner.get_input_details().items()
+        x = rng.standard_normal(detail["shape"])
+        if detail["dtype"] != np.float32:
+            info = np.iinfo(detail["dtype"])
+            x = np.clip(np.round(x * 20), info.min, info.max)
+        runner(**{name: x.astype(detail["dtype"])})   # allocates, sets the input once
+        wrapper, index = getattr(runner, "_interpreter_wrapper", None), \
+            getattr(runner, "_subgraph_index", None)
+        if wrapper is not None and index is not None and hasattr(wrapper, "Invoke"):
+            calls[key] = functools.partial(wrapper.Invoke, index)
+        else:   # public API only: the call also resizes and sets the input
+            calls[key] = functools.partial(runner, **{name: x.astype(detail["dtype"])})
+        for _ in range(warmup):
+            calls[key]()
+    best = {k: float("inf") for k in keys}
+    for r in range(int(rounds)):
+        for key in (keys if r % 2 == 0 else keys[::-1]):
+            call, ts = calls[key], []
+            for _ in range(int(runs)):
+                t0 = time.perf_counter()
+                call()
+                ts.append(time.perf_counter() - t0)
+            best[key] = min(best[key], float(np.median(ts)))
+    return [best[k] * 1e3 for k in keys]
+
+
+def overhead_model():
+    """A one-op model (a ReLU on 1x1x8): the fixed cost of an invoke."""
+    import keras
+
+    inp = keras.Input((1, 1, 8), batch_size=1)
+    return keras.Model(inp, keras.layers.ReLU()(inp))
+
+
+def time_layers(cells, threads=1, dtype="float32", rounds=5, runs=10, chunk=48):
+    """Latency (ms) of many one-layer models ``(spec, n_in, n_out)`` at once,
+    each minus the fixed cost of an invoke measured alongside them (a one-op
+    model in the same file), never below 0. Layers are converted ``chunk`` at a
+    time into one multi-signature ``.tflite`` (int8 with int8 input/output, so
+    no quantise ops are timed)."""
+    out = []
+    for s in range(0, len(cells), int(chunk)):
+        part = cells[s:s + int(chunk)]
+        models = [overhead_model()] + [layer_model(spec, a, b) for spec, a, b in part]
+        tflite, keys = convert_many(models, dtype, int8_io=dtype == "int8")
+        ms = time_signatures(tflite, keys, threads, rounds=rounds, runs=runs)
+        out += [max(0.0, t - ms[0]) for t in ms[1:]]
+    return out
