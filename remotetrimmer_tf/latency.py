@@ -47,6 +47,7 @@ __all__ = ["LatencyModel", "PlanLatency", "solve_latency", "layer_spec", "defaul
 
 _TABLE_FORMAT = "2"   # bump when what a table cell means changes
 LOOKAHEAD = 4         # candidates one narrowing step may skip
+MAX_SWAPS = 50        # pair moves after the greedy search
 
 
 def default_cache_dir():
@@ -324,6 +325,8 @@ class PlanLatency:
 
     def add_point(self, keep, measured_ms):
         """Add a measured model (its plan ``keep``) and refit ``alpha``, ``beta``."""
+        if self._layer_memo is None:
+            self._layer_memo, self._plan_memo = {}, {}
         self.points.append((self._raw(keep), float(self.cost.params(keep)), float(measured_ms)))
         self.fit()
 
@@ -364,19 +367,36 @@ class PlanLatency:
     def _raw(self, keep):
         kept = self.cost.kept(keep)
         total = 0.0
-        for spec, cw, ii, oo in self.records:
+        memo = self._layer_memo
+        for r, (spec, cw, ii, oo) in enumerate(self.records):
             c_in, c_out = spec["full"]
             n_in = kept[ii] if ii is not None else c_in
             n_out = kept[oo] if oo is not None else c_out
-            fl = (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
-            total += self.lm.layer_predict(spec, cw, n_in, n_out, fl, self.block)
+            t = memo.get((r, n_in, n_out))
+            if t is None:   # the tables do not change during a search: one lookup per cell
+                fl = (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
+                t = memo[(r, n_in, n_out)] = self.lm.layer_predict(
+                    spec, cw, n_in, n_out, fl, self.block)
+            total += t
         return total
+
+    _layer_memo = None
+
+    def _plan_terms(self, widths):
+        """``(raw table sum, params)`` of a width plan, memoised per plan."""
+        if self._layer_memo is None:
+            self._layer_memo, self._plan_memo = {}, {}
+        key = tuple(sorted((int(g), int(n)) for g, n in widths.items()))
+        terms = self._plan_memo.get(key)
+        if terms is None:
+            keep = self.keep_of(widths)
+            terms = self._plan_memo[key] = (self._raw(keep), float(self.cost.params(keep)))
+        return terms
 
     def predict(self, widths):
         """Predicted latency (ms) of a width plan."""
-        keep = self.keep_of(widths)
-        raw = self._raw(keep)
-        return self.alpha * raw + (self.beta * self.cost.params(keep) if self.beta else 0.0)
+        raw, params = self._plan_terms(widths)
+        return self.alpha * raw + (self.beta * params if self.beta else 0.0)
 
     def build(self, widths):
         """The pruned Keras model of a width plan."""
@@ -420,10 +440,15 @@ def solve_latency(pruner, budget):
     predict = pl.predict
     objective = budget.get("objective", "importance")
 
+    macs_memo = {}
+
     def value(widths):
         """What the search keeps most of: normalised importance, or MACs."""
         if objective == "macs":
-            return float(pl.cost.macs(pl.keep_of(widths)))
+            key = tuple(sorted(widths.items()))
+            if key not in macs_memo:
+                macs_memo[key] = float(pl.cost.macs(pl.keep_of(widths)))
+            return macs_memo[key]
         return float(sum(prefix[gi][n] for gi, n in widths.items()))
     unpruned_ms = pl.unpruned_ms
     full_widths = dict(sizes)
@@ -466,10 +491,39 @@ def solve_latency(pruner, budget):
                 if best is None or score > best[0]:
                     best = (score, gi, p)
             if best is None:
-                return widths, cur
+                return swaps(widths, pos, cur, goal)
             _, gi, cur = best
             pos[gi] += 1
             widths[gi] = cands[gi][pos[gi]]
+
+    def swaps(widths, pos, cur, goal):
+        """Pair moves after the greedy: narrow one group by up to LOOKAHEAD
+        candidates and widen another while the prediction still fits, as long
+        as one raises the value (the greedy's ratio rule misses trades between
+        a cheap-per-ms and an expensive-per-ms group)."""
+        for _ in range(MAX_SWAPS):
+            base, best = value(widths), None
+            for gi in scores:
+                for k in range(max(0, pos[gi] - LOOKAHEAD), pos[gi]):
+                    w = dict(widths)
+                    w[gi] = cands[gi][k]
+                    for gj in scores:
+                        top = min(len(cands[gj]), pos[gj] + 1 + LOOKAHEAD)
+                        for kk in range(pos[gj] + 1, top) if gj != gi else ():
+                            w2 = dict(w)
+                            w2[gj] = cands[gj][kk]
+                            p = predict(w2)
+                            if p > goal:
+                                break
+                            v = value(w2)
+                            if v > base * (1 + 1e-9) and (best is None or v > best[0]):
+                                best = (v, gi, k, gj, kk, p)
+            if best is None:
+                break
+            _, gi, k, gj, kk, cur = best
+            pos[gi], pos[gj] = k, kk
+            widths[gi], widths[gj] = cands[gi][k], cands[gj][kk]
+        return widths, cur
 
     pl.target_ms = target
     narrowest = {gi: c[0] for gi, c in cands.items()}

@@ -242,3 +242,21 @@ def test_many_layers_convert_into_one_file_with_one_signature_each():
         np.testing.assert_allclose(out, np.asarray(m(x)), atol=1e-5)
     ms = time_signatures(tflite, keys, runs=2, rounds=1)
     assert len(ms) == 2 and all(t > 0 for t in ms)
+
+
+def test_pair_moves_after_the_greedy_keep_more_within_the_same_prediction(resnet, tmp_path,
+                                                                         monkeypatch):
+    """The swap phase finds trades the greedy's ratio rule misses (here: more
+    MACs within the same predicted latency) and never breaks the budget."""
+    import remotetrimmer_tf.latency as latency
+
+    target = 0.15 * fake_model(resnet)
+    got = {}
+    for swaps in (0, latency.MAX_SWAPS):
+        monkeypatch.setattr(latency, "MAX_SWAPS", swaps)
+        p = Pruner(resnet, importance="l1", target_latency_ms=target, objective="macs",
+                   latency_model=_lm(tmp_path))
+        p.plan()
+        assert p.budget_report["predicted_ms"] <= target
+        got[swaps] = p.budget_report["macs"]
+    assert got[latency.MAX_SWAPS] > got[0]

@@ -96,15 +96,23 @@ def held_out(model, lm, n_plans, seed, report):
     fitted = (report["fit"]["alpha"], report["fit"]["beta"])
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(n_plans):
-        w = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
+    near = {int(k): int(v) for k, v in report["widths"].items()}
+    plans = [("random", {gi: int(rng.choice(c)) for gi, c in pl.cands.items()})
+             for _ in range(n_plans)]
+    for _ in range(n_plans):   # near the budget: the result, each group moved 0-2 steps
+        w = {}
+        for gi, c in pl.cands.items():
+            k = c.index(near[gi]) if near.get(gi) in c else len(c) - 1
+            w[gi] = c[int(np.clip(k + rng.integers(-2, 3), 0, len(c) - 1))]
+        plans.append(("near", w))
+    for kind, w in plans:
         pl.alpha, pl.beta = first
         pred = pl.predict(w)
         pl.alpha, pl.beta = fitted
         pred_r = pl.predict(w)
         small = pl.build(w)
         meas = lm.model_ms(small)
-        out.append({"widths": widths(small), "macs": rt.count_macs(small),
+        out.append({"kind": kind, "widths": widths(small), "macs": rt.count_macs(small),
                     "predicted_ms": pred, "predicted_result_calibrated_ms": pred_r,
                     "measured_ms": meas, "error": pred / meas - 1,
                     "error_result_calibrated": pred_r / meas - 1})
@@ -118,7 +126,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tools/results/budget")
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1", help="comma-separated, e.g. 1,2")
     ap.add_argument("--dtypes", default="float32,int8")
     ap.add_argument("--params-budget", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=20)
@@ -169,11 +177,13 @@ def main(argv=None):
 
     # ---- latency budgets
     lat = []
-    for dtype in args.dtypes.split(","):
-        lm = LatencyModel("litert", args.threads, dtype, cache_dir=args.cache_dir)
+    for threads, dtype in [(int(t), d) for t in args.threads.split(",")
+                           for d in args.dtypes.split(",")]:
+        lm = LatencyModel("litert", threads, dtype, cache_dir=args.cache_dir)
         cached = bool(lm.table)
         target = lm.model_ms(published)
-        log(f"{dtype}: published ratio-0.7 latency {target:.3f} ms (the target)")
+        log(f"{dtype}, {threads} thread(s): published ratio-0.7 latency {target:.3f} ms "
+            "(the target)")
         p = rt.Pruner(base, importance="l1", target_latency_ms=target, latency_model=lm)
         t = time.perf_counter()
         small = p.prune()
@@ -184,7 +194,7 @@ def main(argv=None):
             f"({r['layer_measurements']} layer timings, cache was "
             f"{'warm' if cached else 'cold'}), widths {widths(small)}")
         # the same search again, tables from the disk cache: the time a re-run costs
-        lm2 = LatencyModel("litert", args.threads, dtype, cache_dir=args.cache_dir)
+        lm2 = LatencyModel("litert", threads, dtype, cache_dir=args.cache_dir)
         p2 = rt.Pruner(base, importance="l1", target_latency_ms=target, latency_model=lm2)
         p2.plan()
         warm = {"search_s": p2.budget_report["search_s"],
@@ -204,7 +214,7 @@ def main(argv=None):
         times = interleaved({"unpruned": base, "published_r0.7": published,
                              "macs_budget_round16": macs_model, "latency_budget": small,
                              "latency_budget_objective_macs": small_macs},
-                            args.threads, dtype, args.rounds, args.runs)
+                            threads, dtype, args.rounds, args.runs)
         full_macs = rt.count_macs(base)
         table = []
         for name, m in (("unpruned", base), ("published_r0.7", published),
@@ -218,12 +228,13 @@ def main(argv=None):
                           "speedup_over_mac_reduction": speed / (full_macs / macs)})
             log(f"  {name:22s} {times[name]:.3f} ms  MACs {macs:,}  "
                 f"speed-up/MAC-red {speed / (full_macs / macs):.2f}")
-        lat.append({"dtype": dtype, "target_ms": target, "cache_warm": cached, "rerun": warm,
+        lat.append({"dtype": dtype, "threads": threads, "target_ms": target,
+                    "cache_warm": cached, "rerun": warm,
                     "report": {k: v for k, v in r.items() if k != "cache"},
                     "report_objective_macs": {k: v for k, v in r3.items() if k != "cache"},
                     "prune_s": total, "held_out": ho, "table": table})
     payload = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-               "machine": machine_key("litert", args.threads, "-"),
+               "machine": machine_key("litert", 1, "-"),
                "machine_note": args.machine_note,
                "loadavg": os.getloadavg(), "weights": weights_note,
                "threads": args.threads, "rounds": args.rounds, "runs": args.runs,
@@ -250,7 +261,8 @@ def markdown(p):
                  f"{b['widths']} |")
     for lat in p["latency"]:
         r = lat["report"]
-        L += ["", f"## Latency budget, {lat['dtype']}", "",
+        L += ["", f"## Latency budget, {lat['dtype']}, {lat.get('threads', p['threads'])} "
+              "thread(s)", "",
               f"- Target: the measured latency of the published ratio-0.7 widths, "
               f"{lat['target_ms']:.3f} ms.",
               f"- Result: predicted {r['predicted_ms']:.3f} ms, measured (in the search) "
@@ -274,12 +286,21 @@ def markdown(p):
                   "the measured unpruned model only / as fitted in the search "
                   f"(alpha {f['alpha']:.3f}, beta {f['beta']:.3g} ms per parameter, "
                   f"{len(f['points'])} measured models):", "",
-                  "| widths | MMACs | predicted ms (unpruned-cal.) | error | predicted ms "
-                  "(search-fitted) | error | measured ms |", "|---|---|---|---|---|---|---|"]
+                  "| plans | widths | MMACs | predicted ms (unpruned-cal.) | error | predicted ms "
+                  "(search-fitted) | error | measured ms |", "|---|---|---|---|---|---|---|---|"]
             for h in lat["held_out"]:
-                L.append(f"| {h['widths']} | {h['macs'] / 1e6:.1f} | {h['predicted_ms']:.3f} | "
+                L.append(f"| {h.get('kind', 'random')} | {h['widths']} | {h['macs'] / 1e6:.1f} | "
+                         f"{h['predicted_ms']:.3f} | "
                          f"{100 * h['error']:+.1f}% | {h['predicted_result_calibrated_ms']:.3f} | "
                          f"{100 * h['error_result_calibrated']:+.1f}% | {h['measured_ms']:.3f} |")
+            L.append("")
+            for kind in ("random", "near"):
+                errs = [abs(h["error_result_calibrated"]) for h in lat["held_out"]
+                        if h.get("kind", "random") == kind]
+                if errs:
+                    L.append(f"- {kind} plans, search-fitted model: mean |error| "
+                             f"{100 * np.mean(errs):.1f}%, max {100 * max(errs):.1f}% "
+                             f"({len(errs)} plans).")
             L.append("")
         L += ["| model | widths (stem, s1..s4) | MMACs | params | ms | speed-up | "
               "MAC red. | speed-up ÷ MAC red. |", "|---|---|---|---|---|---|---|---|"]
@@ -287,7 +308,43 @@ def markdown(p):
             L.append(f"| {t['model']} | {t['widths']} | {t['macs'] / 1e6:.2f} | "
                      f"{t['params']:,} | {t['ms']:.3f} | {t['speedup']:.2f}x | "
                      f"{t['mac_reduction']:.2f} | {t['speedup_over_mac_reduction']:.2f} |")
+        rows = {t["model"]: t for t in lat["table"]}
+        pub = rows["published_r0.7"]
+        L += ["", "Against the published ratio-0.7 widths (interleaved medians of this table):", ""]
+        for name in ("latency_budget", "latency_budget_objective_macs"):
+            t = rows[name]
+            L.append(f"- {name}: {t['ms'] / pub['ms']:.2f}x its latency (no slower: "
+                     f"{t['ms'] <= pub['ms']}), {t['macs'] / pub['macs']:.2f}x its MACs "
+                     f"(>= 1.25x: {t['macs'] >= 1.25 * pub['macs']}), speed-up / MAC "
+                     f"reduction {t['speedup_over_mac_reduction']:.2f} (>= 0.95: "
+                     f"{t['speedup_over_mac_reduction'] >= 0.95}).")
     return "\n".join(L)
+
+
+def plot(p, path):
+    """Latency vs MACs of every model of every latency section (one panel each)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    secs = p["latency"]
+    fig, axes = plt.subplots(1, len(secs), figsize=(5.2 * len(secs), 4.2), squeeze=False)
+    for ax, lat in zip(axes[0], secs):
+        for t in lat["table"]:
+            ax.scatter(t["macs"] / 1e6, t["ms"], s=36)
+            ax.annotate(t["model"].replace("latency_budget", "lat").replace("_objective", ""),
+                        (t["macs"] / 1e6, t["ms"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.axhline(lat["target_ms"], ls="--", lw=0.8, color="grey")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("MMACs")
+        ax.set_ylabel("LiteRT latency, ms (batch 1)")
+        ax.set_title(f"ResNet-18 64x64, {lat['dtype']}, {lat.get('threads', 1)} thread(s)",
+                     fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
 
 
 def write(out, payload):
@@ -296,6 +353,11 @@ def write(out, payload):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     write_bytes_atomic(out + ".json", json.dumps(payload, indent=1).encode(), overwrite=True)
     write_bytes_atomic(out + ".md", (markdown(payload) + "\n").encode(), overwrite=True)
+    if payload["latency"]:
+        import io
+        buf = io.BytesIO()
+        plot(payload, buf)
+        write_bytes_atomic(out + ".png", buf.getvalue(), overwrite=True)
     log(f"wrote {out}.json and {out}.md")
 
 
