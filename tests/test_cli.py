@@ -135,6 +135,11 @@ def test_full_run_resume_and_changed_config(assets, tmp_path):
         assert 0.0 <= report["accuracy"][key] <= 1.0, key
     assert report["files"]["model.tflite"] == (wd / "model.tflite").stat().st_size
     assert set(report["timings_s"]) >= {"train", "prune", "export", "total"}
+    # the report states the precision and threads fine-tuning ran with
+    compute = report["stages"]["finetune"]["history"]["compute"]
+    assert compute["precision"] in ("float32", "mixed_bfloat16")
+    assert compute["intra_op_threads"] >= 1
+    assert f"finetune: precision {compute['precision']}" in (wd / "report.md").read_text()
     kept = json.loads((wd / "kept.json").read_text())
     assert sorted(len(v["kept"]) for v in kept.values()) == [2, 4]
     ledger = json.loads((wd / "stages.json").read_text())

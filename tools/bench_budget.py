@@ -13,7 +13,8 @@ width plans (multiples of 16) is reported too.
 
 Timing: ai_edge_litert interpreter (XNNPACK), batch 1; the final table times
 all models interleaved (``--rounds`` rounds, each model ``--runs`` invokes
-per round, rounds alternate between the models) and reports the minimum over
+per round, rounds alternate between the models, each re-warmed with 3 invokes at
+its turn) and reports the minimum over
 rounds of the per-round median: the machine is shared and noisy, and load
 only adds time. int8 models are calibrated on random standard-normal inputs
 (latency does not depend on the calibration).
@@ -73,6 +74,8 @@ def interleaved(models, threads, dtype, rounds, runs):
         order = list(runners) if i % 2 == 0 else list(runners)[::-1]
         for k in order:
             ts = []
+            for _ in range(3):   # the previous model evicted this one's weights: re-warm
+                runners[k].invoke()
             for _ in range(runs):
                 t0 = time.perf_counter()
                 runners[k].invoke()

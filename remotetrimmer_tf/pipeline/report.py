@@ -241,6 +241,23 @@ def format_table(rep):
     return "\n".join(lines)
 
 
+def compute_lines(rep):
+    """One line per training stage: the precision and threads it ran with."""
+    out = []
+    for stage in ("train", "finetune"):
+        c = ((rep.get("stages") or {}).get(stage, {}).get("history") or {}).get("compute")
+        if not c:
+            continue
+        line = (f"{stage}: precision {c['precision']} (requested {c['precision_requested']}; "
+                f"CPU bf16 flags: {', '.join(c['cpu_bf16']) or 'none'}), backend "
+                f"{c['backend']}")
+        if "intra_op_threads" in c:
+            line += (f", threads intra-op {c['intra_op_threads']} / inter-op "
+                     f"{c['inter_op_threads']} ({c['cpu_count']} CPUs)")
+        out.append(line)
+    return out
+
+
 def format_markdown(rep):
     """report.md: summary table, widths, timings, environment."""
     out = [f"# RemoteTrimmer run: {rep.get('name')}", "",
@@ -267,6 +284,9 @@ def format_markdown(rep):
                 for k, v in rep["widths"].items()]
         if rep.get("files", {}).get("widths.png") or rep.get("plot"):
             out += ["", "![widths](widths.png)"]
+    compute = compute_lines(rep)
+    if compute:
+        out += ["", "## Training compute", ""] + [f"- {line}" for line in compute]
     out += ["", "## Timings (seconds)", "", "| stage | s |", "|---|---:|"]
     out += [f"| {k} | {v} |" for k, v in rep.get("timings_s", {}).items()]
     out += ["", "## Environment", "", "```",

@@ -374,7 +374,10 @@ def _fit(run, model, section, stage, teacher=None):
     # The stage's own artifact replaces fit's resume checkpoints.
     for ckpt in logdir.glob("*.keras"):
         ckpt.unlink()
-    return _summarize_history(history)
+    from remotetrimmer_tf.training.precision import compute_setup   # the report states them
+    return dict(_summarize_history(history),
+                compute=compute_setup(recipe.get("precision", "float32"),
+                                     run.strategy() is not None))
 
 
 def _tensorboard_installed():

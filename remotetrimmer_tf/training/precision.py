@@ -24,7 +24,7 @@ import os
 
 import keras
 
-__all__ = ["PRECISIONS", "cpu_bf16_flags", "resolve_precision", "with_policy"]
+__all__ = ["PRECISIONS", "cpu_bf16_flags", "resolve_precision", "compute_setup", "with_policy"]
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -87,6 +87,32 @@ def resolve_precision(precision="auto"):
             return "mixed_bfloat16"
         return "float32"
     return precision
+
+
+def compute_setup(precision="auto", distributed=False):
+    """What a training run computes with, for reports: the resolved precision
+    (``fit``'s rule: ``"auto"`` stays float32 under a distribution strategy),
+    the CPU's bf16 flags and the backend's thread counts (TensorFlow: the
+    intra- / inter-op pools, 0 = TensorFlow's default of one per core).
+
+    Example:
+
+    ```python
+    compute_setup("auto")   # {"precision": "mixed_bfloat16", "cpu_bf16": [...], ...}
+    ```
+    """
+    resolved = resolve_precision("float32" if distributed and precision == "auto"
+                                 else precision)
+    out = {"precision": resolved, "precision_requested": precision,
+           "cpu_bf16": list(cpu_bf16_flags()), "backend": keras.backend.backend(),
+           "cpu_count": os.cpu_count()}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        inter = tf.config.threading.get_inter_op_parallelism_threads()
+        out["intra_op_threads"] = int(intra or os.cpu_count() or 0)
+        out["inter_op_threads"] = int(inter or os.cpu_count() or 0)
+    return out
 
 
 def with_policy(model, policy):
