@@ -233,8 +233,9 @@ class LatencyModel:
         if self._model_timer is not None:
             return float(self._model_timer(model))
         from remotetrimmer_tf.export.litert_timing import time_model
+        # 40 rounds spread over ~1 s: the minimum survives short bursts of load
         return time_model(model, self.threads, self.dtype, self.representative_data,
-                          runs=10, rounds=15)
+                          runs=10, rounds=40, gap_s=0.025)
 
     def overhead_ms(self):
         """The fixed cost of one invoke, subtracted from every layer timing

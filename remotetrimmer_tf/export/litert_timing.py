@@ -49,8 +49,10 @@ def machine_key(runtime="litert", threads=1, dtype="float32"):
             "threads": str(int(threads)), "dtype": dtype}
 
 
-def time_tflite(tflite, threads=1, warmup=5, runs=20, rounds=3):
-    """Latency (ms) of a ``.tflite`` (bytes or path) with batch-1 random input."""
+def time_tflite(tflite, threads=1, warmup=5, runs=20, rounds=3, gap_s=0.0):
+    """Latency (ms) of a ``.tflite`` (bytes or path) with batch-1 random input
+    (``gap_s`` seconds between rounds spread them over time, so that a burst of
+    other load on a shared machine spoils a few rounds, not the minimum)."""
     from remotetrimmer_tf.export.litert import LiteRTRunner
 
     runner = LiteRTRunner(tflite, num_threads=int(threads))
@@ -59,7 +61,9 @@ def time_tflite(tflite, threads=1, warmup=5, runs=20, rounds=3):
     for _ in range(warmup):
         runner.invoke()
     best = float("inf")
-    for _ in range(rounds):
+    for r in range(rounds):
+        if gap_s and r:
+            time.sleep(gap_s)
         ts = []
         for _ in range(runs):
             t0 = time.perf_counter()
