@@ -42,6 +42,8 @@ import numpy as np
 
 from remotetrimmer_tf.export import _io, litert
 from remotetrimmer_tf.export.litert import _check_model
+from remotetrimmer_tf.utils.batches import as_sample_array, as_xy
+from remotetrimmer_tf.utils.keras_json import map_keras_tensors
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_worker.py")
 
@@ -123,13 +125,7 @@ def qat_available(python=None):
 
 def _to_ref(obj):
     """Replace serialised keras tensors by {"__ref__": [layer, node, idx]}."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            return {"__ref__": list(obj["config"]["keras_history"])}
-        return {k: _to_ref(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_ref(o) for o in obj]
-    return obj
+    return map_keras_tensors(obj, lambda t: {"__ref__": list(t["config"]["keras_history"])})
 
 
 def _io_refs(entry):
@@ -198,43 +194,6 @@ def bridge_spec(model):
     return spec, weights
 
 
-def _as_xy(data, name, ndim, limit=None):
-    if isinstance(data, tuple) and len(data) == 2 and not hasattr(data, "element_spec"):
-        x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
-    else:
-        xs, ys, count = [], [], 0
-        for item in data:
-            if not isinstance(item, (tuple, list)) or len(item) < 2:
-                raise TypeError(f"`{name}` must yield (images, labels) batches.")
-            xb = np.asarray(item[0], np.float32)
-            yb = np.asarray(item[1])
-            if xb.ndim == ndim - 1:
-                xb, yb = xb[None], yb[None]
-            xs.append(xb)
-            ys.append(yb)
-            count += len(xb)
-            if limit is not None and count >= limit:
-                break
-        if not xs:
-            raise ValueError(f"`{name}` yielded no samples.")
-        x, y = np.concatenate(xs), np.concatenate(ys)
-    if y.ndim == 2:  # one-hot
-        y = np.argmax(y, axis=-1)
-    y = y.astype(np.int32).reshape(-1)
-    if len(x) != len(y):
-        raise ValueError(f"`{name}`: {len(x)} images but {len(y)} labels.")
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y
-
-
-def _infer_from_logits(model):
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    name = getattr(act, "__name__", str(act))
-    return "softmax" not in name
-
-
 def run_tfmot_job(
     model,
     mode,
@@ -267,10 +226,11 @@ def run_tfmot_job(
     if not ok:
         raise ImportError(f"tfmot is not available: {reason}")
     if from_logits is None:
-        from_logits = _infer_from_logits(model)
+        from remotetrimmer_tf.utils.keras_models import infer_from_logits
+        from_logits = infer_from_logits(model)
     ndim = len(shape)
     if train_data is not None:
-        x, y = _as_xy(train_data, "train_data", ndim, limit=max_train_samples)
+        x, y = as_xy(train_data, name="train_data", ndim=ndim, limit=max_train_samples)
         if x.shape[1:] != tuple(shape[1:]):
             raise ValueError(
                 f"`train_data` images have shape {x.shape[1:]}, the model "
@@ -280,7 +240,7 @@ def run_tfmot_job(
         x = np.zeros((0,) + tuple(shape[1:]), np.float32)
         y = np.zeros((0,), np.int32)
     if representative_data is not None:
-        calib = _io.as_sample_array(
+        calib = as_sample_array(
             representative_data,
             limit=num_calibration,
             name="representative_data",
@@ -352,25 +312,6 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
-
-
-def write_checked(model, path, data, *, quantize, int8_io, check_data,
-                  num_check, min_top1_agreement, overwrite, extra=None):
-    """Write ``data`` atomically to ``path`` after a top-1 parity check on
-    ``check_data`` (if given) against ``model``; see `litert.write_checked`."""
-    x = None
-    if check_data is not None:
-        x = _io.as_sample_array(
-            check_data, limit=num_check, name="check_data",
-            ndim=len(model.inputs[0].shape),
-        )
-    result = litert.write_checked(
-        model, path, data, quantize=quantize, int8_io=int8_io, x=x,
-        source="check_data", atol=None, min_top1_agreement=min_top1_agreement,
-        overwrite=overwrite,
-    )
-    result.extra = extra
-    return result
 
 
 def qat_to_litert(
@@ -457,7 +398,7 @@ def qat_to_litert(
         seed=seed,
         verbose=verbose,
     )
-    return write_checked(
+    return litert.write_checked(
         model,
         path,
         data,
@@ -465,6 +406,7 @@ def qat_to_litert(
         int8_io=int8_io,
         check_data=check_data,
         num_check=num_check,
+        atol=None,  # int8: only the top-1 agreement bound applies
         min_top1_agreement=min_top1_agreement,
         overwrite=overwrite,
         extra=info,

@@ -19,6 +19,7 @@ import pathlib
 import sys
 import time
 
+from remotetrimmer_tf import choices as choices_lib
 from remotetrimmer_tf.pipeline.stages import STAGES
 from remotetrimmer_tf.pipeline.workdir import (PipelineError, Workdir,
                                                file_digest, new_run_dir)
@@ -28,15 +29,16 @@ __all__ = ["PipelineError", "Workdir", "run_pipeline", "validate_config",
            "resolve_workdir"]
 
 
-# data.name and model.arch are checked by user_data / user_model (issue 13).
-_CHOICES = {
-    "prune.importance": ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random"),
-    "prune.scope": ("local", "global"),
-    "prune.round_mode": ("up", "down", "nearest"),
-    "prune.reduction": ("mean", "max", "sum", "prod", "first"),
-    "evaluate.split": ("test", "val", "train"),
-}
-_QUANTIZE = ("none", "float16", "dynamic", "int8")
+# data.name and model.arch are checked by user_data / user_model (issue 13);
+# the choices of every other field come from `remotetrimmer_tf.choices`.
+def _choices():
+    return {
+        "prune.importance": choices_lib.importances(),
+        "prune.scope": choices_lib.SCOPES,
+        "prune.round_mode": choices_lib.ROUND_MODES,
+        "prune.reduction": choices_lib.reductions(),
+        "evaluate.split": choices_lib.EVAL_SPLITS,
+    }
 
 
 def config_dir():
@@ -133,7 +135,7 @@ def validate_config(cfg, init_model=None):
     user_data.check_name(cfg)
     user_model.check_config(cfg, init_model)
     # --- end issue 13
-    for path, choices in _CHOICES.items():
+    for path, choices in _choices().items():
         value = _get(cfg, path)
         if value not in choices:
             raise _bad(path, value, f"is not one of {', '.join(choices)}; "
@@ -181,9 +183,9 @@ def validate_config(cfg, init_model=None):
             raise _bad(f"{section}.steps_per_epoch", steps,
                        "must be a positive integer or None (whole split)")
     for q in cfg.export.quantize:
-        if q not in _QUANTIZE:
+        if q not in choices_lib.QUANTIZE:
             raise _bad("export.quantize", q, f"is not one of "
-                       f"{', '.join(_QUANTIZE)}; repeat the flag for several")
+                       f"{', '.join(choices_lib.QUANTIZE)}; repeat the flag for several")
     # (cap on a model without SE gates inserts and trains gates: issue 13)
     for path in ("data.skip_bad_files", "deterministic"):
         try:
