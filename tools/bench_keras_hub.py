@@ -51,7 +51,7 @@ def _rel_err(a, b):
 
 def check(model, x, ratio=0.5):
     """One row: prune ``model`` with l1 at ``ratio`` and check it."""
-    row = {"params": rt.count_params(model), "macs": rt.count_macs(model)}
+    row = {"params": rt.count_params(model, trainable_only=True), "macs": rt.count_macs(model)}
     t0 = time.perf_counter()
     pruner = rt.Pruner(model, importance="l1", ratio=ratio)
     small = pruner.prune()
@@ -61,7 +61,7 @@ def check(model, x, ratio=0.5):
     row["groups"] = len(graph.groups)
     row["prunable"] = sum(g.prunable for g in graph.groups)
     row["pruned_groups"] = len(keep)
-    row["params_after"] = rt.count_params(small)
+    row["params_after"] = rt.count_params(small, trainable_only=True)
     row["macs_after"] = rt.count_macs(small)
     ref = _out(model, x)
     row["noop_err"] = _rel_err(ref, _out(rt.prune_channels(model, {}, graph=graph), x))

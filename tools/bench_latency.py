@@ -155,7 +155,7 @@ def build_variants(args, data):
                              "finetune": hist})
     for v in variants:
         v["macs"] = int(rt.count_macs(v["model"]))
-        v["params"] = int(rt.count_params(v["model"]))
+        v["params"] = int(rt.count_params(v["model"], trainable_only=True))
         v["widths"] = [int(l.filters) for l in v["model"].layers
                        if l.__class__.__name__ == "Conv2D"
                        and not l.name.endswith("down_conv")][::4]

@@ -100,7 +100,7 @@ def main(argv=None):
         bl.log(f"{tag}: {rows[-1]}")
     payload = {
         "command": command, "start": start, "model": args.model, "ratio": args.ratio,
-        "round_to": args.round_to, "params": int(rt.count_params(model)),
+        "round_to": args.round_to, "params": int(rt.count_params(model, trainable_only=True)),
         "macs": int(rt.count_macs(model)), "train_images": args.train_images,
         "epochs": args.epochs, "history": hist,
         "keras_accuracy": bl.accuracy(ref, y_test), "rows": rows,

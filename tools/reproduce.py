@@ -211,8 +211,9 @@ def run_job(args, name):
                          init_model=_trained_model(args, crit, seed))
         folded = keras.saving.load_model(os.path.join(folder, "model_folded.keras"))
         pruned = keras.saving.load_model(os.path.join(folder, "model_pruned.keras"))
-        result.update(params=rt.count_params(pruned), macs=rt.count_macs(pruned),
-                      params_unpruned=rt.count_params(folded),
+        result.update(params=rt.count_params(pruned, trainable_only=True),
+                      macs=rt.count_macs(pruned),
+                      params_unpruned=rt.count_params(folded, trainable_only=True),
                       macs_unpruned=rt.count_macs(folded),
                       accuracy_pruned=_metric(wd, "prune"),
                       accuracy_recalibrated=(_metric(wd, "recalibrate")
@@ -229,7 +230,8 @@ def run_job(args, name):
         wd = _run_stages(args, name, cfg, "finetune", init_model=_trained_model(args, crit, seed))
         model = keras.saving.load_model(os.path.join(folder, "model_finetuned.keras"))
         result.update(epochs=cfg.finetune.epochs, accuracy=_metric(wd, "finetune"),
-                      params=rt.count_params(model), train_history=_last_values(wd, "finetune"))
+                      params=rt.count_params(model, trainable_only=True),
+                      train_history=_last_values(wd, "finetune"))
         if cfg.finetune.distill_weight > 0:
             result["distill"] = {"teacher": _parent_job(crit, seed),
                                  "weight": args.distill_weight,

@@ -228,6 +228,38 @@ def run_tfmot_job(
     if from_logits is None:
         from remotetrimmer_tf.utils.keras_models import infer_from_logits
         from_logits = infer_from_logits(model)
+    x, y, calib = _job_data(shape, train_data, representative_data, quantize,
+                            max_train_samples, num_calibration)
+    ref_x = calib[:8] if len(calib) else (
+        np.random.default_rng(seed).standard_normal((4,) + tuple(shape[1:]))
+    ).astype(np.float32)
+    ref_y = np.asarray(model(ref_x, training=False), np.float32)
+    spec, weights = bridge_spec(model)
+    job = {
+        "mode": mode,
+        "spec": spec,
+        "quantize": quantize,
+        "int8_io": bool(int8_io),
+        "sparsity": sparsity,
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "momentum": float(momentum),
+        "from_logits": bool(from_logits),
+        "bridge_atol": float(bridge_atol),
+        "seed": int(seed),
+    }
+    arrays = {"weights": weights, "train": {"x": x, "y": y}, "calib": {"x": calib},
+              "ref": {"x": ref_x, "y": ref_y}}
+    data, info = _run_worker(job, arrays, python, timeout, verbose)
+    info["from_logits"] = bool(from_logits)
+    info["num_train_samples"] = int(len(x))
+    return data, info
+
+
+def _job_data(shape, train_data, representative_data, quantize, max_train_samples,
+              num_calibration):
+    """(x, y, calib) numpy arrays of a tfmot job, checked against ``shape``."""
     ndim = len(shape)
     if train_data is not None:
         x, y = as_xy(train_data, name="train_data", ndim=ndim, limit=max_train_samples)
@@ -254,32 +286,17 @@ def run_tfmot_job(
         )
     else:
         calib = np.zeros((0,) + tuple(shape[1:]), np.float32)
-    ref_x = calib[:8] if len(calib) else (
-        np.random.default_rng(seed).standard_normal((4,) + tuple(shape[1:]))
-    ).astype(np.float32)
-    ref_y = np.asarray(model(ref_x, training=False), np.float32)
-    spec, weights = bridge_spec(model)
-    job = {
-        "mode": mode,
-        "spec": spec,
-        "quantize": quantize,
-        "int8_io": bool(int8_io),
-        "sparsity": sparsity,
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "learning_rate": float(learning_rate),
-        "momentum": float(momentum),
-        "from_logits": bool(from_logits),
-        "bridge_atol": float(bridge_atol),
-        "seed": int(seed),
-    }
+    return x, y, calib
+
+
+def _run_worker(job, arrays, python, timeout, verbose):
+    """Run ``_tfmot_worker.py`` on ``job`` + ``arrays`` (``{name: {key: array}}``,
+    saved as ``<name>.npz``) in a temporary folder; (tflite bytes, result)."""
     with tempfile.TemporaryDirectory(prefix="rt_tfmot_") as work:
         with open(os.path.join(work, "job.json"), "w") as f:
             json.dump(job, f, default=_json_default)
-        np.savez(os.path.join(work, "weights.npz"), **weights)
-        np.savez(os.path.join(work, "train.npz"), x=x, y=y)
-        np.savez(os.path.join(work, "calib.npz"), x=calib)
-        np.savez(os.path.join(work, "ref.npz"), x=ref_x, y=ref_y)
+        for name, content in arrays.items():
+            np.savez(os.path.join(work, f"{name}.npz"), **content)
         env = dict(os.environ)
         env["TF_USE_LEGACY_KERAS"] = "1"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -294,15 +311,13 @@ def run_tfmot_job(
         if proc.returncode != 0:
             tail = (proc.stderr or "")[-2000:] if not verbose else ""
             raise RuntimeError(
-                f"tfmot worker ({mode}) failed with exit code "
+                f"tfmot worker ({job['mode']}) failed with exit code "
                 f"{proc.returncode}:\n{tail}"
             )
         with open(os.path.join(work, "result.json")) as f:
             info = json.load(f)
         with open(os.path.join(work, "model.tflite"), "rb") as f:
             data = f.read()
-    info["from_logits"] = bool(from_logits)
-    info["num_train_samples"] = int(len(x))
     return data, info
 
 

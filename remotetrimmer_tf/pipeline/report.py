@@ -38,7 +38,7 @@ def model_stats(model, path):
     return {
         "file": os.path.basename(path),
         "file_bytes": os.path.getsize(path),
-        "params": int(count_params(model)),
+        "params": int(count_params(model, trainable_only=True)),
         "params_total": int(count_params(model, trainable_only=False)),
         "macs": int(count_macs(model)),
     }
