@@ -7,7 +7,7 @@ labels ``y`` and ``K`` classes, every sample gets
     loss = r1 * exp(d + d**2) + r2 * CE(z, y)
 
 and the batch loss is the mean over samples, i.e.
-``AML = r1 * mean_batch(exp(d + d^2)) + r2 * mean_batch(CE)`` (METHOD.md §2).
+``AML = r1 * mean_batch(exp(d + d^2)) + r2 * mean_batch(CE)`` (../shared/METHOD.md §2).
 Cross-entropy uses a numerically stable log-softmax (``z - logsumexp(z)``), so
 logits of ``±1e4`` give finite values and gradients.
 

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import keras_hub_zoo as zoo  # noqa: E402
 import remotetrimmer_tf as rt  # noqa: E402
+from remotetrimmer_tf.utils.provenance import git_commit  # noqa: E402
 from remotetrimmer_tf.graph import DependencyGraph, silence_dropped  # noqa: E402
 
 TOL = 1e-4
@@ -115,6 +116,8 @@ def to_markdown(rows, command):
         "",
         f"Command: `{command}`",
         "",
+        f"Commit: `{git_commit()}`",
+        "",
         f"keras-hub {_version('keras_hub')}, Keras {keras.__version__}, backend "
         f"{keras.backend.backend()}. Small configs built offline (`tools/keras_hub_zoo.py`), "
         "random weights, 64×64 inputs; `Pruner(importance='l1', ratio=0.5)`.",
@@ -161,7 +164,7 @@ def main(argv=None):
         f" --models '{args.models}'" if args.models else "") + f" --out {args.out}"
     from remotetrimmer_tf.export._io import write_bytes_atomic
     write_bytes_atomic(args.out + ".json", json.dumps(
-        {"command": command, "rows": rows}, indent=1, default=str).encode(),
+        {"command": command, "commit": git_commit(), "rows": rows}, indent=1, default=str).encode(),
         overwrite=True)
     write_bytes_atomic(args.out + ".md", to_markdown(rows, command).encode(),
                        overwrite=True)

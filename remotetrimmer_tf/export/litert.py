@@ -90,8 +90,11 @@ class LiteRTRunner:
             used instead of the default XNNPACK delegate.
 
     Example:
-        >>> runner = LiteRTRunner("model.tflite", num_threads=1)
-        >>> logits = runner(images)          # float32 (N, classes)
+
+        ```python
+        runner = LiteRTRunner("model.tflite", num_threads=1)
+        logits = runner(images)          # float32 (N, classes)
+        ```
     """
 
     def __init__(self, model, num_threads=None, use_xnnpack=True):
@@ -211,7 +214,10 @@ def run_litert(model, x, num_threads=None, batch_size=32):
         batch_size: chunk size for the interpreter.
 
     Example:
-        >>> logits = run_litert("resnet18.tflite", images, num_threads=2)
+
+        ```python
+        logits = run_litert("resnet18.tflite", images, num_threads=2)
+        ```
     """
     return LiteRTRunner(model, num_threads=num_threads)(x, batch_size=batch_size)
 
@@ -358,7 +364,10 @@ def check_parity(model, tflite, x, *, num_threads=None):
         ``{"max_abs_diff": float, "top1_agreement": float, "num_checked": int}``.
 
     Example:
-        >>> check_parity(model, "m.tflite", images)["top1_agreement"]
+
+        ```python
+        check_parity(model, "m.tflite", images)["top1_agreement"]
+        ```
     """
     x = np.asarray(x, dtype=np.float32)
     ref = _keras_predict(model, x)
@@ -435,14 +444,14 @@ def to_litert(
         ParityError: the export does not reproduce Keras (see ``atol``).
 
     Example:
-        >>> res = to_litert(model, "m.tflite")                   # float32
-        >>> res.max_abs_diff < 1e-4
-        True
-        >>> res8 = to_litert(model, "m8.tflite", "int8",
-        ...                  representative_data=x_train[:200],
-        ...                  check_data=x_test[:1000])
-        >>> res8.top1_agreement
-        0.995
+
+        ```python
+        res = to_litert(model, "m.tflite")   # float32; ParityError beyond atol
+        res8 = to_litert(model, "m8.tflite", "int8",
+                         representative_data=x_train[:200],
+                         check_data=x_test[:1000])
+        print(res8.top1_agreement)   # share of check images with Keras' top-1
+        ```
     """
     path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
     shape = _check_model(model)

@@ -389,10 +389,13 @@ def qat_to_litert(
         RuntimeError: the worker failed.
 
     Example:
-        >>> res = qat_to_litert(pruned, "pruned_qat_int8.tflite",
-        ...                     (x_train, y_train), check_data=x_test,
-        ...                     python="/opt/qatenv/bin/python")
-        >>> res.top1_agreement, res.extra["history"]["accuracy"]
+
+        ```python
+        res = qat_to_litert(pruned, "pruned_qat_int8.tflite",
+                            (x_train, y_train), check_data=x_test,
+                            python="/opt/qatenv/bin/python")
+        res.top1_agreement, res.extra["history"]["accuracy"]
+        ```
     """
     path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
     data, info = run_tfmot_job(

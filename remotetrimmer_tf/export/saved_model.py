@@ -81,8 +81,11 @@ def to_saved_model(
         :class:`SavedModelExport`.
 
     Example:
-        >>> res = to_saved_model(model, "serving/resnet18/1")
-        >>> # tensorflow_model_server --model_base_path=serving/resnet18
+
+        ```python
+        res = to_saved_model(model, "serving/resnet18/1")
+        # tensorflow_model_server --model_base_path=serving/resnet18
+        ```
     """
     import keras
     import tensorflow as tf

@@ -12,7 +12,9 @@ Example:
 >>> infer_from_logits(m)
 True
 """
-import keras
+# Keras is imported inside the functions: importing this module must not be
+# what first imports Keras (the package registers its Keras classes right
+# after that import, and those modules import this one).
 
 __all__ = ["copy_weights", "clone_with_weights", "custom_objects", "infer_from_logits"]
 
@@ -24,6 +26,8 @@ def copy_weights(dst_model, src_model):
     Raises:
         ValueError: the models have different weights (count or shapes).
     """
+    import keras
+
     dst_w, src_w = dst_model.weights, src_model.weights
     if len(dst_w) != len(src_w) or any(tuple(a.shape) != tuple(b.shape)
                                        for a, b in zip(dst_w, src_w)):
@@ -45,6 +49,8 @@ def clone_with_weights(model, what="clone_with_weights"):
         ValueError: the clone's weights differ (e.g. a subclassed model
             without ``get_config``).
     """
+    import keras
+
     clone = keras.models.clone_model(model)
     try:
         copy_weights(clone, model)
@@ -78,13 +84,16 @@ def custom_objects(model, out=None):
     Example:
 
     >>> import keras
-    >>> class Twice(keras.layers.Layer):
+    >>> @keras.saving.register_keras_serializable(package="docs")
+    ... class Twice(keras.layers.Layer):
     ...     def call(self, x):
     ...         return 2 * x
     >>> m = keras.Sequential([keras.Input((3,)), Twice(), keras.layers.Dense(2)])
     >>> sorted(custom_objects(m))
-    ['Custom>Twice', 'Twice']
+    ['Twice', 'docs>Twice']
     """
+    import keras
+
     out = {} if out is None else out
     stack = list(getattr(model, "operations", None) or getattr(model, "layers", []))
     while stack:
@@ -127,6 +136,8 @@ def infer_from_logits(model):
     ...                                     keras.layers.Softmax()]))
     False
     """
+    import keras
+
     layers = getattr(model, "layers", None)
     if not layers:
         return True
