@@ -231,10 +231,9 @@ def _without_optimizer(model):
     model; the model itself if it was never compiled or cannot be rebuilt."""
     if getattr(model, "optimizer", None) is None:
         return model
+    from remotetrimmer_tf.utils.keras_models import clone_with_weights
     try:
-        fresh = model.__class__.from_config(model.get_config())
-        fresh.set_weights(model.get_weights())
-        return fresh
+        return clone_with_weights(model)
     except Exception:  # noqa: BLE001 - subclassed models: keep the state
         return model
 
