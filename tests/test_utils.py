@@ -1,6 +1,5 @@
 """The shared bottom helpers (remotetrimmer_tf.utils) and the lists of choices."""
 import ast
-import os
 import pathlib
 
 import keras
