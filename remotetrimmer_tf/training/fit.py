@@ -436,7 +436,6 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
     # strategy (untested with the bf16 clone) it stays float32
     policy = resolve_precision("float32" if distributed and recipe.precision == "auto"
                                else recipe.precision)
-    jit = _resolve_jit(jit_compile)
     with strategy_scope(strategy):
         inner, keeper = _fit_models(model, policy, strategy)
         augment = make_augment(recipe.augment, seed=int(recipe.seed))
@@ -446,6 +445,7 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
             # step on a 2-core CPU, in tf.data next to nothing).
             train_data = _augment_dataset(train_data, augment)
             augment = None
+        jit = _resolve_jit(jit_compile)
         trainer, optimizer, loss = _compiled_trainer(
             inner, keeper, augment, recipe, spe, from_logits, teacher, policy, strategy, jit)
         initial_epoch, all_callbacks = _fit_callbacks(
