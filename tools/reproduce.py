@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 from remotetrimmer_tf.choices import ROUND_MODES  # keras-free
-from remotetrimmer_tf.utils.files import write_text_atomic
+from remotetrimmer_tf.utils.files import atomic_path, write_json_atomic, write_text_atomic
 from remotetrimmer_tf.utils.provenance import git_commit
 
 ROWS_DEFAULT = "cap+aml,cap+ce,slim+aml,slim+ce,l1+ce,random+ce"
@@ -106,7 +106,6 @@ def _paths(args, name):
 
 
 def _write_json(path, obj):
-    from remotetrimmer_tf.utils.files import write_json_atomic
     write_json_atomic(path, obj)
 
 
@@ -225,8 +224,9 @@ def run_job(args, name):
         cfg = _config(args, seed, crit=crit, ratio=float(ratio_s[1:]), loss=loss_tag)
         prune_dir = _paths(args, f"prune-{crit}-{ratio_s}-s{seed}")[1]
         if not os.path.exists(folder):   # the pruned run, branched for this loss
-            shutil.copytree(prune_dir, folder,
-                            ignore=shutil.ignore_patterns(".lock", "logs", "superseded"))
+            with atomic_path(folder) as tmp:
+                shutil.copytree(prune_dir, tmp,
+                                ignore=shutil.ignore_patterns(".lock", "logs", "superseded"))
         wd = _run_stages(args, name, cfg, "finetune", init_model=_trained_model(args, crit, seed))
         model = keras.saving.load_model(os.path.join(folder, "model_finetuned.keras"))
         result.update(epochs=cfg.finetune.epochs, accuracy=_metric(wd, "finetune"),
