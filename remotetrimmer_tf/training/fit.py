@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from remotetrimmer_tf.losses import AdaptiveMiningLoss
+from remotetrimmer_tf import losses as losses_lib   # a module: no circle at import
 from remotetrimmer_tf.training import callbacks as cbs
 from remotetrimmer_tf.training import recipes as recipes_lib
 from remotetrimmer_tf.training.augment import make_augment
@@ -107,13 +107,15 @@ def _loss_of(recipe, from_logits):
     """:func:`make_loss` of an already resolved recipe."""
     smoothing = float(recipe.label_smoothing)
     if recipe.loss == "aml":
-        return AdaptiveMiningLoss(r1=float(recipe.aml_r1), r2=float(recipe.aml_r2),
-                                  from_logits=from_logits, label_smoothing=smoothing)
+        return losses_lib.AdaptiveMiningLoss(r1=float(recipe.aml_r1),
+                                             r2=float(recipe.aml_r2),
+                                             from_logits=from_logits,
+                                             label_smoothing=smoothing)
     if smoothing == 0.0:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     # Sparse CE with smoothing = AML with only the cross-entropy term.
-    return AdaptiveMiningLoss(r1=0.0, r2=1.0, from_logits=from_logits,
-                              label_smoothing=smoothing, name="cross_entropy")
+    return losses_lib.AdaptiveMiningLoss(r1=0.0, r2=1.0, from_logits=from_logits,
+                                         label_smoothing=smoothing, name="cross_entropy")
 
 
 def make_optimizer(recipe, steps_per_epoch, model=None):
