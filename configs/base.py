@@ -28,12 +28,15 @@ import sys
 
 from ml_collections import config_dict
 
+from remotetrimmer_tf import choices
+
 ARCHS = ("resnet18", "vgg16_bn")   # experiment() presets; model.arch takes more
 DATASETS = ("eurosat", "uc_merced")
-IMPORTANCES = ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random")
-REDUCTIONS = ("mean", "max", "sum", "prod", "first")
-SCOPES = ("local", "global")
-QUANTIZE = ("none", "float16", "dynamic", "int8")
+# The choices of the options live in remotetrimmer_tf.choices (keras-free).
+IMPORTANCES = choices.BUILTIN_IMPORTANCES
+REDUCTIONS = choices.REDUCTIONS
+SCOPES = choices.SCOPES
+QUANTIZE = choices.QUANTIZE
 RECIPES = ("published", "modern")
 
 # Input size of the published experiments (EuroSAT is natively 64x64; UC Merced

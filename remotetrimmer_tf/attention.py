@@ -25,68 +25,7 @@ _KT = "__keras_tensor__"
 
 
 # --------------------------------------------------------------------------- data
-def _is_array(a):
-    return hasattr(a, "shape") and hasattr(a, "dtype") and len(getattr(a, "shape", ())) >= 1
-
-
-def iterate_batches(data, steps=None, batch_size=64, labels=False):
-    """Yield numpy batches from the data forms the core accepts.
-
-    Accepted: a ``tf.data.Dataset`` (or anything with ``as_numpy_iterator``)
-    yielding ``x`` or ``(x, y[, w])``; a numpy array ``x`` or a tuple
-    ``(x, y[, w])`` of arrays (cut into ``batch_size`` batches); any other
-    iterable of such batches (e.g. a list or a generator).
-
-    Args:
-        data: The data, in one of the forms above.
-        steps: Stop after this many batches (``None``: all of them).
-        batch_size: Batch size used to cut whole arrays.
-        labels: Yield ``(x, y)`` instead of ``x``; the data must carry labels.
-
-    Yields:
-        ``x`` (numpy) or ``(x, y)``.
-    """
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps must be None or a positive int, got {steps!r}.")
-    if data is None:
-        raise ValueError("data is None: pass a tf.data.Dataset, numpy batches or (x, y) arrays.")
-    if isinstance(data, dict):
-        raise TypeError("dict inputs are not supported; pass x or (x, y) batches.")
-    if hasattr(data, "as_numpy_iterator"):
-        source = data.as_numpy_iterator()
-    elif _is_array(data) or (isinstance(data, tuple) and 2 <= len(data) <= 3
-                             and all(_is_array(a) for a in data)
-                             and len({len(a) for a in data}) == 1):
-        arrays = data if isinstance(data, tuple) else (data,)
-        n = len(arrays[0])
-        source = (tuple(a[i:i + batch_size] for a in arrays) if len(arrays) > 1
-                  else arrays[0][i:i + batch_size]
-                  for i in range(0, n, batch_size))
-    else:
-        try:
-            source = iter(data)
-        except TypeError:
-            raise TypeError(
-                f"Cannot iterate data of type {type(data).__name__}: pass a "
-                "tf.data.Dataset, a numpy array, (x, y) arrays or an iterable "
-                "of batches.") from None
-    for i, batch in enumerate(source):
-        if steps is not None and i >= steps:
-            break
-        if isinstance(batch, (tuple, list)):
-            if not batch:
-                raise ValueError("data yielded an empty batch tuple.")
-            x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-        else:
-            x, y = batch, None
-        x = np.asarray(x)
-        if labels:
-            if y is None:
-                raise ValueError(
-                    "This step needs labelled data: batches of (x, y), got x only.")
-            yield x, np.asarray(y)
-        else:
-            yield x
+from remotetrimmer_tf.utils.batches import iterate_batches  # noqa: E402,F401 - issue 18: the one adapter
 
 
 # -------------------------------------------------------------- attention stats

@@ -7,7 +7,7 @@ labels ``y`` and ``K`` classes, every sample gets
     loss = r1 * exp(d + d**2) + r2 * CE(z, y)
 
 and the batch loss is the mean over samples, i.e.
-``AML = r1 * mean_batch(exp(d + d^2)) + r2 * mean_batch(CE)`` (METHOD.md §2).
+``AML = r1 * mean_batch(exp(d + d^2)) + r2 * mean_batch(CE)`` (../shared/METHOD.md §2).
 Cross-entropy uses a numerically stable log-softmax (``z - logsumexp(z)``), so
 logits of ``±1e4`` give finite values and gradients.
 
@@ -20,6 +20,8 @@ classes as soon as Keras is imported), a compiled model reloads with a plain
 ``TypeError`` (it cannot locate the loss); ``load_model(path, compile=False)``
 still loads the architecture and weights.
 """
+import warnings
+
 import keras
 from keras import ops
 
@@ -39,7 +41,11 @@ class AdaptiveMiningLoss(keras.losses.Loss):
         r1: weight of the mining term ``exp(d + d^2)``; ``>= 0``.
         r2: weight of the cross-entropy term; ``>= 0``.
         from_logits: ``True`` if predictions are logits (softmax applied
-            here), ``False`` if they are already probabilities.
+            here), ``False`` if they are already probabilities. Pass it
+            explicitly: left out, it is ``True`` as before, with a
+            ``DeprecationWarning`` (Keras losses default to ``False``; the
+            keyword will become required). Saved models and configs carry
+            the value, so they load unchanged and silently.
         label_smoothing: in ``[0, 1)``; smooths the targets of the
             cross-entropy term only (the mining distance ``d`` always uses the
             hard labels). 0 reproduces the paper.
@@ -60,7 +66,7 @@ class AdaptiveMiningLoss(keras.losses.Loss):
     ```
     """
 
-    def __init__(self, r1=1.0, r2=1.0, from_logits=True, label_smoothing=0.0,
+    def __init__(self, r1=1.0, r2=1.0, from_logits=None, label_smoothing=0.0,
                  reduction="sum_over_batch_size", name="adaptive_mining_loss",
                  dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -76,6 +82,12 @@ class AdaptiveMiningLoss(keras.losses.Loss):
                              f"[0, 1), got {label_smoothing}.")
         self.r1 = float(r1)
         self.r2 = float(r2)
+        if from_logits is None:
+            warnings.warn(
+                "AdaptiveMiningLoss: from_logits defaults to True (logits), unlike "
+                "Keras losses (False); pass from_logits=True (or False) explicitly: "
+                "the keyword will become required.", DeprecationWarning, stacklevel=2)
+            from_logits = True
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
 

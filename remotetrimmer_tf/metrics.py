@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 
@@ -113,13 +114,30 @@ def layer_calls(fn, prefix=""):
             yield op, prefix + op.name, tuple(ins[0].shape), tuple(node.outputs[0].shape)
 
 
-def count_params(model, trainable_only: bool = True) -> int:
-    """Number of parameters (trainable only by default).
+def count_params(model, trainable_only=None) -> int:
+    """Number of parameters: trainable ones with ``trainable_only=True``
+    (what pruning reduces and ``target_params`` budgets), all weights
+    (``keras.Model.count_params()``, BN moving statistics included) with
+    ``False``.
+
+    Pass ``trainable_only`` explicitly: without it, trainable weights are
+    counted as before, with a ``DeprecationWarning`` (Keras' namesake counts
+    all weights; the keyword will become required).
 
     Example:
         >>> inp = keras.Input((4,))
-        >>> count_params(keras.Model(inp, keras.layers.Dense(2)(inp)))
-        10
+        >>> m = keras.Model(inp, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inp)))
+        >>> count_params(m, trainable_only=True), count_params(m, trainable_only=False)
+        (14, 18)
+        >>> m.count_params()
+        18
     """
+    if trainable_only is None:
+        warnings.warn(
+            "count_params(model) counts trainable weights only, unlike "
+            "keras.Model.count_params() (all weights); pass trainable_only=True "
+            "(or False) explicitly: the keyword will become required.",
+            DeprecationWarning, stacklevel=2)
+        trainable_only = True
     ws = model.trainable_weights if trainable_only else model.weights
     return int(sum(math.prod(w.shape) for w in ws))

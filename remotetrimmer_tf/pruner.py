@@ -16,7 +16,7 @@ from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
 __all__ = ["Pruner"]
 
 
-ROUND_MODES = ("up", "down", "nearest")
+from remotetrimmer_tf.choices import ROUND_MODES  # noqa: E402 - the one list (issue 18)
 
 
 def _round_width(n, size, round_to, mode="up", floor=1):

@@ -1,4 +1,4 @@
-"""AdaptiveMiningLoss: formula (METHOD.md §2), gradients, serialization."""
+"""AdaptiveMiningLoss: formula (../shared/METHOD.md §2), gradients, serialization."""
 import os
 import subprocess
 import sys
@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def reference_aml(logits, labels, r1=1.0, r2=1.0, from_logits=True):
-    """METHOD.md §2 in float64 numpy; labels sparse (B,) or one-hot (B, K)."""
+    """../shared/METHOD.md §2 in float64 numpy; labels sparse (B,) or one-hot (B, K)."""
     z = np.asarray(logits, np.float64)
     k = z.shape[-1]
     y = np.eye(k)[labels] if np.ndim(labels) == 1 else np.asarray(labels, np.float64)

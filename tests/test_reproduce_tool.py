@@ -88,3 +88,25 @@ def test_resummarize_keeps_the_command_clean(tmp_path):
     report = json.loads((tmp_path / "results.json").read_text())
     assert "--summarize" not in report["command"] and report["wall_seconds"] is None
     assert "not recorded" in (tmp_path / "results.md").read_text()
+
+
+def test_jobs_are_valid_pipeline_configs(tmp_path):
+    """Every job runs pipeline stages: its config passes the CLI's checks and
+    carries the row (criterion, ratio, loss, KD) and the tool's recipe."""
+    from remotetrimmer_tf.pipeline import validate_config
+    args = _parse(["--out", str(tmp_path), "--rows", "cap+aml+kd,l1+ce", "--ratios", "0.5",
+                   "--train_epochs", "3", "--finetune_epochs", "2", "--round_to", "8",
+                   "--data_dir", str(ROOT / "remotetrimmer_tf" / "assets" / "eurosat_sample")])
+    train = reproduce._config(args, 1, se=True)
+    assert train.model.se and train.train.epochs == 3 and train.train.seed == 1
+    assert train.train.loss == "ce" and train.export.quantize == ()
+    prune = reproduce._config(args, 0, crit="l1", ratio=0.5)
+    assert not prune.model.se and prune.prune.importance == "l1"
+    assert prune.prune.ratio == 0.5 and prune.prune.round_to == 8
+    fine = reproduce._config(args, 0, crit="cap", ratio=0.5, loss="aml_kd")
+    assert fine.model.se and fine.finetune.loss == "aml" and fine.finetune.epochs == 2
+    assert fine.finetune.distill_weight == 1.0
+    for cfg in (train, prune, fine):
+        validate_config(cfg)
+    assert reproduce._paths(args, "prune-l1-r0.5-s0")[1] == str(tmp_path / "runs" /
+                                                              "prune-l1-r0.5-s0")

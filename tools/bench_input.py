@@ -72,14 +72,14 @@ def best_of(runs):
 
 
 def write_atomic(path: pathlib.Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from remotetrimmer_tf.utils.files import write_text_atomic
+    write_text_atomic(path, text)
 
 
 def to_markdown(res):
     lines = ["# Input-pipeline throughput", "",
              f"Command: `{res['command']}`", "",
+             f"Commit: `{res.get('commit', 'not recorded')}`", "",
              f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
              f"TF {res['machine']['tensorflow']}; load average at start "
              f"{res['machine']['loadavg_start']}, at end {res['machine']['loadavg_end']} "
@@ -114,7 +114,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     import tensorflow as tf
 
-    res = {"command": ("TF_CPP_MIN_LOG_LEVEL=3 nice -n 10 python tools/bench_input.py "
+    from remotetrimmer_tf.utils.provenance import git_commit
+    res = {"commit": git_commit(), "command": ("TF_CPP_MIN_LOG_LEVEL=3 nice -n 10 python tools/bench_input.py "
                       + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                        "tensorflow": tf.__version__,

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import keras_hub_zoo as zoo  # noqa: E402
 import remotetrimmer_tf as rt  # noqa: E402
+from remotetrimmer_tf.utils.provenance import git_commit  # noqa: E402
 from remotetrimmer_tf.graph import DependencyGraph, silence_dropped  # noqa: E402
 
 TOL = 1e-4
@@ -51,7 +52,7 @@ def _rel_err(a, b):
 
 def check(model, x, ratio=0.5):
     """One row: prune ``model`` with l1 at ``ratio`` and check it."""
-    row = {"params": rt.count_params(model), "macs": rt.count_macs(model)}
+    row = {"params": rt.count_params(model, trainable_only=True), "macs": rt.count_macs(model)}
     t0 = time.perf_counter()
     pruner = rt.Pruner(model, importance="l1", ratio=ratio)
     small = pruner.prune()
@@ -61,7 +62,7 @@ def check(model, x, ratio=0.5):
     row["groups"] = len(graph.groups)
     row["prunable"] = sum(g.prunable for g in graph.groups)
     row["pruned_groups"] = len(keep)
-    row["params_after"] = rt.count_params(small)
+    row["params_after"] = rt.count_params(small, trainable_only=True)
     row["macs_after"] = rt.count_macs(small)
     ref = _out(model, x)
     row["noop_err"] = _rel_err(ref, _out(rt.prune_channels(model, {}, graph=graph), x))
@@ -115,6 +116,8 @@ def to_markdown(rows, command):
         "",
         f"Command: `{command}`",
         "",
+        f"Commit: `{git_commit()}`",
+        "",
         f"keras-hub {_version('keras_hub')}, Keras {keras.__version__}, backend "
         f"{keras.backend.backend()}. Small configs built offline (`tools/keras_hub_zoo.py`), "
         "random weights, 64×64 inputs; `Pruner(importance='l1', ratio=0.5)`.",
@@ -161,7 +164,7 @@ def main(argv=None):
         f" --models '{args.models}'" if args.models else "") + f" --out {args.out}"
     from remotetrimmer_tf.export._io import write_bytes_atomic
     write_bytes_atomic(args.out + ".json", json.dumps(
-        {"command": command, "rows": rows}, indent=1, default=str).encode(),
+        {"command": command, "commit": git_commit(), "rows": rows}, indent=1, default=str).encode(),
         overwrite=True)
     write_bytes_atomic(args.out + ".md", to_markdown(rows, command).encode(),
                        overwrite=True)

@@ -46,10 +46,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-MEAN = np.array([0.408, 0.380, 0.340], np.float32)
-STD = np.array([0.116, 0.137, 0.203], np.float32)
-
-
 def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
 
@@ -59,22 +55,18 @@ def log(*args):
 
 
 def load_eurosat(data_dir, n_train, n_test, seed=0):
-    """Real EuroSAT images from the project's 70/30 split (seed 0)."""
-    from PIL import Image
-
-    from remotetrimmer_tf.data.api import split_file_list
+    """A seeded random subset of real EuroSAT images of the project's 70/30
+    split, decoded and normalised by ``remotetrimmer_tf.data``."""
+    from remotetrimmer_tf.data import numpy_source
+    from remotetrimmer_tf.data.api import normalize_numpy, split_file_list
 
     rng = np.random.default_rng(seed)
     out = {}
     for split, n in (("train", n_train), ("test", n_test)):
         root, files, labels = split_file_list("eurosat", split, data_dir=data_dir)
         idx = np.sort(rng.permutation(len(files))[:n])
-        x = np.empty((len(idx), 64, 64, 3), np.float32)
-        for j, i in enumerate(idx):
-            with Image.open(os.path.join(root, files[i])) as im:
-                x[j] = np.asarray(im.convert("RGB"), np.float32) / 255.0
-        x = (x - MEAN) / STD
-        out[split] = (x, labels[idx].astype(np.int32))
+        x = numpy_source.decode_files([os.path.join(root, files[i]) for i in idx], 64)
+        out[split] = (normalize_numpy(x, "eurosat"), labels[idx].astype(np.int32))
         log(f"loaded {len(idx)} {split} images from {root}")
     return out
 
@@ -83,28 +75,17 @@ def load_eurosat(data_dir, n_train, n_test, seed=0):
 # models
 
 
-def compile_for_training(model, lr):
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=False,
-    )
-
-
 def train(model, data, epochs, lr, batch_size=32, seed=0):
-    import keras
+    """``training.fit`` with SGD (momentum 0.9, Nesterov), constant ``lr``,
+    cross-entropy on logits, no augmentation; its history (None for 0 epochs)."""
+    from remotetrimmer_tf import training
 
     if epochs <= 0:
         return None
-    keras.utils.set_random_seed(seed)
-    compile_for_training(model, lr)
-    x, y = data
-    hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
-                     shuffle=True)
-    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    recipe = dict(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr,
+                  momentum=0.9, nesterov=True, schedule="constant", loss="ce",
+                  augment="none", seed=seed)
+    return training.fit(model, data, recipe=recipe, verbose=0)
 
 
 def accuracy(logits, y):
@@ -123,6 +104,7 @@ def build_variants(args, data):
     import keras
 
     import remotetrimmer_tf as rt
+    from remotetrimmer_tf.training import save_model_atomic
 
     os.makedirs(args.workdir, exist_ok=True)
     base_path = os.path.join(args.workdir, "resnet18_unpruned.keras")
@@ -142,9 +124,7 @@ def build_variants(args, data):
         t = time.time()
         base_hist = train(base, data["train"], args.epochs, args.lr)
         log(f"  done in {time.time() - t:.0f}s: {base_hist}")
-        tmp = base_path + ".tmp.keras"
-        base.save(tmp)
-        os.replace(tmp, base_path)
+        save_model_atomic(base, base_path)
         weights_note = (f"trained here: {args.epochs} epoch(s) on "
                         f"{len(data['train'][0])} EuroSAT train images")
     variants = [{"name": "unpruned", "ratio": 0.0, "round_to": None,
@@ -168,15 +148,14 @@ def build_variants(args, data):
                     hist = train(pruned, data["train"], args.finetune_epochs,
                                  args.finetune_lr)
                     log(f"  fine-tuned in {time.time() - t:.0f}s: {hist}")
-                pruned.save(cache + ".tmp.keras")
-                os.replace(cache + ".tmp.keras", cache)
+                save_model_atomic(pruned, cache)
             variants.append({"name": name, "ratio": ratio,
                              "round_to": round_to, "round_mode": round_mode,
                              "model": pruned,
                              "finetune": hist})
     for v in variants:
         v["macs"] = int(rt.count_macs(v["model"]))
-        v["params"] = int(rt.count_params(v["model"]))
+        v["params"] = int(rt.count_params(v["model"], trainable_only=True))
         v["widths"] = [int(l.filters) for l in v["model"].layers
                        if l.__class__.__name__ == "Conv2D"
                        and not l.name.endswith("down_conv")][::4]
@@ -387,13 +366,10 @@ def mb(n):
 
 
 def write_results(out, payload):
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    from remotetrimmer_tf.utils.files import write_text_atomic
     for ext, text in ((".json", json.dumps(payload, indent=1)),
                       (".md", markdown(payload))):
-        tmp = out + ext + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, out + ext)
+        write_text_atomic(out + ext, text + "\n")
     log(f"wrote {out}.json and {out}.md")
 
 
@@ -407,6 +383,8 @@ def markdown(p):
         "```",
         p["command"],
         "```",
+        "",
+        f"Commit: `{p.get('commit', 'not recorded')}`",
         "",
         f"- Machine: {p['machine'].get('cpu', '?')}, {p['machine']['cpu_count']} "
         f"CPUs ({p['machine'].get('note', '')}); load average at start "
@@ -560,6 +538,8 @@ def main(argv=None):
     threads = [int(t) for t in args.threads.split(",")]
     command = "python " + " ".join(shlex.quote(a) for a in
                                    [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    from remotetrimmer_tf.utils.files import write_json_atomic
+    from remotetrimmer_tf.utils.provenance import git_commit
     machine = machine_info()
     machine["note"] = args.machine_note
 
@@ -588,8 +568,7 @@ def main(argv=None):
                 log(f"reusing TFMOT/QAT rows from {rows_path}")
             else:
                 rows = tfmot_rows(args, variants, data, entries)
-                with open(rows_path, "w") as f:
-                    json.dump(rows, f, indent=1)
+                write_json_atomic(rows_path, rows, indent=1, sort_keys=False)
             entries += rows
         workdir = args.workdir
         payload = {
@@ -605,13 +584,14 @@ def main(argv=None):
         manifest = dict(payload)
         manifest["entries"] = [{k: v for k, v in e.items() if k != "latency"}
                                for e in entries]
-        with open(os.path.join(workdir, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=1)
+        write_json_atomic(os.path.join(workdir, "manifest.json"), manifest, indent=1,
+                          sort_keys=False)
     log("timing ...")
     timings = time_models(entries, workdir, threads, args.warmup, args.repeats,
                           args.rounds, args.seed)
     attach_timings(entries, timings, threads)
     payload["command"] = command
+    payload["commit"] = git_commit()
     payload["machine"] = machine
     payload["settings"].update({"threads": threads, "warmup": args.warmup,
                                 "repeats": args.repeats, "rounds": args.rounds,

@@ -101,6 +101,7 @@ def run_once(n, extra, root, timeout):
 def to_markdown(res):
     lines = [f"# 1 process vs several workers (`--strategy=multi_worker`) on one machine",
              "", "```", res["command"], "```", "",
+             f"Commit: `{res.get('commit', 'not recorded')}`", "",
              f"Machine: {res['machine']} ({res['cpus']} CPUs, load average "
              f"{res['loadavg']} at the start); {res['date']}.", "",
              "| workers | exit codes | wall s (per process) | train s | finetune s | "
@@ -128,7 +129,8 @@ def main(argv=None):
     from remotetrimmer_tf.pipeline.workdir import Workdir
     command = "TF_CPP_MIN_LOG_LEVEL=3 python tools/bench_multi_worker.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    res = {"command": command, "machine": f"{platform.system()} {platform.machine()}",
+    from remotetrimmer_tf.utils.provenance import git_commit
+    res = {"command": command, "commit": git_commit(), "machine": f"{platform.system()} {platform.machine()}",
            "cpus": os.cpu_count(), "loadavg": round(os.getloadavg()[0], 2),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": [],
            "note": ("Global batch = the config's batch in every row (each of N "

@@ -77,6 +77,7 @@ def _run(name, epochs, precision, data_dir):
 def to_markdown(res):
     lines = ["# float32 vs mixed_bfloat16 training (same seed)", "",
              f"Command: `{res['command']}`", "",
+             f"Commit: `{res.get('commit', 'not recorded')}`", "",
              f"CPU: {res['cpu']['model']}, {res['cpu']['cpus']} CPUs, flags "
              f"{', '.join(res['cpu']['flags'])}; TF threads = CPUs. Load: `uptime` at start "
              f"`{res['uptime_start']}`, at end `{res['uptime_end']}` (shared machine: "
@@ -120,7 +121,8 @@ def main(argv=None):
         print("RESULT " + json.dumps(_run(name, epochs, precision, a.data_dir)), flush=True)
         return
     argv_s = argv if argv is not None else sys.argv[1:]
-    res = {"command": ("TF_CPP_MIN_LOG_LEVEL=3 python tools/bench_precision.py "
+    from remotetrimmer_tf.utils.provenance import git_commit
+    res = {"commit": git_commit(), "command": ("TF_CPP_MIN_LOG_LEVEL=3 python tools/bench_precision.py "
                        + " ".join(argv_s)).strip(),
            "cpu": bench_train.cpu_info(), "uptime_start": bench_train._uptime(), "runs": []}
     env = bench_train._tf_env()

@@ -269,7 +269,9 @@ def main():
 def write_results(out, command, rows, ref_total, seconds, wall):
     sent = [r for r in rows if r["sent"]]
     ok = [r for r in rows if not r["problems"]]
-    lines = [f"Command: `{command}`", "",
+    from remotetrimmer_tf.utils.files import write_text_atomic
+    from remotetrimmer_tf.utils.provenance import git_commit
+    lines = [f"Command: `{command}`", "", f"Commit: `{git_commit()}`", "",
              "# Fault injection: kill the CLI mid-stage, check, rerun", "",
              f"Wall time {wall / 60:.1f} min on this machine (2 CPU cores shared with "
              f"other jobs); reference (uninterrupted) run {ref_total:.1f} s; stage "
@@ -291,8 +293,7 @@ def write_results(out, command, rows, ref_total, seconds, wall):
         lines.append(f"| {r['run']} | {r['signal']} | {r['stage']} | {r['delay_s']} | "
                      f"{r['exit']} | {r['stopped_in']} | "
                      f"{'; '.join(r['problems']) or '-'} |")
-    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(out).write_text("\n".join(lines) + "\n")
+    write_text_atomic(out, "\n".join(lines) + "\n")
     print(f"wrote {out}")
 
 

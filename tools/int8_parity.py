@@ -98,9 +98,11 @@ def main(argv=None):
                      "num_checked": res.num_checked, "litert_accuracy": acc,
                      "median_logit_margin": float(np.median(margin))})
         bl.log(f"{tag}: {rows[-1]}")
+    from remotetrimmer_tf.utils.files import write_text_atomic
+    from remotetrimmer_tf.utils.provenance import git_commit
     payload = {
-        "command": command, "start": start, "model": args.model, "ratio": args.ratio,
-        "round_to": args.round_to, "params": int(rt.count_params(model)),
+        "command": command, "commit": git_commit(), "start": start, "model": args.model, "ratio": args.ratio,
+        "round_to": args.round_to, "params": int(rt.count_params(model, trainable_only=True)),
         "macs": int(rt.count_macs(model)), "train_images": args.train_images,
         "epochs": args.epochs, "history": hist,
         "keras_accuracy": bl.accuracy(ref, y_test), "rows": rows,
@@ -108,6 +110,7 @@ def main(argv=None):
     lines = [
         "# LiteRT parity of a pruned ResNet-18 on real EuroSAT test images", "",
         "Command:", "", "```", command, "```", "",
+        f"Commit: `{payload['commit']}`", "",
         f"- Model: {how} ({payload['params']:,} params, {payload['macs']:,} MACs); "
         f"Keras test accuracy {100 * payload['keras_accuracy']:.1f}% on "
         f"{args.check_images} test images.",
@@ -123,12 +126,9 @@ def main(argv=None):
                      f"({r['num_checked']} images) | "
                      f"{100 * r['litert_accuracy']:.1f}% | "
                      f"{r['median_logit_margin']:.2f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for ext, text in ((".json", json.dumps(payload, indent=1)),
                       (".md", "\n".join(lines))):
-        with open(args.out + ext + ".tmp", "w") as f:
-            f.write(text + "\n")
-        os.replace(args.out + ext + ".tmp", args.out + ext)
+        write_text_atomic(args.out + ext, text + "\n")
     bl.log(f"wrote {args.out}.json/.md")
 
 

@@ -28,6 +28,9 @@ import time
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from remotetrimmer_tf.utils.files import write_text_atomic  # noqa: E402 - keras-free
+from remotetrimmer_tf.utils.provenance import git_commit  # noqa: E402
 CRITERIA = ("cap", "slim", "l1")
 
 
@@ -102,6 +105,7 @@ def markdown(args, results, command):
              f"# CAP with inserted SE gates vs slim vs l1 ({args.arch}, "
              f"{args.dataset} {args.image_size}x{args.image_size})", "",
              f"Command: `{command}`", "",
+             f"Commit: `{git_commit()}`", "",
              f"Each seed trains a gate-free {args.arch} (weights=None) for "
              f"{args.train_epochs} epochs ({os.path.basename(args.config)}'s "
              f"recipe, batch {args.batch_size}); cap inserts SE gates after every "
@@ -181,10 +185,10 @@ def main(argv=None):
             results.append(r)
             res = pathlib.Path(args.results)
             res.parent.mkdir(parents=True, exist_ok=True)
-            (res.with_suffix(".json")).write_text(json.dumps(
-                {"command": command, "results": results,
+            write_text_atomic(res.with_suffix(".json"), json.dumps(
+                {"command": command, "commit": git_commit(), "results": results,
                  "summary": summarize(results)}, indent=2) + "\n")
-            (res.with_suffix(".md")).write_text(markdown(args, results, command))
+            write_text_atomic(res.with_suffix(".md"), markdown(args, results, command))
             print(f"seed {seed} {crit}: accuracy {r['accuracy']:.4f} "
                   f"({seconds:.0f} s)", flush=True)
 

@@ -8,14 +8,20 @@ are ``criterion+loss[+kd]``: ``+kd`` also distils from the row's unpruned
 parent while fine-tuning (``--distill_weight``, ``--distill_temperature``);
 ``--round_to`` / ``--round_mode`` round the kept widths (default: published).
 
-Every unit of work is a *job* run in its own process, so independent jobs run
-in parallel (``--parallel``; on a GPU several small ResNet-18 jobs share the
+Every unit of work is a *job* run in its own process: some stages of the
+CLI's pipeline (``remotetrimmer_tf.pipeline``) in the job's own run folder
+``OUT/runs/<job>``: ``train-*`` runs the train stage, ``prune-*`` starts from
+its parent's trained model (``--init_model``) and runs attention, fold (CAP),
+prune and recalibrate, and ``finetune-*`` branches a copy of its prune job's
+run folder and runs the finetune stage there (so several losses share one
+pruned model). Independent jobs run in parallel (``--parallel``; on a GPU several small ResNet-18 jobs share the
 card) and a rerun skips jobs whose result file exists (resume after a crash).
 It runs on any Keras backend; the GPU path is ``KERAS_BACKEND=jax`` without
 TensorFlow (data are decoded with Pillow by ``remotetrimmer_tf.data.load_numpy``).
 
-Example (the command behind tools/results/reproduce_eurosat.md is written at
-the top of that file):
+Example (the command behind tools/results/reproduce/eurosat_resnet18_h200_60x30.md
+is written at the top of that file; tools/results/reproduce/README.md lists
+every table):
 
     KERAS_BACKEND=jax python tools/reproduce.py --dataset=eurosat \
         --data_dir=/tmp/data/eurosat --out=/tmp/repro --train_epochs=60 \
@@ -25,11 +31,16 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from remotetrimmer_tf.choices import ROUND_MODES  # keras-free
+from remotetrimmer_tf.utils.files import atomic_path, write_json_atomic, write_text_atomic
+from remotetrimmer_tf.utils.provenance import git_commit
 
 ROWS_DEFAULT = "cap+aml,cap+ce,slim+aml,slim+ce,l1+ce,random+ce"
 # A row is criterion+loss[+kd]; "+kd" distills from the row's unpruned parent
@@ -89,143 +100,153 @@ def _ratios(args):
 
 
 def _paths(args, name):
+    """(result JSON, pipeline run folder) of a job."""
     return (os.path.join(args.out, "jobs", name + ".json"),
-            os.path.join(args.out, "models", name + ".keras"))
+            os.path.join(args.out, "runs", name))
 
 
 def _write_json(path, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_json_atomic(path, obj)
 
 
-def _data(args):
-    """Decode the split once into .npy files; later jobs memory-map them."""
-    cache = os.path.join(args.out, "data")
-    path = lambda split, k: os.path.join(cache, f"{split}_{k}.npy")  # noqa: E731
-    if not all(os.path.exists(path(s, k)) for s in ("train", "test") for k in "xy"):
-        from remotetrimmer_tf import data
-        os.makedirs(cache, exist_ok=True)
-        for split in ("train", "test"):
-            x, y = data.load_numpy(args.dataset, split, data_dir=args.data_dir,
-                                   image_size=args.image_size, seed=args.split_seed)
-            for k, v in (("x", x.astype(np.float32)), ("y", y.astype(np.int32))):
-                tmp = path(split, k) + ".tmp.npy"
-                np.save(tmp, v)
-                os.replace(tmp, path(split, k))
-    return {s: (np.load(path(s, "x"), mmap_mode="r"), np.load(path(s, "y")))
-            for s in ("train", "test")}
+def _config(args, seed, se=None, crit=None, ratio=None, loss=None):
+    """The pipeline config of a job (``configs/base.py`` schema).
 
-
-def _recipe(args, phase, seed):
+    Both recipe sections are the tool's ``--recipe`` (as before: the same
+    recipe trains and fine-tunes, with its own epochs, ``--finetune_lr`` and
+    the row's loss); accuracies are measured on the test split, nothing is
+    exported.
+    """
+    from remotetrimmer_tf.pipeline import config_base
     from remotetrimmer_tf.training import recipes
-    recipe = getattr(recipes, args.recipe)()
-    recipe.epochs = args.train_epochs if phase == "train" else args.finetune_epochs
-    recipe.seed = seed
-    if phase == "finetune" and args.finetune_lr:
-        recipe.lr = args.finetune_lr
-    if args.batch_size:
-        recipe.batch_size = args.batch_size
-    return recipe
+    cfg = config_base().get_config()
+    cfg.name = f"reproduce-{args.dataset}-{args.arch}-{args.recipe}"
+    cfg.deterministic = False            # seeded, but the fastest kernels (as before)
+    cfg.data.name, cfg.data.data_dir, cfg.data.seed = args.dataset, args.data_dir, args.split_seed
+    cfg.data.image_size = args.image_size or config_base().DATASET_IMAGE_SIZE.get(
+        args.dataset, cfg.data.image_size)
+    cfg.data.val_fraction = 0.0
+    cfg.model.arch = args.arch
+    cfg.model.se = bool(se if se is not None else crit == "cap")
+    for section, phase in ((cfg.train, "train"), (cfg.finetune, "finetune")):
+        for key, value in getattr(recipes, args.recipe)().items():
+            section[key] = value
+        section.epochs = args.train_epochs if phase == "train" else args.finetune_epochs
+        section.seed = seed
+        if args.batch_size:
+            section.batch_size = args.batch_size
+    cfg.train.loss = "ce"
+    if args.finetune_lr:
+        cfg.finetune.lr = args.finetune_lr
+    cfg.attention.steps = args.attention_batches
+    cfg.prune.importance = crit or "cap"
+    cfg.prune.ratio = float(ratio) if ratio is not None else cfg.prune.ratio
+    cfg.prune.scope, cfg.prune.seed = args.scope, seed
+    cfg.prune.round_to, cfg.prune.round_mode = args.round_to, args.round_mode
+    cfg.prune.steps = -(-512 // int(cfg.data.batch_size))   # taylor: ~512 images
+    cfg.recalibrate.steps = args.recal_batches
+    if loss:
+        cfg.finetune.loss, _, kd = loss.partition("_")
+        if kd:
+            cfg.finetune.distill_weight = args.distill_weight
+            cfg.finetune.distill_temperature = args.distill_temperature
+    cfg.evaluate.split = "test"
+    cfg.export.quantize = ()
+    return cfg
+
+
+def _run_stages(args, name, cfg, stages, init_model=None):
+    """Run ``stages`` of the pipeline in the job's run folder; its ledger."""
+    from remotetrimmer_tf.pipeline import Workdir, run_pipeline
+    folder = _paths(args, name)[1]
+    run_pipeline(cfg, workdir=folder, init_model=init_model, stages=stages, resume=True,
+                 verbose=2, log=lambda line: print(line, flush=True))
+    return Workdir(folder)
+
+
+def _metric(wd, stage, key="metrics"):
+    return ((wd.entry(stage) or {}).get("info", {}).get(key) or {}).get("accuracy")
+
+
+def _trained_model(args, crit, seed):
+    return os.path.join(_paths(args, _parent_job(crit, seed))[1], "model_trained.keras")
+
+
+def _data_job(args):
+    """Check the data once (classes, every image) and count the splits."""
+    from remotetrimmer_tf import data
+    return {split: int(len(data.load_numpy(args.dataset, split, data_dir=args.data_dir,
+                                           image_size=args.image_size,
+                                           seed=args.split_seed)[1]))
+            for split in ("train", "test")}
 
 
 def run_job(args, name):
+    """One job = some stages of the pipeline (``remotetrimmer_tf.pipeline``)
+    in the job's run folder ``OUT/runs/<job>``; its result JSON summarizes
+    the ledger."""
     import keras
 
     import remotetrimmer_tf as rt
-    from remotetrimmer_tf import training
 
-    result_path, model_path = _paths(args, name)
+    result_path, folder = _paths(args, name)
     start = time.time()
-    splits = _data(args)
     if name == "data":
-        result = {k: int(len(v[1])) for k, v in splits.items()}
-        _write_json(result_path, {"job": name, **result})
+        _write_json(result_path, {"job": name, **_data_job(args)})
         return
-    train, test = splits["train"], splits["test"]
     kind, rest = name.split("-", 1)
     seed = int(name.rsplit("-s", 1)[1])
-    keras.utils.set_random_seed(seed)
-    result = {"job": name, "seed": seed}
+    result = {"job": name, "seed": seed, "run_folder": folder}
     if kind == "train":
-        se = rest.startswith("se")
-        build = getattr(rt.models, args.arch)
-        model = build(num_classes=int(train[1].max()) + 1,
-                      input_shape=train[0].shape[1:], se=se)
-        recipe = _recipe(args, "train", seed)
-        recipe.loss = "ce"
-        history = training.fit(model, train, val=None, recipe=recipe, verbose=2)
-        result["epochs"] = recipe.epochs
-        result["accuracy"] = training.evaluate(model, test)["accuracy"]
-        result["train_history"] = _last(history)
+        cfg = _config(args, seed, se=rest.startswith("se"))
+        wd = _run_stages(args, name, cfg, "train")
+        result.update(epochs=cfg.train.epochs, accuracy=_metric(wd, "train"),
+                      train_history=_last_values(wd, "train"))
     elif kind == "prune":
         crit, ratio = rest.split("-")[0], float(rest.split("-")[1][1:])
-        base = _parent_job(crit, seed)
-        model = keras.saving.load_model(_paths(args, base)[1])
-        kwargs = {}
+        cfg = _config(args, seed, crit=crit, ratio=ratio)
+        # train (= the parent's model, copied in), attention + fold (CAP), prune, recalibrate
+        wd = _run_stages(args, name, cfg, "train,attention,fold,prune,recalibrate",
+                         init_model=_trained_model(args, crit, seed))
+        folded = keras.saving.load_model(os.path.join(folder, "model_folded.keras"))
+        pruned = keras.saving.load_model(os.path.join(folder, "model_pruned.keras"))
+        result.update(params=rt.count_params(pruned, trainable_only=True),
+                      macs=rt.count_macs(pruned),
+                      params_unpruned=rt.count_params(folded, trainable_only=True),
+                      macs_unpruned=rt.count_macs(folded),
+                      accuracy_pruned=_metric(wd, "prune"),
+                      accuracy_recalibrated=(_metric(wd, "recalibrate")
+                                             or _metric(wd, "prune")))
         if crit == "cap":
-            attention = rt.collect_attention(
-                model, _batches(train[0], args.attention_batches))
-            folded = rt.fold_attention(model, attention)
-            result["accuracy_folded"] = training.evaluate(folded, test)["accuracy"]
-            model = folded
-            importance = "slim"  # |gamma'| = |gamma| * mean attention: CAP
-        else:
-            importance = crit
-            if crit == "taylor":
-                kwargs["data"] = (train[0][:512], train[1][:512])
-        pruner = rt.Pruner(model, importance=importance, ratio=ratio,
-                           scope=args.scope, seed=seed, round_to=args.round_to,
-                           round_mode=args.round_mode)
-        pruned = pruner.prune(**kwargs)
-        result["params"] = rt.count_params(pruned)
-        result["macs"] = rt.count_macs(pruned)
-        result["params_unpruned"] = rt.count_params(model)
-        result["macs_unpruned"] = rt.count_macs(model)
-        result["accuracy_pruned"] = training.evaluate(pruned, test)["accuracy"]
-        recal = rt.recalibrate_bn(pruned, _batches(train[0], args.recal_batches))
-        result["accuracy_recalibrated"] = training.evaluate(recal, test)["accuracy"]
-        model = recal
+            result["accuracy_folded"] = _metric(wd, "fold")
     elif kind == "finetune":
         crit, loss_tag, ratio_s = rest.split("-")[:3]
-        loss, _, kd = loss_tag.partition("_")
-        prune = f"prune-{crit}-{ratio_s}-s{seed}"
-        model = keras.saving.load_model(_paths(args, prune)[1])
-        recipe = _recipe(args, "finetune", seed)
-        recipe.loss = loss
-        teacher = None
-        if kd:
-            base = _parent_job(crit, seed)
-            teacher = keras.saving.load_model(_paths(args, base)[1])
-            recipe.distill_weight = args.distill_weight
-            recipe.distill_temperature = args.distill_temperature
-            result["distill"] = {"teacher": base, "weight": args.distill_weight,
+        cfg = _config(args, seed, crit=crit, ratio=float(ratio_s[1:]), loss=loss_tag)
+        prune_dir = _paths(args, f"prune-{crit}-{ratio_s}-s{seed}")[1]
+        if not os.path.exists(folder):   # the pruned run, branched for this loss
+            with atomic_path(folder) as tmp:
+                shutil.copytree(prune_dir, tmp,
+                                ignore=shutil.ignore_patterns(".lock", "logs", "superseded"))
+        wd = _run_stages(args, name, cfg, "finetune", init_model=_trained_model(args, crit, seed))
+        model = keras.saving.load_model(os.path.join(folder, "model_finetuned.keras"))
+        result.update(epochs=cfg.finetune.epochs, accuracy=_metric(wd, "finetune"),
+                      params=rt.count_params(model, trainable_only=True),
+                      train_history=_last_values(wd, "finetune"))
+        if cfg.finetune.distill_weight > 0:
+            result["distill"] = {"teacher": _parent_job(crit, seed),
+                                 "weight": args.distill_weight,
                                  "temperature": args.distill_temperature}
-        history = training.fit(model, train, val=None, recipe=recipe, verbose=2,
-                               teacher=teacher)
-        result["epochs"] = recipe.epochs
-        result["accuracy"] = training.evaluate(model, test)["accuracy"]
-        result["params"] = rt.count_params(model)
-        result["train_history"] = _last(history)
     else:
         raise SystemExit(f"unknown job {name!r}")
-    training.save_model_atomic(model, model_path)
     result["seconds"] = round(time.time() - start, 1)
     result["backend"] = keras.backend.backend()
     _write_json(result_path, result)
 
 
-def _batches(x, n, batch_size=64):
-    """First ``n`` batches of images, for attention and BN statistics."""
-    return [x[i:i + batch_size] for i in range(0, min(len(x), n * batch_size),
-                                               batch_size)]
-
-
-def _last(history):
-    hist = getattr(history, "history", history) or {}
-    return {k: float(v[-1]) for k, v in hist.items() if len(v)}
+def _last_values(wd, stage):
+    """The last logged value of every training metric of ``stage``."""
+    history = (wd.entry(stage) or {}).get("info", {}).get("history") or {}
+    return {k: v for k, v in history.items() if k != "epochs_run"}
 
 
 # ----------------------------------------------------------------------------
@@ -332,10 +353,10 @@ def summarize(args, wall, echo=True):
               "wall_seconds": None if wall is None else round(wall, 1),
               "hardware": _hardware(), "round_to": args.round_to,
               "round_mode": args.round_mode, "distill_weight": args.distill_weight,
-              "distill_temperature": args.distill_temperature, "rows": table}
+              "distill_temperature": args.distill_temperature, "rows": table,
+              "commit": git_commit()}
     _write_json(os.path.join(args.out, "results.json"), report)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(markdown(report))
+    write_text_atomic(os.path.join(args.out, "results.md"), markdown(report))
     if echo:
         print(markdown(report))
 
@@ -355,6 +376,7 @@ def markdown(report):
     lines = [f"# RemoteTrimmer reproduction: {report['dataset']}, {report['arch']}, "
              f"{report['recipe']} recipe", "",
              f"Command: `{report['command']}`", "",
+             f"Commit: `{report.get('commit', 'not recorded')}`", "",
              f"Hardware: {report['hardware']}; wall time "
              + (f"{report['wall_seconds']} s." if report["wall_seconds"] is not None
                 else "not recorded (table rewritten with --summarize)."), "",
@@ -402,7 +424,7 @@ def main(argv=None):
     p.add_argument("--scope", default="local")
     p.add_argument("--round_to", type=int, default=1,
                    help="round kept widths to multiples of this (1 = published)")
-    p.add_argument("--round_mode", default="up", choices=["up", "down", "nearest"])
+    p.add_argument("--round_mode", default="up", choices=ROUND_MODES)
     p.add_argument("--seeds", default="0")
     p.add_argument("--attention_batches", type=int, default=100)
     p.add_argument("--recal_batches", type=int, default=100)

@@ -49,8 +49,11 @@ def split_file_list(name, split="train", data_dir=None, seed=0, val_fraction=0.0
         relative paths ``"<class>/<file>"`` of the split, and int32 labels.
 
     Example:
+        >>> from remotetrimmer_tf.data import sample_dir
         >>> root, files, labels = split_file_list("eurosat", "test",
         ...                                       data_dir=sample_dir())
+        >>> len(files), files[0], labels[:3].tolist()
+        (240, 'AnnualCrop/AnnualCrop_1107.jpg', [0, 0, 0])
     """
     spec = get_spec(name)
     split = splits_lib.normalize_split(split)
@@ -127,7 +130,10 @@ def load(name, split="train", data_dir=None, source="auto", batch_size=64,
             to provide it.
 
     Example:
+        >>> from remotetrimmer_tf.data import sample_dir
         >>> ds = load("eurosat", "train", data_dir=sample_dir(), batch_size=32)
+        >>> ds.num_examples, ds.class_names[:2]
+        (560, ['AnnualCrop', 'Forest'])
     """
     spec = get_spec(name)
     split = splits_lib.normalize_split(split)

@@ -88,10 +88,13 @@ def numpy_batches(x, y, batch_size: int = 64, shuffle: bool = False, seed: int =
             (keeps the full split in memory as uint8).
 
     Example:
+        >>> from remotetrimmer_tf.data import load_numpy, sample_dir
+        >>> from remotetrimmer_tf.data.registry import EUROSAT
         >>> x, y = load_numpy("eurosat", "train", data_dir=sample_dir(), normalize=False)
         >>> norm = (EUROSAT.mean, EUROSAT.std)
-        >>> for xb, yb in numpy_batches(x, y, 64, shuffle=True, normalize=norm):
-        ...     pass
+        >>> xb, yb = next(iter(numpy_batches(x, y, 64, shuffle=True, normalize=norm)))
+        >>> x.dtype, xb.shape, xb.dtype, yb.shape
+        (dtype('uint8'), (64, 64, 64, 3), dtype('float32'), (64,))
     """
     n = len(y)
     if len(x) != n:

@@ -8,7 +8,7 @@ TensorFlow nor TFDS.
 Normalisation constants are on pixel values scaled to 0..1:
 ``x = (pixel / 255 - mean) / std``.
 
-- EuroSAT: the published RemoteTrimmer constants (METHOD.md §3),
+- EuroSAT: the published RemoteTrimmer constants (../shared/METHOD.md §3),
   mean [0.408, 0.380, 0.340], std [0.116, 0.137, 0.203]. Note that the
   measured RGB mean of the train split is [0.344, 0.380, 0.408] (std
   [0.202, 0.137, 0.115]): the published

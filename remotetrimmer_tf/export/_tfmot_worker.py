@@ -124,21 +124,19 @@ def build_tf_keras_model(spec, weights):
     return model
 
 
-def main(workdir):
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    start = time.time()
+def _load_job(workdir):
+    """(job, weights, train, calib, ref) from the files the parent wrote."""
     with open(os.path.join(workdir, "job.json")) as f:
         job = json.load(f)
     weights = dict(np.load(os.path.join(workdir, "weights.npz")))
     train = np.load(os.path.join(workdir, "train.npz"))
     calib = np.load(os.path.join(workdir, "calib.npz"))["x"]
     ref = np.load(os.path.join(workdir, "ref.npz"))
+    return job, weights, train, calib, ref
 
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras
 
-    tf_keras.utils.set_random_seed(job["seed"])
+def _rebuild_checked(job, weights, ref):
+    """The tf_keras model and its max |difference| from the Keras 3 outputs."""
     model = build_tf_keras_model(job["spec"], weights)
     bridge_diff = float(
         np.max(np.abs(model.predict(ref["x"], verbose=0) - ref["y"]))
@@ -147,55 +145,62 @@ def main(workdir):
         raise RuntimeError(
             f"tf_keras rebuild differs from the Keras 3 model by {bridge_diff:.3g}"
         )
+    return model, bridge_diff
 
-    mode = job["mode"]
-    callbacks = []
-    if mode == "qat":
-        work = tfmot.quantization.keras.quantize_model(model)
-    elif mode == "prune":
+
+def _wrap(model, job, tfmot):
+    """(tfmot-wrapped model, its training callbacks) for the job's mode."""
+    if job["mode"] == "qat":
+        return tfmot.quantization.keras.quantize_model(model), []
+    if job["mode"] == "prune":
         schedule = tfmot.sparsity.keras.ConstantSparsity(
             job["sparsity"], begin_step=0, frequency=1
         )
         work = tfmot.sparsity.keras.prune_low_magnitude(
             model, pruning_schedule=schedule
         )
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
-    else:
-        raise ValueError(f"unknown mode {mode!r}")
+        return work, [tfmot.sparsity.keras.UpdatePruningStep()]
+    raise ValueError(f"unknown mode {job['mode']!r}")
 
-    history = {}
+
+def _fine_tune(work, train, job, callbacks, tf_keras):
+    """SGD + cross-entropy fine-tune; the history ({} without samples)."""
     x, y = train["x"], train["y"]
-    if len(x):
-        work.compile(
-            optimizer=tf_keras.optimizers.SGD(
-                job["learning_rate"], momentum=job["momentum"]
-            ),
-            loss=tf_keras.losses.SparseCategoricalCrossentropy(
-                from_logits=job["from_logits"]
-            ),
-            metrics=["accuracy"],
-        )
-        hist = work.fit(
-            x,
-            y,
-            batch_size=job["batch_size"],
-            epochs=job["epochs"],
-            shuffle=True,
-            callbacks=callbacks,
-            verbose=0,
-        )
-        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if not len(x):
+        return {}
+    work.compile(
+        optimizer=tf_keras.optimizers.SGD(
+            job["learning_rate"], momentum=job["momentum"]
+        ),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(
+            from_logits=job["from_logits"]
+        ),
+        metrics=["accuracy"],
+    )
+    hist = work.fit(
+        x,
+        y,
+        batch_size=job["batch_size"],
+        epochs=job["epochs"],
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
-    sparsity = None
-    if mode == "prune":
-        work = tfmot.sparsity.keras.strip_pruning(work)
-        kernels = [
-            w for l in work.layers for w in l.get_weights()[:1]
-            if l.__class__.__name__ in ("Conv2D", "Dense", "DepthwiseConv2D")
-        ]
-        zeros = sum(int(np.sum(k == 0)) for k in kernels)
-        sparsity = zeros / max(1, sum(k.size for k in kernels))
 
+def _kernel_sparsity(work):
+    """Fraction of zero conv / dense kernel weights."""
+    kernels = [
+        w for l in work.layers for w in l.get_weights()[:1]
+        if l.__class__.__name__ in ("Conv2D", "Dense", "DepthwiseConv2D")
+    ]
+    zeros = sum(int(np.sum(k == 0)) for k in kernels)
+    return zeros / max(1, sum(k.size for k in kernels))
+
+
+def _convert(work, job, calib, tf):
+    """The LiteRT flatbuffer (full-integer with ``quantize="int8"``)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(work)
     if job["quantize"] == "int8":
 
@@ -209,11 +214,31 @@ def main(workdir):
         if job["int8_io"]:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    data = converter.convert()
+    return converter.convert()
+
+
+def main(workdir):
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    start = time.time()
+    job, weights, train, calib, ref = _load_job(workdir)
+
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(job["seed"])
+    model, bridge_diff = _rebuild_checked(job, weights, ref)
+    work, callbacks = _wrap(model, job, tfmot)
+    history = _fine_tune(work, train, job, callbacks, tf_keras)
+    sparsity = None
+    if job["mode"] == "prune":
+        work = tfmot.sparsity.keras.strip_pruning(work)
+        sparsity = _kernel_sparsity(work)
+    data = _convert(work, job, calib, tf)
     with open(os.path.join(workdir, "model.tflite"), "wb") as f:
         f.write(data)
     result = {
-        "mode": mode,
+        "mode": job["mode"],
         "bridge_max_abs_diff": bridge_diff,
         "history": history,
         "kernel_sparsity": sparsity,

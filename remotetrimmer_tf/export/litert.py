@@ -28,6 +28,8 @@ import tempfile
 import numpy as np
 
 from remotetrimmer_tf.export import _io
+from remotetrimmer_tf.utils.batches import as_sample_array
+from remotetrimmer_tf.utils.files import atomic_path
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
@@ -88,8 +90,11 @@ class LiteRTRunner:
             used instead of the default XNNPACK delegate.
 
     Example:
-        >>> runner = LiteRTRunner("model.tflite", num_threads=1)
-        >>> logits = runner(images)          # float32 (N, classes)
+
+        ```python
+        runner = LiteRTRunner("model.tflite", num_threads=1)
+        logits = runner(images)          # float32 (N, classes)
+        ```
     """
 
     def __init__(self, model, num_threads=None, use_xnnpack=True):
@@ -209,7 +214,10 @@ def run_litert(model, x, num_threads=None, batch_size=32):
         batch_size: chunk size for the interpreter.
 
     Example:
-        >>> logits = run_litert("resnet18.tflite", images, num_threads=2)
+
+        ```python
+        logits = run_litert("resnet18.tflite", images, num_threads=2)
+        ```
     """
     return LiteRTRunner(model, num_threads=num_threads)(x, batch_size=batch_size)
 
@@ -303,7 +311,7 @@ def convert_to_litert_bytes(
                 "real, normalised training images) to calibrate activation "
                 "ranges."
             )
-        calib = _io.as_sample_array(
+        calib = as_sample_array(
             representative_data,
             limit=num_calibration,
             name="representative_data",
@@ -356,7 +364,10 @@ def check_parity(model, tflite, x, *, num_threads=None):
         ``{"max_abs_diff": float, "top1_agreement": float, "num_checked": int}``.
 
     Example:
-        >>> check_parity(model, "m.tflite", images)["top1_agreement"]
+
+        ```python
+        check_parity(model, "m.tflite", images)["top1_agreement"]
+        ```
     """
     x = np.asarray(x, dtype=np.float32)
     ref = _keras_predict(model, x)
@@ -433,14 +444,14 @@ def to_litert(
         ParityError: the export does not reproduce Keras (see ``atol``).
 
     Example:
-        >>> res = to_litert(model, "m.tflite")                   # float32
-        >>> res.max_abs_diff < 1e-4
-        True
-        >>> res8 = to_litert(model, "m8.tflite", "int8",
-        ...                  representative_data=x_train[:200],
-        ...                  check_data=x_test[:1000])
-        >>> res8.top1_agreement
-        0.995
+
+        ```python
+        res = to_litert(model, "m.tflite")   # float32; ParityError beyond atol
+        res8 = to_litert(model, "m8.tflite", "int8",
+                         representative_data=x_train[:200],
+                         check_data=x_test[:1000])
+        print(res8.top1_agreement)   # share of check images with Keras' top-1
+        ```
     """
     path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
     shape = _check_model(model)
@@ -472,70 +483,89 @@ def to_litert(
 
 
 def write_checked(model, path, data, *, quantize, int8_io, x=None, source=None,
-                  atol=1e-4, min_top1_agreement=None, overwrite=False):
+                  check_data=None, num_check=None, atol=1e-4, min_top1_agreement=None,
+                  overwrite=False, extra=None):
     """Write LiteRT flatbuffer ``data`` to ``path``, checked against ``model``.
 
-    The bytes go to a temporary sibling first. If ``x`` is given, the file is
-    run on ``x`` and compared with ``model``: a float32 export (``quantize``
-    None) must match within ``atol`` (None skips that bound) and a quantised
-    one must reach ``min_top1_agreement`` (if given). Only then is the file
-    renamed into place; on any failure nothing is left at ``path``.
+    The one writer of ``.tflite`` files (``to_litert``, QAT, the TFMOT
+    baseline). The bytes go to a temporary sibling first. If check inputs are
+    given (``x``, or ``check_data`` of which ``num_check`` samples are read),
+    the file is run on them and compared with ``model``: a float32 export
+    (``quantize`` None) must match within ``atol`` (None skips that bound)
+    and a quantised one must reach ``min_top1_agreement`` (if given). Only
+    then is the file renamed into place; on any failure nothing is left at
+    ``path``.
+
+    Args:
+        model, path, data: the Keras model, the ``.tflite`` destination, the
+            flatbuffer bytes.
+        quantize, int8_io: how ``data`` was converted (recorded, and which
+            bound applies).
+        x, source: check inputs already read, and what they are called.
+        check_data, num_check: check inputs to read (when ``x`` is None).
+        atol, min_top1_agreement: the parity bounds.
+        overwrite: replace an existing ``path``.
+        extra: facts recorded in the result's ``extra``.
 
     Returns:
         A :class:`LiteRTExport` with the parity figures filled in.
     """
     path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
+    if x is None and check_data is not None:
+        x, source = as_sample_array(check_data, limit=num_check, name="check_data",
+                                    ndim=len(model.inputs[0].shape)), "check_data"
     result = LiteRTExport(
-        path=path, size_bytes=len(data), quantize=quantize, int8_io=int8_io
+        path=path, size_bytes=len(data), quantize=quantize, int8_io=int8_io, extra=extra
     )
-    tmp = _io.temp_sibling(path)
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
         if x is not None:
-            parity = check_parity(model, tmp, x)
-            result.max_abs_diff = parity["max_abs_diff"]
-            result.top1_agreement = parity["top1_agreement"]
-            result.num_checked = parity["num_checked"]
-            result.check_source = source
-            if (quantize is None and atol is not None
-                    and not parity["max_abs_diff"] <= atol):
-                raise ParityError(
-                    f"Float32 LiteRT export of '{model.name}' differs from "
-                    f"Keras by {parity['max_abs_diff']:.3g} > atol={atol} "
-                    f"on {len(x)} {source} inputs; nothing was written to "
-                    f"'{path}'."
-                )
-            if (
-                quantize is not None
-                and min_top1_agreement is not None
-                and parity["top1_agreement"] is not None
-                and parity["top1_agreement"] < min_top1_agreement
-            ):
-                raise ParityError(
-                    f"{quantize} LiteRT export of '{model.name}' agrees with "
-                    f"Keras on {parity['top1_agreement']:.2%} of top-1 "
-                    f"predictions < {min_top1_agreement:.2%} ({len(x)} "
-                    f"{source} inputs); nothing was written to '{path}'."
-                )
+            _check_written(model, tmp, x, source, result, quantize, atol,
+                           min_top1_agreement, path)
         if os.path.exists(path) and not overwrite:  # appeared meanwhile
             raise ValueError(f"'{path}' appeared during export; not replaced.")
-        os.replace(tmp, path)
-    except BaseException:
-        _io.remove_quietly(tmp)
-        raise
     return result
+
+
+def _check_written(model, tmp, x, source, result, quantize, atol, min_top1_agreement, path):
+    """Run the written file on ``x``; fill ``result``; raise ParityError."""
+    parity = check_parity(model, tmp, x)
+    result.max_abs_diff = parity["max_abs_diff"]
+    result.top1_agreement = parity["top1_agreement"]
+    result.num_checked = parity["num_checked"]
+    result.check_source = source
+    if (quantize is None and atol is not None
+            and not parity["max_abs_diff"] <= atol):
+        raise ParityError(
+            f"Float32 LiteRT export of '{model.name}' differs from "
+            f"Keras by {parity['max_abs_diff']:.3g} > atol={atol} "
+            f"on {len(x)} {source} inputs; nothing was written to "
+            f"'{path}'."
+        )
+    if (
+        quantize is not None
+        and min_top1_agreement is not None
+        and parity["top1_agreement"] is not None
+        and parity["top1_agreement"] < min_top1_agreement
+    ):
+        raise ParityError(
+            f"{quantize} LiteRT export of '{model.name}' agrees with "
+            f"Keras on {parity['top1_agreement']:.2%} of top-1 "
+            f"predictions < {min_top1_agreement:.2%} ({len(x)} "
+            f"{source} inputs); nothing was written to '{path}'."
+        )
 
 
 def _check_inputs(shape, check_data, representative_data, num_check, seed):
     ndim = len(shape)
     if check_data is not None:
-        x = _io.as_sample_array(
+        x = as_sample_array(
             check_data, limit=num_check, name="check_data", ndim=ndim
         )
         source = "check_data"
     elif representative_data is not None:
-        x = _io.as_sample_array(
+        x = as_sample_array(
             representative_data,
             limit=num_check or 64,
             name="representative_data",

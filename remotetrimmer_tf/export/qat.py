@@ -42,6 +42,8 @@ import numpy as np
 
 from remotetrimmer_tf.export import _io, litert
 from remotetrimmer_tf.export.litert import _check_model
+from remotetrimmer_tf.utils.batches import as_sample_array, as_xy
+from remotetrimmer_tf.utils.keras_json import map_keras_tensors
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tfmot_worker.py")
 
@@ -123,13 +125,7 @@ def qat_available(python=None):
 
 def _to_ref(obj):
     """Replace serialised keras tensors by {"__ref__": [layer, node, idx]}."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            return {"__ref__": list(obj["config"]["keras_history"])}
-        return {k: _to_ref(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_ref(o) for o in obj]
-    return obj
+    return map_keras_tensors(obj, lambda t: {"__ref__": list(t["config"]["keras_history"])})
 
 
 def _io_refs(entry):
@@ -198,43 +194,6 @@ def bridge_spec(model):
     return spec, weights
 
 
-def _as_xy(data, name, ndim, limit=None):
-    if isinstance(data, tuple) and len(data) == 2 and not hasattr(data, "element_spec"):
-        x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
-    else:
-        xs, ys, count = [], [], 0
-        for item in data:
-            if not isinstance(item, (tuple, list)) or len(item) < 2:
-                raise TypeError(f"`{name}` must yield (images, labels) batches.")
-            xb = np.asarray(item[0], np.float32)
-            yb = np.asarray(item[1])
-            if xb.ndim == ndim - 1:
-                xb, yb = xb[None], yb[None]
-            xs.append(xb)
-            ys.append(yb)
-            count += len(xb)
-            if limit is not None and count >= limit:
-                break
-        if not xs:
-            raise ValueError(f"`{name}` yielded no samples.")
-        x, y = np.concatenate(xs), np.concatenate(ys)
-    if y.ndim == 2:  # one-hot
-        y = np.argmax(y, axis=-1)
-    y = y.astype(np.int32).reshape(-1)
-    if len(x) != len(y):
-        raise ValueError(f"`{name}`: {len(x)} images but {len(y)} labels.")
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y
-
-
-def _infer_from_logits(model):
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    name = getattr(act, "__name__", str(act))
-    return "softmax" not in name
-
-
 def run_tfmot_job(
     model,
     mode,
@@ -267,33 +226,10 @@ def run_tfmot_job(
     if not ok:
         raise ImportError(f"tfmot is not available: {reason}")
     if from_logits is None:
-        from_logits = _infer_from_logits(model)
-    ndim = len(shape)
-    if train_data is not None:
-        x, y = _as_xy(train_data, "train_data", ndim, limit=max_train_samples)
-        if x.shape[1:] != tuple(shape[1:]):
-            raise ValueError(
-                f"`train_data` images have shape {x.shape[1:]}, the model "
-                f"expects {tuple(shape[1:])}."
-            )
-    else:
-        x = np.zeros((0,) + tuple(shape[1:]), np.float32)
-        y = np.zeros((0,), np.int32)
-    if representative_data is not None:
-        calib = _io.as_sample_array(
-            representative_data,
-            limit=num_calibration,
-            name="representative_data",
-            ndim=ndim,
-        )
-    elif len(x):
-        calib = x[:num_calibration]
-    elif quantize == "int8":
-        raise ValueError(
-            "int8 conversion needs `representative_data` or `train_data`."
-        )
-    else:
-        calib = np.zeros((0,) + tuple(shape[1:]), np.float32)
+        from remotetrimmer_tf.utils.keras_models import infer_from_logits
+        from_logits = infer_from_logits(model)
+    x, y, calib = _job_data(shape, train_data, representative_data, quantize,
+                            max_train_samples, num_calibration)
     ref_x = calib[:8] if len(calib) else (
         np.random.default_rng(seed).standard_normal((4,) + tuple(shape[1:]))
     ).astype(np.float32)
@@ -313,13 +249,54 @@ def run_tfmot_job(
         "bridge_atol": float(bridge_atol),
         "seed": int(seed),
     }
+    arrays = {"weights": weights, "train": {"x": x, "y": y}, "calib": {"x": calib},
+              "ref": {"x": ref_x, "y": ref_y}}
+    data, info = _run_worker(job, arrays, python, timeout, verbose)
+    info["from_logits"] = bool(from_logits)
+    info["num_train_samples"] = int(len(x))
+    return data, info
+
+
+def _job_data(shape, train_data, representative_data, quantize, max_train_samples,
+              num_calibration):
+    """(x, y, calib) numpy arrays of a tfmot job, checked against ``shape``."""
+    ndim = len(shape)
+    if train_data is not None:
+        x, y = as_xy(train_data, name="train_data", ndim=ndim, limit=max_train_samples)
+        if x.shape[1:] != tuple(shape[1:]):
+            raise ValueError(
+                f"`train_data` images have shape {x.shape[1:]}, the model "
+                f"expects {tuple(shape[1:])}."
+            )
+    else:
+        x = np.zeros((0,) + tuple(shape[1:]), np.float32)
+        y = np.zeros((0,), np.int32)
+    if representative_data is not None:
+        calib = as_sample_array(
+            representative_data,
+            limit=num_calibration,
+            name="representative_data",
+            ndim=ndim,
+        )
+    elif len(x):
+        calib = x[:num_calibration]
+    elif quantize == "int8":
+        raise ValueError(
+            "int8 conversion needs `representative_data` or `train_data`."
+        )
+    else:
+        calib = np.zeros((0,) + tuple(shape[1:]), np.float32)
+    return x, y, calib
+
+
+def _run_worker(job, arrays, python, timeout, verbose):
+    """Run ``_tfmot_worker.py`` on ``job`` + ``arrays`` (``{name: {key: array}}``,
+    saved as ``<name>.npz``) in a temporary folder; (tflite bytes, result)."""
     with tempfile.TemporaryDirectory(prefix="rt_tfmot_") as work:
         with open(os.path.join(work, "job.json"), "w") as f:
             json.dump(job, f, default=_json_default)
-        np.savez(os.path.join(work, "weights.npz"), **weights)
-        np.savez(os.path.join(work, "train.npz"), x=x, y=y)
-        np.savez(os.path.join(work, "calib.npz"), x=calib)
-        np.savez(os.path.join(work, "ref.npz"), x=ref_x, y=ref_y)
+        for name, content in arrays.items():
+            np.savez(os.path.join(work, f"{name}.npz"), **content)
         env = dict(os.environ)
         env["TF_USE_LEGACY_KERAS"] = "1"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -334,15 +311,13 @@ def run_tfmot_job(
         if proc.returncode != 0:
             tail = (proc.stderr or "")[-2000:] if not verbose else ""
             raise RuntimeError(
-                f"tfmot worker ({mode}) failed with exit code "
+                f"tfmot worker ({job['mode']}) failed with exit code "
                 f"{proc.returncode}:\n{tail}"
             )
         with open(os.path.join(work, "result.json")) as f:
             info = json.load(f)
         with open(os.path.join(work, "model.tflite"), "rb") as f:
             data = f.read()
-    info["from_logits"] = bool(from_logits)
-    info["num_train_samples"] = int(len(x))
     return data, info
 
 
@@ -352,25 +327,6 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
-
-
-def write_checked(model, path, data, *, quantize, int8_io, check_data,
-                  num_check, min_top1_agreement, overwrite, extra=None):
-    """Write ``data`` atomically to ``path`` after a top-1 parity check on
-    ``check_data`` (if given) against ``model``; see `litert.write_checked`."""
-    x = None
-    if check_data is not None:
-        x = _io.as_sample_array(
-            check_data, limit=num_check, name="check_data",
-            ndim=len(model.inputs[0].shape),
-        )
-    result = litert.write_checked(
-        model, path, data, quantize=quantize, int8_io=int8_io, x=x,
-        source="check_data", atol=None, min_top1_agreement=min_top1_agreement,
-        overwrite=overwrite,
-    )
-    result.extra = extra
-    return result
 
 
 def qat_to_litert(
@@ -433,10 +389,13 @@ def qat_to_litert(
         RuntimeError: the worker failed.
 
     Example:
-        >>> res = qat_to_litert(pruned, "pruned_qat_int8.tflite",
-        ...                     (x_train, y_train), check_data=x_test,
-        ...                     python="/opt/qatenv/bin/python")
-        >>> res.top1_agreement, res.extra["history"]["accuracy"]
+
+        ```python
+        res = qat_to_litert(pruned, "pruned_qat_int8.tflite",
+                            (x_train, y_train), check_data=x_test,
+                            python="/opt/qatenv/bin/python")
+        res.top1_agreement, res.extra["history"]["accuracy"]
+        ```
     """
     path = _io.check_target(path, suffix=".tflite", overwrite=overwrite)
     data, info = run_tfmot_job(
@@ -457,7 +416,7 @@ def qat_to_litert(
         seed=seed,
         verbose=verbose,
     )
-    return write_checked(
+    return litert.write_checked(
         model,
         path,
         data,
@@ -465,6 +424,7 @@ def qat_to_litert(
         int8_io=int8_io,
         check_data=check_data,
         num_check=num_check,
+        atol=None,  # int8: only the top-1 agreement bound applies
         min_top1_agreement=min_top1_agreement,
         overwrite=overwrite,
         extra=info,

@@ -18,6 +18,8 @@ import numpy as np
 
 from remotetrimmer_tf.export import _io
 from remotetrimmer_tf.export.litert import ParityError, _check_model
+from remotetrimmer_tf.utils.batches import as_sample_array
+from remotetrimmer_tf.utils.files import atomic_path
 
 
 @dataclasses.dataclass
@@ -79,18 +81,19 @@ def to_saved_model(
         :class:`SavedModelExport`.
 
     Example:
-        >>> res = to_saved_model(model, "serving/resnet18/1")
-        >>> # tensorflow_model_server --model_base_path=serving/resnet18
+
+        ```python
+        res = to_saved_model(model, "serving/resnet18/1")
+        # tensorflow_model_server --model_base_path=serving/resnet18
+        ```
     """
     import keras
     import tensorflow as tf
 
     path = _io.check_target(path, overwrite=overwrite, what="directory")
     shape = _check_model(model)
-    tmp = _io.temp_sibling(path, directory=True)
-    old = None
-    try:
-        os.rmdir(tmp)  # ExportArchive wants to create it
+    # a temporary name next to `path`, not created (ExportArchive creates it)
+    with atomic_path(path) as tmp:
         archive = keras.export.ExportArchive()
         archive.track(model)
         fn = functools.partial(model.__call__, training=False)
@@ -109,7 +112,7 @@ def to_saved_model(
         result = SavedModelExport(path=path, size_bytes=_dir_size(tmp))
         if check:
             if check_data is not None:
-                x = _io.as_sample_array(
+                x = as_sample_array(
                     check_data, limit=num_check, name="check_data", ndim=len(shape)
                 )
             else:
@@ -128,19 +131,6 @@ def to_saved_model(
                     f"SavedModel of '{model.name}' differs from Keras by "
                     f"{diff:.3g} > atol={atol}; nothing written to '{path}'."
                 )
-        if os.path.exists(path):
-            if not overwrite:
-                raise ValueError(f"'{path}' appeared during export; not replaced.")
-            old = _io.temp_sibling(path, directory=True)
-            os.rmdir(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-    except BaseException:
-        _io.remove_quietly(tmp)
-        if old is not None and not os.path.exists(path):
-            os.replace(old, path)
-            old = None
-        raise
-    if old is not None:
-        _io.remove_quietly(old)
+        if os.path.exists(path) and not overwrite:
+            raise ValueError(f"'{path}' appeared during export; not replaced.")
     return result

@@ -16,6 +16,7 @@ Example:
     >>> g = DependencyGraph(m)
     >>> keep = {1: [0, 2, 4]}
     >>> quiet = silence_dropped(m, keep, graph=g)
+    >>> from remotetrimmer_tf.surgeon import prune_channels
     >>> small = prune_channels(quiet, keep)
     >>> x = np.ones((1, 4, 4, 3), "float32")
     >>> bool(np.allclose(quiet(x), small(x), atol=1e-5))

@@ -21,6 +21,9 @@ import copy
 
 import keras
 
+from remotetrimmer_tf.utils.keras_json import map_keras_tensors
+from remotetrimmer_tf.utils.keras_models import custom_objects
+
 _PASS = (keras.layers.Activation, keras.layers.Softmax, keras.layers.Dropout,
          keras.layers.ReLU, keras.layers.Identity)
 
@@ -72,7 +75,6 @@ def replace_head(model, num_classes, seed=None):
         A new ``keras.Model`` (same layer names; the head keeps its name,
         activation and bias setting).
     """
-    from remotetrimmer_tf.attention import _custom_objects
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
     num_classes = int(num_classes)
@@ -89,9 +91,9 @@ def replace_head(model, num_classes, seed=None):
             entry["config"]["kernel_initializer"] = init
             entry.pop("build_config", None)
         elif entry.get("inbound_nodes"):
-            _resize_refs(entry["inbound_nodes"], head, num_classes)
+            entry["inbound_nodes"] = _resize_refs(entry["inbound_nodes"], head, num_classes)
     cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
-    new = cls.from_config(config, custom_objects=_custom_objects(model))
+    new = cls.from_config(config, custom_objects=custom_objects(model))
     for layer in new.layers:
         if layer.name != head:
             layer.set_weights(model.get_layer(layer.name).get_weights())
@@ -99,15 +101,11 @@ def replace_head(model, num_classes, seed=None):
 
 
 def _resize_refs(obj, head, units):
-    """Keras-tensor references downstream of the head carry the new width."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            shape = obj["config"].get("shape")
-            if shape and obj["config"]["keras_history"][0] == head:
-                obj["config"]["shape"] = list(shape[:-1]) + [units]
-            return
-        for v in obj.values():
-            _resize_refs(v, head, units)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _resize_refs(v, head, units)
+    """Copy of ``obj`` whose Keras-tensor references to the head carry the
+    new width."""
+    def resize(t):
+        shape = t["config"].get("shape")
+        if not shape or t["config"]["keras_history"][0] != head:
+            return t
+        return {**t, "config": {**t["config"], "shape": list(shape[:-1]) + [units]}}
+    return map_keras_tensors(obj, resize)

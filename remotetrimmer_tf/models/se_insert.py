@@ -31,8 +31,9 @@ import keras
 import numpy as np
 
 from remotetrimmer_tf.models.se import SqueezeExcite
+from remotetrimmer_tf.utils.keras_json import KERAS_TENSOR, map_keras_tensors
+from remotetrimmer_tf.utils.keras_models import custom_objects
 
-_KT = "__keras_tensor__"
 GATE_SUFFIX = "_se"
 
 
@@ -72,24 +73,21 @@ def gateable_batchnorms(model, graph=None):
 
 def _tensor_ref(layer):
     out = layer.output
-    return {"class_name": _KT, "config": {
+    return {"class_name": KERAS_TENSOR, "config": {
         "shape": list(out.shape), "dtype": str(out.dtype),
         "keras_history": [layer.name, 0, 0]}}
 
 
 def _redirect(obj, mapping):
     """Copy of ``obj`` with tensors of layers in ``mapping`` re-pointed."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == _KT:
-            hist = obj["config"]["keras_history"]
-            if hist[0] in mapping:
-                obj = copy.deepcopy(obj)
-                obj["config"]["keras_history"] = [mapping[hist[0]], 0, 0]
-            return obj
-        return {k: _redirect(v, mapping) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_redirect(v, mapping) for v in obj)
-    return obj
+    def repoint(t):
+        hist = t["config"]["keras_history"]
+        if hist[0] not in mapping:
+            return t
+        t = copy.deepcopy(t)
+        t["config"]["keras_history"] = [mapping[hist[0]], 0, 0]
+        return t
+    return map_keras_tensors(obj, repoint)
 
 
 def _redirect_outputs(spec, mapping):
@@ -120,7 +118,6 @@ def insert_se_gates(model, reduction=16, layers=None, initial_gate=0.5):
         ValueError: not a functional model, a named layer that is not a
             gateable BN, or no BN to gate.
     """
-    from remotetrimmer_tf.attention import _custom_objects
     if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential) \
             or "output_layers" not in model.get_config():
         raise ValueError(
@@ -168,7 +165,7 @@ def insert_se_gates(model, reduction=16, layers=None, initial_gate=0.5):
             new_layers.append(spec)
     config["layers"] = new_layers
     config["output_layers"] = _redirect_outputs(config["output_layers"], gate_of)
-    objects = _custom_objects(model)
+    objects = custom_objects(model)
     objects["SqueezeExcite"] = SqueezeExcite
     new = keras.Model.from_config(config, custom_objects=objects)
     s0 = float(initial_gate)

@@ -19,6 +19,7 @@ import pathlib
 import sys
 import time
 
+from remotetrimmer_tf import choices as choices_lib
 from remotetrimmer_tf.pipeline.stages import STAGES
 from remotetrimmer_tf.pipeline.workdir import (PipelineError, Workdir,
                                                file_digest, new_run_dir)
@@ -28,15 +29,16 @@ __all__ = ["PipelineError", "Workdir", "run_pipeline", "validate_config",
            "resolve_workdir"]
 
 
-# data.name and model.arch are checked by user_data / user_model (issue 13).
-_CHOICES = {
-    "prune.importance": ("cap", "slim", "l1", "l2", "fpgm", "taylor", "random"),
-    "prune.scope": ("local", "global"),
-    "prune.round_mode": ("up", "down", "nearest"),
-    "prune.reduction": ("mean", "max", "sum", "prod", "first"),
-    "evaluate.split": ("test", "val", "train"),
-}
-_QUANTIZE = ("none", "float16", "dynamic", "int8")
+# data.name and model.arch are checked by user_data / user_model (issue 13);
+# the choices of every other field come from `remotetrimmer_tf.choices`.
+def _choices():
+    return {
+        "prune.importance": choices_lib.importances(),
+        "prune.scope": choices_lib.SCOPES,
+        "prune.round_mode": choices_lib.ROUND_MODES,
+        "prune.reduction": choices_lib.reductions(),
+        "evaluate.split": choices_lib.EVAL_SPLITS,
+    }
 
 
 def config_dir():
@@ -133,7 +135,7 @@ def validate_config(cfg, init_model=None):
     user_data.check_name(cfg)
     user_model.check_config(cfg, init_model)
     # --- end issue 13
-    for path, choices in _CHOICES.items():
+    for path, choices in _choices().items():
         value = _get(cfg, path)
         if value not in choices:
             raise _bad(path, value, f"is not one of {', '.join(choices)}; "
@@ -181,9 +183,9 @@ def validate_config(cfg, init_model=None):
             raise _bad(f"{section}.steps_per_epoch", steps,
                        "must be a positive integer or None (whole split)")
     for q in cfg.export.quantize:
-        if q not in _QUANTIZE:
+        if q not in choices_lib.QUANTIZE:
             raise _bad("export.quantize", q, f"is not one of "
-                       f"{', '.join(_QUANTIZE)}; repeat the flag for several")
+                       f"{', '.join(choices_lib.QUANTIZE)}; repeat the flag for several")
     # (cap on a model without SE gates inserts and trains gates: issue 13)
     for path in ("data.skip_bad_files", "deterministic"):
         try:
@@ -432,9 +434,7 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
     """The chief's (or the single process's) part of `run_pipeline`, under the
     run folder's lock: check every input, then change the folder."""
     from remotetrimmer_tf.pipeline import stages as stages_mod
-    from remotetrimmer_tf.pipeline.fingerprint import describe_data_change
     from remotetrimmer_tf.pipeline.inputs import check_inputs
-    from remotetrimmer_tf.pipeline.interrupt import acknowledge
     wd.ledger = wd._read_ledger()        # as of now, under the lock
     plain = _plain(cfg)
     changed = _config_changes(wd, plain, init_digest)
@@ -464,33 +464,8 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
                 "with this config and a later selected stage needs it; add "
                 f"{stage} to --stages (or leave out --stages)")
     # 4. from here on the run folder changes
-    if init_model is not None and _inside(init_model, wd.path):
-        copy = f"inputs/init_model-{init_digest}.keras"
-        if os.path.realpath(init_model) != os.path.realpath(wd / copy):
-            wd.copy_in(init_model, copy)
-            log(f"[remotetrimmer] --init_model lies inside the run folder: "
-                f"reading the copy {copy} (the file itself is left as it is)")
-        run.init_model_given = init_model
-        run.init_model = str(wd / copy)
-    removed = wd.clean_temporaries()
-    if removed:
-        log(f"[remotetrimmer] removed {len(removed)} temporary file(s) left by an "
-            f"interrupted run: {', '.join(removed[:3])}"
-            + (" ..." if len(removed) > 3 else ""))
-    old_data = (wd.ledger or {}).get("inputs", {}).get("data") if wd.has_ledger() else None
-    change = describe_data_change(old_data, data_info)
-    if change and wd.ledger.get("stages"):
-        log(f"[remotetrimmer] {change}: the stages from train on rerun")
-    if data_info.get("skipped_bad_files"):
-        bad = data_info["skipped_bad_files"]
-        log(f"[remotetrimmer] --config.data.skip_bad_files: leaving out "
-            f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
-            + (" ..." if len(bad) > 3 else ""))
-    wd.start(plain, cfg.get("name", "config"))
-    wd.ledger["inputs"] = {"init_model_sha256": init_digest, "data": data_info,
-                           "determinism": determinism}
-    wd._write_ledger()
-    log(f"[remotetrimmer] run folder: {wd.path}")
+    _prepare_folder(run, wd, plain, cfg, init_model, init_digest, data_info,
+                    determinism, log)
     if lead is not None:
         lead.attach(run)
     ran, skipped = [], []
@@ -527,38 +502,8 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
                 f"{stage} and later stages to "
                 f"{os.path.relpath(wd._superseded, wd.path)}/")
         log(f"[remotetrimmer] {stage}: running")
-        if lead is not None:
-            lead.before(stage)   # multi_worker: the other workers join a training stage
-        _make_deterministic(seed, deterministic)
-        run.start_stage()
-        t0 = time.time()
-        wd.begin_stage()
-        try:
-            artifacts, info = stages_mod.FUNCTIONS[stage](run)
-        except OSError as e:
-            wd.discard_written()
-            where = e.filename or wd.path
-            raise PipelineError(
-                f"{stage}: writing {where} failed ({e.strerror or e}); free "
-                "disk space (or fix the folder's permissions) and rerun the "
-                "same command to resume") from None
-        except Exception as e:
-            wd.discard_written()
-            if "determinis" in str(e) and type(e).__name__ == "UnimplementedError":
-                raise PipelineError(
-                    f"{stage}: an op has no deterministic kernel here "
-                    f"({_one_line(e)[:200]}); pass --config.deterministic=False "
-                    "to run without bitwise reproducibility") from None
-            raise
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt):
-                acknowledge()             # no further re-delivery: clean up
-            wd.discard_written()
-            raise
-        if lead is not None:
-            lead.after(stage, artifacts)
-        seconds = time.time() - t0
-        wd.mark_finished(stage, keys[stage], artifacts, info, seconds)
+        artifacts, info, seconds = _run_stage(run, wd, stage, keys[stage], seed,
+                                              deterministic, lead)
         ran.append(stage)
         log(f"[remotetrimmer] {stage}: done in {seconds:.1f} s"
             + (f" ({info['skipped']})" if info.get("skipped") else ""))
@@ -576,6 +521,80 @@ def _run_locked(cfg, wd, init_model, init_digest, strategy, selected,
     if wd.exists("report.json"):
         summary["report"] = wd.read_json("report.json")
     return summary
+
+
+def _prepare_folder(run, wd, plain, cfg, init_model, init_digest, data_info,
+                    determinism, log):
+    """Step 4 of `run_pipeline`, once every input is checked: the folder
+    changes (--init_model copy, temporary leftovers, the ledger's inputs)."""
+    from remotetrimmer_tf.pipeline.fingerprint import describe_data_change
+    if init_model is not None and _inside(init_model, wd.path):
+        copy = f"inputs/init_model-{init_digest}.keras"
+        if os.path.realpath(init_model) != os.path.realpath(wd / copy):
+            wd.copy_in(init_model, copy)
+            log(f"[remotetrimmer] --init_model lies inside the run folder: "
+                f"reading the copy {copy} (the file itself is left as it is)")
+        run.init_model_given = init_model
+        run.init_model = str(wd / copy)
+    removed = wd.clean_temporaries()
+    if removed:
+        log(f"[remotetrimmer] removed {len(removed)} temporary file(s) left by an "
+            f"interrupted run: {', '.join(removed[:3])}"
+            + (" ..." if len(removed) > 3 else ""))
+    old_data = (wd.ledger or {}).get("inputs", {}).get("data") if wd.has_ledger() else None
+    change = describe_data_change(old_data, data_info)
+    if change and wd.ledger.get("stages"):
+        log(f"[remotetrimmer] {change}: the stages from train on rerun")
+    if data_info.get("skipped_bad_files"):
+        bad = data_info["skipped_bad_files"]
+        log(f"[remotetrimmer] --config.data.skip_bad_files: leaving out "
+            f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
+            + (" ..." if len(bad) > 3 else ""))
+    wd.start(plain, cfg.get("name", "config"))
+    wd.ledger["inputs"] = {"init_model_sha256": init_digest, "data": data_info,
+                           "determinism": determinism}
+    wd._write_ledger()
+    log(f"[remotetrimmer] run folder: {wd.path}")
+
+
+def _run_stage(run, wd, stage, key, seed, deterministic, lead):
+    """Runs one stage (seeded; a failure leaves none of its files), records
+    it in the ledger; returns `(artifacts, info, seconds)`."""
+    from remotetrimmer_tf.pipeline import stages as stages_mod
+    from remotetrimmer_tf.pipeline.interrupt import acknowledge
+    if lead is not None:
+        lead.before(stage)   # multi_worker: the other workers join a training stage
+    _make_deterministic(seed, deterministic)
+    run.start_stage()
+    t0 = time.time()
+    wd.begin_stage()
+    try:
+        artifacts, info = stages_mod.FUNCTIONS[stage](run)
+    except OSError as e:
+        wd.discard_written()
+        where = e.filename or wd.path
+        raise PipelineError(
+            f"{stage}: writing {where} failed ({e.strerror or e}); free "
+            "disk space (or fix the folder's permissions) and rerun the "
+            "same command to resume") from None
+    except Exception as e:
+        wd.discard_written()
+        if "determinis" in str(e) and type(e).__name__ == "UnimplementedError":
+            raise PipelineError(
+                f"{stage}: an op has no deterministic kernel here "
+                f"({_one_line(e)[:200]}); pass --config.deterministic=False "
+                "to run without bitwise reproducibility") from None
+        raise
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            acknowledge()             # no further re-delivery: clean up
+        wd.discard_written()
+        raise
+    if lead is not None:
+        lead.after(stage, artifacts)
+    seconds = time.time() - t0
+    wd.mark_finished(stage, key, artifacts, info, seconds)
+    return artifacts, info, seconds
 
 
 def _make_deterministic(seed, kernels=True):

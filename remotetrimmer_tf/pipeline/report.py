@@ -38,7 +38,7 @@ def model_stats(model, path):
     return {
         "file": os.path.basename(path),
         "file_bytes": os.path.getsize(path),
-        "params": int(count_params(model)),
+        "params": int(count_params(model, trainable_only=True)),
         "params_total": int(count_params(model, trainable_only=False)),
         "macs": int(count_macs(model)),
     }
@@ -78,9 +78,24 @@ def hardware():
     return out
 
 
+def accuracies(wd):
+    """Accuracy after every model-producing stage, from the ledger."""
+    out = {}
+    names = {"train": "trained", "fold": "folded", "prune": "pruned",
+             "recalibrate": "recalibrated", "finetune": "finetuned"}
+    for stage, label in names.items():
+        entry = wd.entry(stage) or {}
+        info = entry.get("info", {})
+        if stage == "recalibrate" and "metrics_before" in info:
+            out["pruned_before_recalibration"] = info["metrics_before"].get("accuracy")
+        m = info.get("metrics")
+        if m:
+            out[label] = m.get("accuracy")
+    return out
+
+
 def build_report(run):
     """Assembles the report dict from the run folder and its ledger."""
-    from remotetrimmer_tf.pipeline.stages import accuracies
     wd = run.wd
     models, widths = {}, {}
     for label, fname in MODEL_FILES:

@@ -17,13 +17,13 @@ summary that goes into the ledger and the report.
 | export      | model_finetuned.keras        | model.tflite, model_int8.tflite |
 | report      | all of the above             | report.json, report.md, widths.png |
 """
-import inspect
 import os
 import time
 import zipfile
 
 import numpy as np
 
+from remotetrimmer_tf.pipeline import report as report_mod
 from remotetrimmer_tf.pipeline.workdir import PipelineError, config_hash, file_digest
 
 STAGES = ("train", "attention", "fold", "prune", "recalibrate", "finetune",
@@ -159,13 +159,7 @@ class Run:
             return None
         if self._strategy is None:
             from remotetrimmer_tf.training import strategy as strategy_mod
-            getter = getattr(strategy_mod, "get_strategy", None)
-            if getter is None:
-                raise PipelineError(
-                    f"--strategy={self.strategy_name}: remotetrimmer_tf."
-                    "training.strategy has no get_strategy(); use "
-                    "--strategy=default")
-            self._strategy = getter(self.strategy_name)
+            self._strategy = strategy_mod.get_strategy(self.strategy_name)
         return self._strategy
 
     def data(self, split, *, batch_size=None, shuffle=False, training=False):
@@ -237,10 +231,9 @@ def _without_optimizer(model):
     model; the model itself if it was never compiled or cannot be rebuilt."""
     if getattr(model, "optimizer", None) is None:
         return model
+    from remotetrimmer_tf.utils.keras_models import clone_with_weights
     try:
-        fresh = model.__class__.from_config(model.get_config())
-        fresh.set_weights(model.get_weights())
-        return fresh
+        return clone_with_weights(model)
     except Exception:  # noqa: BLE001 - subclassed models: keep the state
         return model
 
@@ -312,24 +305,6 @@ def _take(data, steps, batch_size=64):
     return x[:steps * batch_size], y[:steps * batch_size]
 
 
-def _as_xy(data, limit=None):
-    """Numpy images and labels of (up to `limit`) samples."""
-    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-    else:
-        xs, ys, n = [], [], 0
-        for xb, yb in data:
-            xs.append(np.asarray(xb))
-            ys.append(np.asarray(yb))
-            n += len(xs[-1])
-            if limit is not None and n >= limit:
-                break
-        x, y = np.concatenate(xs), np.concatenate(ys)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y
-
-
 def _recipe(section):
     """A config recipe section as the dict `training.fit` reads."""
     r = section.to_dict()
@@ -356,21 +331,14 @@ def _fit(run, model, section, stage, teacher=None):
         run.wd.supersede(f"logs/{stage}")   # another config's checkpoints: kept aside
     logdir.mkdir(parents=True, exist_ok=True)
     keyfile.write_text(key)
-    kwargs = dict(val=val, recipe=recipe, workdir=str(logdir),
-                  verbose=run.verbose)
-    if teacher is not None:
-        kwargs["teacher"] = teacher
-    params = inspect.signature(training.fit).parameters
-    if "tensorboard" in params:   # issue 13: logs/<stage>/tb, on by default
-        kwargs["tensorboard"] = (bool(section.get("tensorboard", True))
-                                 and _tensorboard_installed())
-    if run.strategy() is not None and "strategy" in params:
-        kwargs["strategy"] = run.strategy()
-    if run.strategy_name == "multi_worker" and "backup_dir" in params:
-        # keras BackupAndRestore: a restarted worker resumes the epoch count,
-        # weights and optimizer from here (the chief sends it to the others).
-        kwargs["backup_dir"] = str(logdir / "backup")
-    history = training.fit(model, train, **kwargs)
+    # multi_worker: keras BackupAndRestore, so a restarted worker resumes the
+    # epoch count, weights and optimizer from here (the chief sends it on).
+    backup = str(logdir / "backup") if run.strategy_name == "multi_worker" else None
+    history = training.fit(
+        model, train, val=val, recipe=recipe, workdir=str(logdir), verbose=run.verbose,
+        teacher=teacher, strategy=run.strategy(), backup_dir=backup,
+        # logs/<stage>/tb, on by default
+        tensorboard=bool(section.get("tensorboard", True)) and _tensorboard_installed())
     # The stage's own artifact replaces fit's resume checkpoints.
     for ckpt in logdir.glob("*.keras"):
         ckpt.unlink()
@@ -607,7 +575,7 @@ def evaluate(run):
     model = run.load_model("model_finetuned.keras")
     final = run.accuracy(model)
     metrics = {"split": run.cfg.evaluate.split, "finetuned": final,
-               "accuracy": accuracies(run.wd)}
+               "accuracy": report_mod.accuracies(run.wd)}
     metrics["accuracy"]["finetuned"] = final.get("accuracy")
     run.wd.write_json("metrics.json", metrics)
     return ["metrics.json"], {"metrics": final}
@@ -620,16 +588,17 @@ def export(run):
     if keras.backend.backend() != "tensorflow":
         return [], {"skipped": "LiteRT export needs KERAS_BACKEND=tensorflow"}
     from remotetrimmer_tf.export import litert
+    from remotetrimmer_tf.utils.batches import as_xy
     model = run.load_model("model_finetuned.keras")
     modes = [m for m in e.quantize if m]
     if not modes:
         return [], {"skipped": "export.quantize is empty"}
     rep = None
     if "int8" in modes:
-        rep = _as_xy(_take(run.data("train"), e.representative_steps,
+        rep = as_xy(_take(run.data("train"), e.representative_steps,
                            int(run.cfg.data.batch_size)))[0]
-    check_x, check_y = _as_xy(run.data(run.cfg.evaluate.split),
-                              limit=int(e.check_samples))
+    check_x, check_y = as_xy(run.data(run.cfg.evaluate.split),
+                             limit=int(e.check_samples))
     artifacts, info = [], {}
     for mode in modes:
         name = "model.tflite" if mode == "none" else f"model_{mode}.tflite"
@@ -639,7 +608,7 @@ def export(run):
                                check_data=check_x if e.check else None,
                                overwrite=True)
         run.wd.track(name)
-        entry = dict(res.as_dict()) if hasattr(res, "as_dict") else {}
+        entry = dict(res.as_dict())
         _readable(run.wd / name)
         entry["size_bytes"] = os.path.getsize(run.wd / name)
         if e.check:
@@ -661,24 +630,7 @@ def _readable(path):
 
 def report(run):
     """report.json, report.md and widths.png; see `pipeline.report`."""
-    from remotetrimmer_tf.pipeline import report as report_mod
     return report_mod.write_report(run)
-
-
-def accuracies(wd):
-    """Accuracy after every model-producing stage, from the ledger."""
-    out = {}
-    names = {"train": "trained", "fold": "folded", "prune": "pruned",
-             "recalibrate": "recalibrated", "finetune": "finetuned"}
-    for stage, label in names.items():
-        entry = wd.entry(stage) or {}
-        info = entry.get("info", {})
-        if stage == "recalibrate" and "metrics_before" in info:
-            out["pruned_before_recalibration"] = info["metrics_before"].get("accuracy")
-        m = info.get("metrics")
-        if m:
-            out[label] = m.get("accuracy")
-    return out
 
 
 FUNCTIONS = {"train": train, "attention": attention, "fold": fold,

@@ -1,7 +1,7 @@
 """A run folder: atomic artifact writes, a ledger of finished stages, resume.
 
 Every artifact is written under a temporary name in the same folder and then
-renamed into place (`os.replace`), so a crash never leaves a file that looks
+renamed into place (`utils.files.atomic_path`), so a crash never leaves a file that looks
 finished. The ledger `stages.json` is rewritten the same way after each
 stage's artifacts are in place; a stage counts as finished only when the
 ledger says so AND its artifacts exist, so a rerun resumes after the last
@@ -30,6 +30,8 @@ import pathlib
 import re
 import shutil
 import uuid
+
+from remotetrimmer_tf.utils.files import atomic_path
 
 LEDGER = "stages.json"
 LEDGER_VERSION = 1
@@ -134,26 +136,14 @@ class Workdir:
     def atomic(self, name):
         """Yields a temporary path next to `name`; renames it on success.
 
-        The temporary name is `.tmp-<pid>-<random>-<name>` and keeps the
-        suffix (Keras insists on `.keras`), so it never looks like a finished
-        artifact. On error (or an interrupt) the temporary file is removed and
-        nothing is renamed. `name` may hold a subfolder (`inputs/x.keras`).
+        `utils.files.atomic_path` does the work: the temporary name is
+        `.tmp-<pid>-<random>-<name>` and keeps the suffix (Keras insists on
+        `.keras`), so it never looks like a finished artifact. On error (or
+        an interrupt) the temporary file is removed and nothing is renamed. `name` may hold a subfolder (`inputs/x.keras`).
         """
-        final = self.path / name
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final.name}"
-        try:
-            yield str(tmp)
-            if not tmp.exists():
-                raise RuntimeError(f"nothing was written to {tmp}")
-            os.replace(tmp, final)
-            self.track(name)
-        finally:
-            if tmp.exists():
-                if tmp.is_dir():
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    tmp.unlink()
+        with atomic_path(self.path / name) as tmp:
+            yield tmp
+        self.track(name)
 
     def track(self, name):
         """Remembers an artifact written by the running stage (see

@@ -13,7 +13,9 @@ with dropout disabled, and trainable weights are untouched. The user's model
 is never modified; a new model is returned. Backend-agnostic (``keras`` only).
 """
 import keras
-import numpy as np
+
+from remotetrimmer_tf.utils.batches import iterate_batches
+from remotetrimmer_tf.utils.keras_models import clone_with_weights
 
 __all__ = ["recalibrate_bn"]
 
@@ -21,51 +23,10 @@ _NOISE_LAYERS = (keras.layers.Dropout, keras.layers.GaussianDropout,
                  keras.layers.GaussianNoise, keras.layers.AlphaDropout)
 
 
-def _clone(model):
-    """clone_model + copy every weight (variable to variable, no numpy trip)."""
-    clone = keras.models.clone_model(model)
-    if len(clone.weights) != len(model.weights):
-        raise ValueError(f"recalibrate_bn: could not clone model '{model.name}' "
-                         "(weights differ); is it a subclassed model without get_config?")
-    for dst, src in zip(clone.weights, model.weights):
-        dst.assign(src.value)
-    return clone
-
-
 def _walk(layer):
     for sub in getattr(layer, "layers", None) or ():
         yield sub
         yield from _walk(sub)
-
-
-def _batches(data, steps, batch_size):
-    """Yield input batches (x only) from numpy / (x, y) / tf.data / iterables."""
-    if isinstance(data, np.ndarray) or (isinstance(data, tuple) and data
-                                        and isinstance(data[0], np.ndarray)):
-        x = data if isinstance(data, np.ndarray) else data[0]
-        n = len(x)
-        if n == 0:
-            raise ValueError("recalibrate_bn: `data` is empty.")
-        count = 0
-        for start in range(0, n, batch_size):
-            if steps is not None and count >= steps:
-                return
-            yield x[start:start + batch_size]
-            count += 1
-        return
-    if not hasattr(data, "__iter__"):
-        raise TypeError("recalibrate_bn: `data` must be a numpy array, an (x, y) "
-                        "tuple of arrays, a tf.data.Dataset or an iterable of "
-                        f"batches; got {type(data).__name__}.")
-    for count, batch in enumerate(data):
-        if steps is not None and count >= steps:
-            return
-        if isinstance(batch, (tuple, list)):
-            batch = batch[0]
-        elif isinstance(batch, dict):
-            raise TypeError("recalibrate_bn: dict batches are not supported; "
-                            "map the dataset to (images, labels) first.")
-        yield batch
 
 
 def recalibrate_bn(model, data, steps=None, batch_size=64, verbose=0):
@@ -103,7 +64,7 @@ def recalibrate_bn(model, data, steps=None, batch_size=64, verbose=0):
     if batch_size < 1:
         raise ValueError(f"recalibrate_bn: `batch_size` must be >= 1, got {batch_size}.")
 
-    clone = _clone(model)
+    clone = clone_with_weights(model, what="recalibrate_bn")
     layers = list(_walk(clone))
     bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
     if not bns:
@@ -123,7 +84,8 @@ def recalibrate_bn(model, data, steps=None, batch_size=64, verbose=0):
 
     used = 0
     try:
-        for batch in _batches(data, steps, batch_size):
+        for batch in iterate_batches(data, None if steps is None else int(steps), batch_size,
+                                     name="recalibrate_bn: `data`"):
             used += 1
             for l in bns:
                 l.momentum = (used - 1) / used

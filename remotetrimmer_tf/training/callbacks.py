@@ -7,10 +7,10 @@
 - :class:`ProgressLogger`: one line per epoch with the learning rate.
 - :func:`csv_logger`, :func:`tensorboard` (TensorBoard needs TensorFlow).
 
-Every file is written to a temporary name in the same folder and moved into
-place with ``os.replace``, so a crash never leaves a half-written file.
+Every file is written atomically (``utils.files.atomic_path``: a temporary
+name in the same folder, then renamed), so a crash never leaves a
+half-written file.
 """
-import json
 import math
 import os
 import time
@@ -19,8 +19,10 @@ import warnings
 import keras
 import numpy as np
 
+from remotetrimmer_tf.utils.files import atomic_path, write_json_atomic
+
 __all__ = ["BestCheckpoint", "LastCheckpoint", "ProgressLogger", "csv_logger",
-           "tensorboard", "save_keras", "save_model_atomic", "write_json_atomic",
+           "tensorboard", "save_keras", "save_model_atomic",
            "current_learning_rate"]
 
 
@@ -34,7 +36,7 @@ def save_keras(model, path):
 
 
 def save_model_atomic(model, path):
-    """Save ``model`` to ``path`` (``.keras``) via a temporary file + os.replace.
+    """Save ``model`` to ``path`` (``.keras``) atomically (``utils.files``).
 
     Example:
 
@@ -45,24 +47,8 @@ def save_model_atomic(model, path):
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"checkpoint path must end with '.keras', got {path!r}.")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    with atomic_path(path) as tmp:
         save_keras(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json_atomic(obj, path):
-    """Write ``obj`` as JSON to ``path`` via a temporary file + os.replace."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def current_learning_rate(optimizer):
@@ -159,7 +145,7 @@ class LastCheckpoint(keras.callbacks.Callback):
             state["best_epoch"] = (None if self.best_checkpoint.best_epoch is None
                                    else int(self.best_checkpoint.best_epoch) + 1)
             state["monitor"] = self.best_checkpoint.monitor
-        write_json_atomic(state, os.path.join(self.workdir, "state.json"))
+        write_json_atomic(os.path.join(self.workdir, "state.json"), state)
 
 
 class ProgressLogger(keras.callbacks.Callback):

@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from remotetrimmer_tf.losses import AdaptiveMiningLoss
+from remotetrimmer_tf import losses as losses_lib   # a module: no circle at import
 from remotetrimmer_tf.training import callbacks as cbs
 from remotetrimmer_tf.training import recipes as recipes_lib
 from remotetrimmer_tf.training.augment import make_augment
@@ -47,6 +47,8 @@ from remotetrimmer_tf.training.precision import resolve_precision, with_policy
 from remotetrimmer_tf.training.schedules import make_schedule
 from remotetrimmer_tf.training import strategy as strategy_lib
 from remotetrimmer_tf.training.strategy import strategy_scope
+from remotetrimmer_tf.utils.keras_models import (clone_with_weights, copy_weights,
+                                                 infer_from_logits)
 
 __all__ = ["fit", "evaluate", "make_optimizer", "make_loss", "infer_from_logits",
            "distillation_loss",
@@ -80,32 +82,6 @@ def set_seed(seed):
         keras.utils.set_random_seed(seed)
 
 
-def infer_from_logits(model):
-    """Guess whether ``model`` outputs logits (True) or probabilities (False).
-
-    Probabilities if the last layer is a ``Softmax`` layer or has
-    ``activation=softmax``; logits otherwise.
-
-    Example:
-
-    ```python
-    infer_from_logits(keras.Sequential([keras.layers.Dense(3)]))  # True
-    ```
-    """
-    layers = getattr(model, "layers", None)
-    if not layers:
-        return True
-    last = layers[-1]
-    if isinstance(last, keras.Model):
-        return infer_from_logits(last)
-    if isinstance(last, keras.layers.Softmax):
-        return False
-    act = getattr(last, "activation", None)
-    if act is not None and getattr(act, "__name__", "") == "softmax":
-        return False
-    return True
-
-
 def decayed_variables(model):
     """The variables weight decay applies to: conv / dense / separable kernels.
 
@@ -124,16 +100,22 @@ def make_loss(recipe, from_logits=True):
     loss = make_loss(recipes.published("finetune"))
     ```
     """
-    recipe = recipes_lib.resolve(recipe)
+    return _loss_of(recipes_lib.resolve(recipe), from_logits)
+
+
+def _loss_of(recipe, from_logits):
+    """:func:`make_loss` of an already resolved recipe."""
     smoothing = float(recipe.label_smoothing)
     if recipe.loss == "aml":
-        return AdaptiveMiningLoss(r1=float(recipe.aml_r1), r2=float(recipe.aml_r2),
-                                  from_logits=from_logits, label_smoothing=smoothing)
+        return losses_lib.AdaptiveMiningLoss(r1=float(recipe.aml_r1),
+                                             r2=float(recipe.aml_r2),
+                                             from_logits=from_logits,
+                                             label_smoothing=smoothing)
     if smoothing == 0.0:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     # Sparse CE with smoothing = AML with only the cross-entropy term.
-    return AdaptiveMiningLoss(r1=0.0, r2=1.0, from_logits=from_logits,
-                              label_smoothing=smoothing, name="cross_entropy")
+    return losses_lib.AdaptiveMiningLoss(r1=0.0, r2=1.0, from_logits=from_logits,
+                                         label_smoothing=smoothing, name="cross_entropy")
 
 
 def make_optimizer(recipe, steps_per_epoch, model=None):
@@ -152,7 +134,11 @@ def make_optimizer(recipe, steps_per_epoch, model=None):
     opt = make_optimizer(recipes.modern(), steps_per_epoch=296)
     ```
     """
-    recipe = recipes_lib.resolve(recipe)
+    return _optimizer_of(recipes_lib.resolve(recipe), steps_per_epoch, model)
+
+
+def _optimizer_of(recipe, steps_per_epoch, model=None):
+    """:func:`make_optimizer` of an already resolved recipe."""
     lr = make_schedule(recipe, steps_per_epoch)
     wd = float(recipe.weight_decay)
     decoupled = wd > 0 and (recipe.weight_decay_mode == "decoupled")
@@ -326,7 +312,7 @@ class _SyncWeights(keras.callbacks.Callback):
         self._src, self._dst = [src], [dst]   # lists: not tracked by Keras
 
     def on_epoch_end(self, epoch, logs=None):
-        _copy_weights(self._dst[0], self._src[0])
+        copy_weights(self._dst[0], self._src[0])
 
 
 def _frozen_teacher(teacher, student):
@@ -339,7 +325,7 @@ def _frozen_teacher(teacher, student):
         raise ValueError(f"fit: teacher '{teacher.name}' maps {t_in} -> {t_out} but the "
                          f"model '{student.name}' maps {s_in} -> {s_out}; distillation "
                          "needs the same input and number of classes.")
-    frozen = _clone_with_weights(teacher)
+    frozen = clone_with_weights(teacher)
     frozen.trainable = False
     return frozen
 
@@ -357,30 +343,13 @@ def _resolve_jit(jit_compile):
     return "auto"
 
 
-def _copy_weights(dst_model, src_model):
-    """Assign every weight of ``src_model`` to ``dst_model`` (same architecture)."""
-    dst_w, src_w = dst_model.weights, src_model.weights
-    if len(dst_w) != len(src_w) or any(tuple(a.shape) != tuple(b.shape)
-                                       for a, b in zip(dst_w, src_w)):
-        raise ValueError(f"models '{dst_model.name}' and '{src_model.name}' have different "
-                         "weights (architecture mismatch).")
-    for dst, src in zip(dst_w, src_w):
-        dst.assign(src.value)
-
-
-def _clone_with_weights(model):
-    clone = keras.models.clone_model(model)
-    _copy_weights(clone, model)
-    return clone
-
-
 def _restore(workdir, inner, trainer, optimizer):
     """Load last.keras into ``inner`` and the optimizer; return state dict."""
     with open(os.path.join(workdir, "state.json")) as f:
         state = json.load(f)
     last = keras.saving.load_model(os.path.join(workdir, "last.keras"), compile=True)
     try:
-        _copy_weights(inner, last)
+        copy_weights(inner, last)
     except ValueError as e:
         raise ValueError(f"fit: {workdir}/last.keras holds a different model than the "
                          "one being trained; use a new workdir or delete it.") from e
@@ -457,16 +426,63 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
                         recipe=training.recipes.modern(), workdir="runs/r18")
     ```
     """
+    _check_model(model)
+    recipe = recipes_lib.resolve(recipe)   # the one resolution; helpers get it resolved
+    set_seed(recipe.seed)
+    _check_teacher(teacher, recipe)
+    if from_logits is None:
+        from_logits = infer_from_logits(model)
+    train_data, val_data, spe = _fit_data(train, val, recipe, steps_per_epoch, strategy)
+    distributed = strategy is not None
+    # "auto" picks bf16 on a single CPU process only; under a distribution
+    # strategy (untested with the bf16 clone) it stays float32
+    policy = resolve_precision("float32" if distributed and recipe.precision == "auto"
+                               else recipe.precision)
+    with strategy_scope(strategy):
+        inner, keeper = _fit_models(model, policy, strategy)
+        augment = make_augment(recipe.augment, seed=int(recipe.seed))
+        if augment is not None and not distributed and _is_tf_dataset(train_data):
+            # In the input pipeline, overlapped with the step (measured: the
+            # same gather inside the training graph costs ~20% of a ResNet-18
+            # step on a 2-core CPU, in tf.data next to nothing).
+            train_data = _augment_dataset(train_data, augment)
+            augment = None
+        jit = _resolve_jit(jit_compile)
+        trainer, optimizer, loss = _compiled_trainer(
+            inner, keeper, augment, recipe, spe, from_logits, teacher, policy, strategy, jit)
+        initial_epoch, all_callbacks = _fit_callbacks(
+            workdir, resume, recipe, inner, keeper, trainer, optimizer, val_data,
+            initial_epoch, tensorboard, callbacks, backup_dir, verbose)
+        if isinstance(train_data, ArrayBatches):
+            train_data.epoch = int(initial_epoch)
+            train_data._order = None
+        history = {}
+        if initial_epoch < int(recipe.epochs):
+            hist = trainer.fit(train_data, validation_data=val_data, epochs=int(recipe.epochs),
+                               initial_epoch=int(initial_epoch),
+                               steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
+                               verbose=verbose, shuffle=False)
+            history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        # multi_worker: BN moving statistics are per replica; every worker ends
+        # with the chief's (as DDP's broadcast buffers), so all workers agree.
+        strategy_lib.sync_from_chief(strategy, inner)
+    if keeper is not inner:
+        copy_weights(keeper, inner)
+    if distributed:
+        copy_weights(model, keeper)
+        model.compile(optimizer=_optimizer_of(recipe, spe), loss=loss,
+                      metrics=["accuracy"], jit_compile=jit)
+    return history
+
+
+def _check_model(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"fit: `model` must be a keras.Model, got {type(model).__name__}.")
     if not model.built:
         raise ValueError("fit: `model` must be built (call it once or give it an Input).")
-    recipe = recipes_lib.resolve(recipe)
-    set_seed(recipe.seed)
-    epochs = int(recipe.epochs)
-    batch_size = int(recipe.batch_size)
-    if from_logits is None:
-        from_logits = infer_from_logits(model)
+
+
+def _check_teacher(teacher, recipe):
     distill_weight = float(recipe.distill_weight)
     if teacher is not None and distill_weight <= 0:
         raise ValueError("fit: a `teacher` was given but recipe.distill_weight is 0; set "
@@ -475,7 +491,10 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
         raise ValueError(f"fit: recipe.distill_weight is {distill_weight} but no `teacher` "
                          "was given; pass teacher= (e.g. the unpruned model) or set it to 0.")
 
-    # ---- data
+
+def _fit_data(train, val, recipe, steps_per_epoch, strategy):
+    """(train_data, val_data, steps per epoch) in the forms Keras ``fit`` reads."""
+    batch_size = int(recipe.batch_size)
     if _is_array_pair(train):
         train_data = ArrayBatches(train[0], train[1], batch_size, seed=int(recipe.seed))
     elif isinstance(train, (tuple, list)):
@@ -492,120 +511,106 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
     if not spe:
         raise ValueError("fit: cannot tell how many batches `train` has (infinite or "
                          "unknown cardinality); pass steps_per_epoch=.")
-    spe = int(spe)
-    # ---- multi-worker: every worker keeps its share of each global batch
-    train_data = strategy_lib.prepare_dataset(strategy, train_data)
-    val_data = strategy_lib.prepare_dataset(strategy, val_data)
+    # multi-worker: every worker keeps its share of each global batch
+    return (strategy_lib.prepare_dataset(strategy, train_data),
+            strategy_lib.prepare_dataset(strategy, val_data), int(spe))
 
-    # ---- model, optimizer, loss
+
+def _fit_models(model, policy, strategy):
+    """``(inner, keeper)``: ``inner`` is what is trained; ``keeper`` (float32,
+    = inner unless mixed precision) is what checkpoints save and resumes load.
+    Called inside the strategy scope."""
     distributed = strategy is not None
-    # "auto" picks bf16 on a single CPU process only; under a distribution
-    # strategy (untested with the bf16 clone) it stays float32
-    policy = resolve_precision("float32" if distributed and recipe.precision == "auto"
-                               else recipe.precision)
-    mixed = policy != "float32"
-    with strategy_scope(strategy):
-        # `inner` is what is trained; `keeper` (float32, = inner unless mixed)
-        # is what checkpoints save and resumes load.
-        if mixed:
-            inner = with_policy(model, policy)
-            keeper = _clone_with_weights(model) if distributed else model
-        else:
-            inner = _clone_with_weights(model) if distributed else model
-            keeper = inner
-        strategy_lib.sync_from_chief(strategy, inner)   # no-op unless multi_worker
-        augment = make_augment(recipe.augment, seed=int(recipe.seed))
-        if augment is not None and not distributed and _is_tf_dataset(train_data):
-            # In the input pipeline, overlapped with the step (measured: the
-            # same gather inside the training graph costs ~20% of a ResNet-18
-            # step on a 2-core CPU, in tf.data next to nothing).
-            train_data = _augment_dataset(train_data, augment)
-            augment = None
-        optimizer = make_optimizer(recipe, spe, model=inner)
-        l2 = float(recipe.weight_decay) if recipe.weight_decay_mode == "l2" else 0.0
-        frozen = _frozen_teacher(teacher, inner) if teacher is not None else None
-        if frozen is not None:
-            strategy_lib.sync_from_chief(strategy, frozen)
-        if frozen is not None and mixed:
-            frozen = with_policy(frozen, policy)
-            frozen.trainable = False
-        trainer_cls = strategy_lib.trainer_class(_Trainer, strategy)
-        trainer = trainer_cls(inner, augment, l2=l2, teacher=frozen,
-                              distill_weight=distill_weight,
-                              temperature=float(recipe.distill_temperature),
-                              from_logits=from_logits,
-                              teacher_from_logits=(infer_from_logits(teacher)
-                                                   if teacher is not None else True))
-        loss = make_loss(recipe, from_logits=from_logits)
-        jit = _resolve_jit(jit_compile)
-        trainer.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit)
-        # Build the optimizer on the inner model's variable order, so its state
-        # saves/loads with the inner model (same variable objects as trainer's).
-        optimizer.build(inner.trainable_variables)
-        keeper.compile(optimizer=optimizer, loss=make_loss(recipe, from_logits=from_logits),
-                       metrics=["accuracy"], jit_compile=jit)
+    if policy != "float32":
+        inner = with_policy(model, policy)
+        keeper = clone_with_weights(model) if distributed else model
+    else:
+        inner = clone_with_weights(model) if distributed else model
+        keeper = inner
+    strategy_lib.sync_from_chief(strategy, inner)   # no-op unless multi_worker
+    return inner, keeper
 
-        # ---- workdir, resume, callbacks
-        all_callbacks = []
-        state = {}
-        if workdir is not None:
-            workdir = os.fspath(workdir)
-            os.makedirs(workdir, exist_ok=True)
-            if resume and os.path.exists(os.path.join(workdir, "state.json")) and \
-                    os.path.exists(os.path.join(workdir, "last.keras")):
-                state = _restore(workdir, keeper, trainer, optimizer)
-                if keeper is not inner:
-                    _copy_weights(inner, keeper)
-                initial_epoch = int(state.get("epoch", 0))
-                if verbose:
-                    print(f"fit: resuming {workdir} at epoch {initial_epoch}/{epochs}")
-            monitor = "val_accuracy" if val_data is not None else "accuracy"
-            best = cbs.BestCheckpoint(os.path.join(workdir, "best.keras"), keeper,
-                                      monitor=monitor, mode="max", best=state.get("best"))
-            if state.get("best_epoch"):
-                best.best_epoch = int(state["best_epoch"]) - 1
-            if keeper is not inner:
-                all_callbacks.append(_SyncWeights(inner, keeper))
-            all_callbacks += [best,
-                              cbs.LastCheckpoint(workdir, keeper, best_checkpoint=best,
-                                                 extra_state={"epochs": epochs}),
-                              cbs.csv_logger(os.path.join(workdir, "log.csv"),
-                                             append=initial_epoch > 0)]
-            if tensorboard:
-                all_callbacks.append(cbs.tensorboard(os.path.join(workdir, "tb")))
-        all_callbacks += list(callbacks)
-        if backup_dir is not None:
-            backed_up = _backup_epoch(backup_dir)
-            if backed_up is not None:   # BackupAndRestore will resume there
-                initial_epoch = backed_up
-            # First: an epoch counts as done once backed up, so a kill between
-            # it and the log/checkpoints never makes a restart repeat an epoch.
-            all_callbacks.insert(0, keras.callbacks.BackupAndRestore(
-                os.fspath(backup_dir), double_checkpoint=True))
-            if not trainer.built:   # BackupAndRestore restores into a built model
-                trainer(ops.zeros((1,) + tuple(inner.input_shape[1:])), training=False)
-        if isinstance(train_data, ArrayBatches):
-            train_data.epoch = int(initial_epoch)
-            train_data._order = None
 
-        if initial_epoch >= epochs:
-            history = {}
-        else:
-            hist = trainer.fit(train_data, validation_data=val_data, epochs=epochs,
-                               initial_epoch=int(initial_epoch),
-                               steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
-                               verbose=verbose, shuffle=False)
-            history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-        # multi_worker: BN moving statistics are per replica; every worker ends
-        # with the chief's (as DDP's broadcast buffers), so all workers agree.
-        strategy_lib.sync_from_chief(strategy, inner)
+def _compiled_trainer(inner, keeper, augment, recipe, spe, from_logits, teacher, policy,
+                      strategy, jit):
+    """The compiled :class:`_Trainer` around ``inner`` (augmentation, L2, KD),
+    its optimizer and loss; ``keeper`` is compiled with the same optimizer."""
+    optimizer = _optimizer_of(recipe, spe, model=inner)
+    l2 = float(recipe.weight_decay) if recipe.weight_decay_mode == "l2" else 0.0
+    frozen = _frozen_teacher(teacher, inner) if teacher is not None else None
+    if frozen is not None:
+        strategy_lib.sync_from_chief(strategy, frozen)
+    if frozen is not None and policy != "float32":
+        frozen = with_policy(frozen, policy)
+        frozen.trainable = False
+    trainer_cls = strategy_lib.trainer_class(_Trainer, strategy)
+    trainer = trainer_cls(inner, augment, l2=l2, teacher=frozen,
+                          distill_weight=float(recipe.distill_weight),
+                          temperature=float(recipe.distill_temperature),
+                          from_logits=from_logits,
+                          teacher_from_logits=(infer_from_logits(teacher)
+                                               if teacher is not None else True))
+    loss = _loss_of(recipe, from_logits)
+    trainer.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit)
+    # Build the optimizer on the inner model's variable order, so its state
+    # saves/loads with the inner model (same variable objects as trainer's).
+    optimizer.build(inner.trainable_variables)
+    keeper.compile(optimizer=optimizer, loss=_loss_of(recipe, from_logits),
+                   metrics=["accuracy"], jit_compile=jit)
+    return trainer, optimizer, loss
+
+
+def _fit_callbacks(workdir, resume, recipe, inner, keeper, trainer, optimizer, val_data,
+                   initial_epoch, tensorboard, callbacks, backup_dir, verbose):
+    """``(initial_epoch, callbacks)``: resume from ``workdir`` / ``backup_dir``
+    and the checkpoint, log and backup callbacks."""
+    all_callbacks = []
+    if workdir is not None:
+        initial_epoch, all_callbacks = _workdir_callbacks(
+            os.fspath(workdir), resume, int(recipe.epochs), inner, keeper, trainer,
+            optimizer, val_data, initial_epoch, tensorboard, verbose)
+    all_callbacks += list(callbacks)
+    if backup_dir is not None:
+        backed_up = _backup_epoch(backup_dir)
+        if backed_up is not None:   # BackupAndRestore will resume there
+            initial_epoch = backed_up
+        # First: an epoch counts as done once backed up, so a kill between
+        # it and the log/checkpoints never makes a restart repeat an epoch.
+        all_callbacks.insert(0, keras.callbacks.BackupAndRestore(
+            os.fspath(backup_dir), double_checkpoint=True))
+        if not trainer.built:   # BackupAndRestore restores into a built model
+            trainer(ops.zeros((1,) + tuple(inner.input_shape[1:])), training=False)
+    return initial_epoch, all_callbacks
+
+
+def _workdir_callbacks(workdir, resume, epochs, inner, keeper, trainer, optimizer, val_data,
+                       initial_epoch, tensorboard, verbose):
+    """Resume from ``workdir/last.keras``; best / last checkpoints, CSV log."""
+    os.makedirs(workdir, exist_ok=True)
+    state, all_callbacks = {}, []
+    if resume and os.path.exists(os.path.join(workdir, "state.json")) and \
+            os.path.exists(os.path.join(workdir, "last.keras")):
+        state = _restore(workdir, keeper, trainer, optimizer)
+        if keeper is not inner:
+            copy_weights(inner, keeper)
+        initial_epoch = int(state.get("epoch", 0))
+        if verbose:
+            print(f"fit: resuming {workdir} at epoch {initial_epoch}/{epochs}")
+    monitor = "val_accuracy" if val_data is not None else "accuracy"
+    best = cbs.BestCheckpoint(os.path.join(workdir, "best.keras"), keeper,
+                              monitor=monitor, mode="max", best=state.get("best"))
+    if state.get("best_epoch"):
+        best.best_epoch = int(state["best_epoch"]) - 1
     if keeper is not inner:
-        _copy_weights(keeper, inner)
-    if distributed:
-        _copy_weights(model, keeper)
-        model.compile(optimizer=make_optimizer(recipe, spe), loss=loss,
-                      metrics=["accuracy"], jit_compile=_resolve_jit(jit_compile))
-    return history
+        all_callbacks.append(_SyncWeights(inner, keeper))
+    all_callbacks += [best,
+                      cbs.LastCheckpoint(workdir, keeper, best_checkpoint=best,
+                                         extra_state={"epochs": epochs}),
+                      cbs.csv_logger(os.path.join(workdir, "log.csv"),
+                                     append=initial_epoch > 0)]
+    if tensorboard:
+        all_callbacks.append(cbs.tensorboard(os.path.join(workdir, "tb")))
+    return initial_epoch, all_callbacks
 
 
 # ----------------------------------------------------------------------- evaluate

@@ -24,6 +24,8 @@ import os
 
 import keras
 
+from remotetrimmer_tf.utils.keras_models import copy_weights
+
 __all__ = ["PRECISIONS", "cpu_bf16_flags", "resolve_precision", "compute_setup", "with_policy"]
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -143,10 +145,9 @@ def with_policy(model, policy):
         return layer.__class__.from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=clone_layer)
-    src, dst = model.weights, clone.weights
-    if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
+    try:
+        copy_weights(clone, model)
+    except ValueError:
         raise ValueError(f"with_policy: could not clone '{model.name}' with the same "
-                         "weights; train it with recipe.precision='float32'.")
-    for d, s in zip(dst, src):
-        d.assign(s.value)
+                         "weights; train it with recipe.precision='float32'.") from None
     return clone

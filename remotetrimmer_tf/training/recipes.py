@@ -20,7 +20,7 @@ warmup_fraction     onecycle ``pct_start`` / cosine linear warm-up fraction
 augment             ``"none"`` | ``"flips_rot90"`` (``"flips"``)
 label_smoothing     cross-entropy target smoothing (0 = off)
 loss                ``"aml"`` | ``"ce"``
-aml_r1, aml_r2      AML weights (METHOD.md §2)
+aml_r1, aml_r2      AML weights (../shared/METHOD.md §2)
 distill_weight*     knowledge distillation from a teacher (``fit(teacher=)``):
                     adds ``distill_weight * T^2 * KL(p_teacher^T || p^T)`` to
                     the loss (0 = off; > 0 needs a teacher)
@@ -69,7 +69,7 @@ def _check_stage(stage):
 
 
 def published(stage="train"):
-    """The published RemoteTrimmer recipe (METHOD.md §3).
+    """The published RemoteTrimmer recipe (../shared/METHOD.md §3).
 
     SGD lr 0.01 without momentum or weight decay, x0.1 at 50% and 75% of the
     epochs, no augmentation, batch 64; 160 epochs from scratch with
@@ -91,7 +91,7 @@ def published(stage="train"):
 
 
 def modern(stage="train"):
-    """A modern recipe for the same network (METHOD.md §5 anchors: 97.4%).
+    """A modern recipe for the same network (../shared/METHOD.md §5 anchors: 97.4%).
 
     SGD momentum 0.9 Nesterov, PyTorch-style L2 weight decay 5e-4 on conv /
     dense kernels, one-cycle with peak lr 0.1 (batch 64, 25% warm-up), random
