@@ -162,11 +162,11 @@ class LatencyModel:
 
     def save(self):
         """Write the tables to the cache file (atomically)."""
-        from remotetrimmer_tf.export._io import write_bytes_atomic
+        from remotetrimmer_tf.utils.files import write_text_atomic
 
         os.makedirs(self.cache_dir, exist_ok=True)
-        text = json.dumps({"key": self.key, "layers": self.table}, sort_keys=True)
-        write_bytes_atomic(self.cache_path, text.encode(), overwrite=True)
+        write_text_atomic(self.cache_path,
+                          json.dumps({"key": self.key, "layers": self.table}, sort_keys=True))
 
     # ------------------------------------------------------------ timing
     def layer_ms(self, spec, n_in, n_out):

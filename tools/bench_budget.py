@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -167,7 +166,8 @@ def main(argv=None):
         small = p.prune()
         total = time.perf_counter() - t
         r = p.budget_report
-        got = rt.count_macs(small) if kind == "macs" else rt.count_params(small)
+        got = (rt.count_macs(small) if kind == "macs"
+               else rt.count_params(small, trainable_only=True))
         budgets.append({"kind": kind, "options": kw, "target": target,
                         "achieved": got, "under_by": 1 - got / target,
                         "search_s": r["search_s"], "prune_s": total,
@@ -226,7 +226,7 @@ def main(argv=None):
             macs = rt.count_macs(m)
             speed = times["unpruned"] / times[name]
             table.append({"model": name, "widths": widths(m), "macs": macs,
-                          "params": rt.count_params(m), "ms": times[name],
+                          "params": rt.count_params(m, trainable_only=True), "ms": times[name],
                           "speedup": speed, "mac_reduction": full_macs / macs,
                           "speedup_over_mac_reduction": speed / (full_macs / macs)})
             log(f"  {name:22s} {times[name]:.3f} ms  MACs {macs:,}  "
@@ -236,7 +236,8 @@ def main(argv=None):
                     "report": {k: v for k, v in r.items() if k != "cache"},
                     "report_objective_macs": {k: v for k, v in r3.items() if k != "cache"},
                     "prune_s": total, "held_out": ho, "table": table})
-    payload = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+    from remotetrimmer_tf.utils.provenance import provenance
+    payload = {**provenance(),
                "machine": machine_key("litert", 1, "-"),
                "machine_note": args.machine_note,
                "loadavg": os.getloadavg(), "weights": weights_note,
@@ -247,7 +248,7 @@ def main(argv=None):
 
 def markdown(p):
     L = ["# Pruning to a budget: ResNet-18 (64x64, 10 classes)", "", "Command:", "",
-         "```", p["command"], "```", "",
+         "```", p["command"], "```", "", f"Commit: `{p.get('commit', 'not recorded')}`", "",
          f"- Machine: {p['machine']['cpu']}, ai_edge_litert {p['machine']['runtime_version']}"
          f" ({p['machine_note'] or 'shared machine'}); load average at the end {p['loadavg']}.",
          f"- Weights: {p['weights']}; importance: L1.",
@@ -351,16 +352,16 @@ def plot(p, path):
 
 
 def write(out, payload):
-    from remotetrimmer_tf.export._io import write_bytes_atomic
+    from remotetrimmer_tf.utils.files import write_bytes_atomic
 
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write_bytes_atomic(out + ".json", json.dumps(payload, indent=1).encode(), overwrite=True)
-    write_bytes_atomic(out + ".md", (markdown(payload) + "\n").encode(), overwrite=True)
+    write_bytes_atomic(out + ".json", json.dumps(payload, indent=1).encode())
+    write_bytes_atomic(out + ".md", (markdown(payload) + "\n").encode())
     if payload["latency"]:
         import io
         buf = io.BytesIO()
         plot(payload, buf)
-        write_bytes_atomic(out + ".png", buf.getvalue(), overwrite=True)
+        write_bytes_atomic(out + ".png", buf.getvalue())
     log(f"wrote {out}.json and {out}.md")
 
 
