@@ -346,6 +346,7 @@ def _ratio(a, b):
 def to_markdown(res):
     cpu = res["cpu"]
     lines = ["# Training speed on CPU", "", f"Command: `{res['command']}`", "",
+             f"Commit: `{res.get('commit', 'not recorded')}`", "",
              f"CPU: {cpu['model']}, {cpu['cpus']} CPUs; flags: {', '.join(cpu['flags'])}; "
              f"{res['platform']}; TF {res['tensorflow']}, Keras {res['keras']}"
              + (f", PyTorch {res['torch']}"
@@ -406,12 +407,6 @@ def _uptime():
         return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def write_atomic(path: pathlib.Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -453,8 +448,9 @@ def main(argv=None):
               "(python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy)")
     models = a.models.split(",")
     precisions = a.precisions.split(",")
+    from remotetrimmer_tf.utils.provenance import git_commit
     res = {"command": ("TF_CPP_MIN_LOG_LEVEL=3 python tools/bench_train.py "
-                       + " ".join(argv_s)).strip(),
+                       + " ".join(argv_s)).strip(), "commit": git_commit(),
            "cpu": cpu_info(), "platform": platform.platform(), "uptime_start": _uptime(),
            "repeats": a.repeats, "epochs": a.epochs, "runs": []}
     info = _spawn(me, ["--worker", "widths", "--model", "resnet18"], env)  # warm caches
@@ -499,8 +495,9 @@ def _write(res, out):
     res.setdefault("tf_threads", None)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "train_speed.json", json.dumps(res, indent=2) + "\n")
-    write_atomic(out / "train_speed.md", to_markdown(res))
+    from remotetrimmer_tf.utils.files import write_text_atomic
+    write_text_atomic(out / "train_speed.json", json.dumps(res, indent=2) + "\n")
+    write_text_atomic(out / "train_speed.md", to_markdown(res))
     print(to_markdown(res), flush=True)
 
 
