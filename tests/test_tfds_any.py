@@ -30,6 +30,7 @@ def no_sockets(monkeypatch):
         raise AssertionError(f"network attempted: {a[1:] or k}")
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", connect)
     return calls
 
 
@@ -83,16 +84,18 @@ def test_manual_dir_that_needs_a_download_refuses_the_network(tmp_path, no_socke
     msg = str(err.value)
     assert "needs to download" in msg and "--config.data.download=True" in msg
     assert not no_sockets          # refused by tfds_any, never reached socket
-    # the guard is gone afterwards
-    assert socket.socket.connect is not tfds_any.no_network
 
 
 def test_no_network_guard_restores_sockets():
-    before = (socket.socket.connect, socket.create_connection)
+    before = (socket.socket.connect, socket.create_connection, socket.getaddrinfo)
     with tfds_any.no_network() as attempts:
         with pytest.raises(tfds_any.NetworkRefused):
             socket.create_connection(("127.0.0.1", 9))
-    assert attempts and (socket.socket.connect, socket.create_connection) == before
+        with pytest.raises(tfds_any.NetworkRefused):
+            socket.getaddrinfo("example.com", 80)
+    assert len(attempts) == 2
+    assert (socket.socket.connect, socket.create_connection,
+            socket.getaddrinfo) == before
 
 
 def test_not_a_classification_builder(tmp_path):

@@ -48,14 +48,14 @@ class NetworkRefused(RuntimeError):
 
 @contextlib.contextmanager
 def no_network():
-    """Refuses every socket connection in this process while active.
+    """Refuses every name lookup and socket connection in this process while active.
 
     Yields:
         A list that records the refused addresses (empty: none attempted).
     """
     attempts = []
     saved = (socket.socket.connect, socket.socket.connect_ex,
-             socket.create_connection)
+             socket.create_connection, socket.getaddrinfo)
 
     def refuse(*args, **kwargs):
         address = args[1] if len(args) > 1 and isinstance(args[0], socket.socket) \
@@ -67,11 +67,12 @@ def no_network():
     socket.socket.connect = refuse
     socket.socket.connect_ex = refuse
     socket.create_connection = refuse
+    socket.getaddrinfo = refuse
     try:
         yield attempts
     finally:
         (socket.socket.connect, socket.socket.connect_ex,
-         socket.create_connection) = saved
+         socket.create_connection, socket.getaddrinfo) = saved
 
 
 def default_tfds_data_dir():
