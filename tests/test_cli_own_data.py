@@ -217,3 +217,30 @@ def test_num_classes_that_contradicts_the_data(tmp_path):
                cwd=tmp_path)
     _bad(proc, "--config.model.num_classes=3", "10 classes",
          "--config.data.name=folder")
+
+
+def test_input_size_mismatch_names_the_flag_and_the_fix(assets, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
+               f"--init_model={assets / 'plain5.keras'}", *FAST,
+               "--config.data.image_size=24", "--config.model.replace_head=True",
+               f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "--init_model=", "16x16", "24x24", "--config.data.image_size=16")
+
+
+@pytest.mark.parametrize("mix,words", [
+    ("bands", ("-band array", "one band count")),
+    ("kinds", ("extra.npy", "one kind of file")),
+])
+def test_mixed_channels_in_a_folder(tmp_path, mix, words):
+    data = tmp_path / "d"
+    if mix == "bands":
+        for cls, bands in (("p", 4), ("q", 6)):
+            (data / cls).mkdir(parents=True)
+            for k in range(3):
+                np.save(data / cls / f"t{k}.npy", np.zeros((8, 8, bands), np.float32))
+    else:
+        _make_folder(data, classes=("a", "b"), n=3)
+        np.save(data / "b" / "extra.npy", np.zeros((8, 8, 3), np.float32))
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={data}",
+               *FAST, f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "--config.data.data_dir=", *words)
