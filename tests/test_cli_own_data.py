@@ -244,3 +244,33 @@ def test_mixed_channels_in_a_folder(tmp_path, mix, words):
     proc = cli("--config.data.name=folder", f"--config.data.data_dir={data}",
                *FAST, f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
     _bad(proc, "--config.data.data_dir=", *words)
+
+
+def test_cap_on_a_model_with_a_nested_backbone(tmp_path):
+    """The transfer-learning shape keras.Model(x, head(backbone(x))): the
+    backbone's BNs get gates (the model is inlined), the run finishes."""
+    import keras
+    L = keras.layers
+    b_in = keras.Input((16, 16, 3))
+    h = L.ReLU()(L.BatchNormalization(name="b_bn1")(L.Conv2D(8, 3, padding="same", name="b_c1")(b_in)))
+    h = L.ReLU()(L.BatchNormalization(name="b_bn2")(L.Conv2D(8, 3, padding="same", name="b_c2")(h)))
+    backbone = keras.Model(b_in, h, name="backbone")
+    x = keras.Input((16, 16, 3))
+    y = L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(backbone(x)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        keras.Model(x, y, name="transfer").save(tmp_path / "transfer.keras")
+    wd = tmp_path / "run"
+    proc = cli("--config.data.name=folder",
+               f"--config.data.data_dir={_make_folder(tmp_path / 'd')}",
+               f"--init_model={tmp_path / 'transfer.keras'}",
+               "--config.prune.importance=cap", *FAST, f"--workdir={wd}",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ledger = json.loads((wd / "stages.json").read_text())
+    assert ledger["stages"]["attention"]["info"]["gates_inserted"] == 2
+    import remotetrimmer_tf  # noqa: F401
+    gated = keras.saving.load_model(wd / "model_gated.keras", compile=False)
+    assert {"b_bn1_se", "b_bn2_se"} <= {l.name for l in gated.layers}
+    final = keras.saving.load_model(wd / "model_finetuned.keras", compile=False)
+    assert final.outputs[0].shape[-1] == 3
