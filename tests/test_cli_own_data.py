@@ -217,3 +217,60 @@ def test_num_classes_that_contradicts_the_data(tmp_path):
                cwd=tmp_path)
     _bad(proc, "--config.model.num_classes=3", "10 classes",
          "--config.data.name=folder")
+
+
+def test_input_size_mismatch_names_the_flag_and_the_fix(assets, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
+               f"--init_model={assets / 'plain5.keras'}", *FAST,
+               "--config.data.image_size=24", "--config.model.replace_head=True",
+               f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "--init_model=", "16x16", "24x24", "--config.data.image_size=16")
+
+
+@pytest.mark.parametrize("mix,words", [
+    ("bands", ("-band array", "one band count")),
+    ("kinds", ("extra.npy", "one kind of file")),
+])
+def test_mixed_channels_in_a_folder(tmp_path, mix, words):
+    data = tmp_path / "d"
+    if mix == "bands":
+        for cls, bands in (("p", 4), ("q", 6)):
+            (data / cls).mkdir(parents=True)
+            for k in range(3):
+                np.save(data / cls / f"t{k}.npy", np.zeros((8, 8, bands), np.float32))
+    else:
+        _make_folder(data, classes=("a", "b"), n=3)
+        np.save(data / "b" / "extra.npy", np.zeros((8, 8, 3), np.float32))
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={data}",
+               *FAST, f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
+    _bad(proc, "--config.data.data_dir=", *words)
+
+
+def test_cap_on_a_model_with_a_nested_backbone(tmp_path):
+    """The transfer-learning shape keras.Model(x, head(backbone(x))): the
+    backbone's BNs get gates (the model is inlined), the run finishes."""
+    import keras
+    L = keras.layers
+    b_in = keras.Input((16, 16, 3))
+    h = L.ReLU()(L.BatchNormalization(name="b_bn1")(L.Conv2D(8, 3, padding="same", name="b_c1")(b_in)))
+    h = L.ReLU()(L.BatchNormalization(name="b_bn2")(L.Conv2D(8, 3, padding="same", name="b_c2")(h)))
+    backbone = keras.Model(b_in, h, name="backbone")
+    x = keras.Input((16, 16, 3))
+    y = L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(backbone(x)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        keras.Model(x, y, name="transfer").save(tmp_path / "transfer.keras")
+    wd = tmp_path / "run"
+    proc = cli("--config.data.name=folder",
+               f"--config.data.data_dir={_make_folder(tmp_path / 'd')}",
+               f"--init_model={tmp_path / 'transfer.keras'}",
+               "--config.prune.importance=cap", *FAST, f"--workdir={wd}",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ledger = json.loads((wd / "stages.json").read_text())
+    assert ledger["stages"]["attention"]["info"]["gates_inserted"] == 2
+    import remotetrimmer_tf  # noqa: F401
+    gated = keras.saving.load_model(wd / "model_gated.keras", compile=False)
+    assert {"b_bn1_se", "b_bn2_se"} <= {l.name for l in gated.layers}
+    final = keras.saving.load_model(wd / "model_finetuned.keras", compile=False)
+    assert final.outputs[0].shape[-1] == 3

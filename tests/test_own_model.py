@@ -178,3 +178,57 @@ def test_keras_application_bn_momentum_is_keras_default():
     bns = [l for l in model.layers if isinstance(l, L.BatchNormalization)]
     assert bns and all(l.momentum == arch_registry.BN_MOMENTUM for l in bns)
     assert model.get_layer(bns[0].name).get_config()["momentum"] == 0.99
+
+
+# ------------------------------------------- nested backbone (transfer style)
+def _nested_net(trainable=True, twice=False):
+    base = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                          input_shape=(32, 32, 3), alpha=0.35)
+    _randomize_bn(base)
+    base.trainable = trainable
+    x = keras.Input((32, 32, 3), name="img")
+    h = base(x)
+    if twice:
+        h = L.Add()([h, base(x)])
+    h = L.GlobalAveragePooling2D(name="pool")(h)
+    h = L.BatchNormalization(name="head_bn")(h)
+    return keras.Model(x, L.Dense(3, name="fc")(h), name="transfer")
+
+
+def test_insert_gates_into_nested_backbone_keeps_outputs():
+    from remotetrimmer_tf.models.flatten import flatten_nested
+    model = _nested_net()
+    flat = flatten_nested(model)
+    assert not any(isinstance(l, keras.Model) for l in flat.layers)
+    assert "bn_Conv1" in [l.name for l in flat.layers]
+    x = np.random.default_rng(4).normal(size=(3, 32, 32, 3)).astype("float32")
+    ref = model.predict(x, verbose=0)
+    assert np.allclose(ref, flat.predict(x, verbose=0), atol=1e-5, rtol=1e-5)
+    gated = insert_se_gates(model)
+    gates = [l.name for l in gated.layers if isinstance(l, SqueezeExcite)]
+    assert "bn_Conv1_se" in gates and len(gates) == len(gateable_batchnorms(flat)) > 30
+    assert "head_bn_se" not in gates     # (batch, channels): nothing to squeeze
+    assert np.allclose(ref, gated.predict(x, verbose=0), atol=1e-4, rtol=1e-4)
+    folded = fold_attention(gated, collect_attention(gated, x))
+    assert np.allclose(ref, folded.predict(x, verbose=0), atol=1e-4, rtol=1e-4)
+    # the user's model is untouched
+    assert any(isinstance(l, keras.Model) for l in model.layers)
+
+
+def test_flatten_keeps_a_frozen_backbone_frozen():
+    from remotetrimmer_tf.models.flatten import flatten_nested
+    flat = flatten_nested(_nested_net(trainable=False))
+    assert not flat.get_layer("Conv1").trainable
+    assert flat.get_layer("fc").trainable
+
+
+def test_nested_backbone_called_twice_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="2 times") as err:
+        insert_se_gates(_nested_net(twice=True))
+    assert "\n" not in str(err.value)
+
+
+def test_flatten_of_a_flat_model_is_the_model():
+    from remotetrimmer_tf.models.flatten import flatten_nested
+    model = _residual_net()
+    assert flatten_nested(model) is model

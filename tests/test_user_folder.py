@@ -179,3 +179,84 @@ def test_tf_data_matches_numpy_path(tmp_path):
     assert ds.num_examples == len(y_np) and ds.class_names == list(src.class_names)
     assert np.array_equal(np.concatenate(ys), y_np)
     assert np.allclose(np.concatenate(xs), x_np, atol=1e-4)
+
+
+# ------------------------------------------------------ multi-band GeoTIFF
+def _write_multiband_tiff(path, arr):
+    """A minimal baseline TIFF (uint16, N samples per pixel, one strip),
+    written by hand so no TIFF package is needed to make one."""
+    import struct
+    h, w, n = arr.shape
+    data = np.ascontiguousarray(arr.astype("<u2")).tobytes()
+    entries = []          # (tag, type, count, value or bytes)
+    shorts = lambda vals: struct.pack(f"<{len(vals)}H", *vals)  # noqa: E731
+    entries += [(256, 4, 1, w), (257, 4, 1, h), (258, 3, n, shorts([16] * n)),
+                (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, None),
+                (277, 3, 1, n), (278, 4, 1, h), (279, 4, 1, len(data)),
+                (284, 3, 1, 1), (338, 3, n - 1, shorts([0] * (n - 1))),
+                (339, 3, n, shorts([1] * n))]
+    ifd_size = 2 + 12 * len(entries) + 4
+    extra_at = 8 + ifd_size
+    extra = b""
+    packed = []
+    for tag, typ, count, value in entries:
+        if isinstance(value, bytes) and len(value) > 4:
+            packed.append((tag, typ, count, struct.pack("<I", extra_at + len(extra))))
+            extra += value + (b"\0" if len(value) % 2 else b"")
+        elif isinstance(value, bytes):
+            packed.append((tag, typ, count, value.ljust(4, b"\0")))
+        else:
+            packed.append((tag, typ, count, value))
+    data_at = extra_at + len(extra)
+    out = b"II" + struct.pack("<HI", 42, 8) + struct.pack("<H", len(packed))
+    for tag, typ, count, value in packed:
+        if value is None:
+            value = data_at
+        if isinstance(value, int):
+            value = struct.pack("<I", value) if typ == 4 else struct.pack("<HH", value, 0)
+        out += struct.pack("<HHI", tag, typ, count) + value
+    out += struct.pack("<I", 0) + extra + data
+    path.write_bytes(out)
+
+
+def _tiff_folder(root, bands=5):
+    rng = np.random.default_rng(5)
+    for i, cls in enumerate(("crops", "water")):
+        (root / cls).mkdir(parents=True)
+        for k in range(3):
+            arr = (rng.random((9, 11, bands)) * 1000 + 3000 * i).astype(np.uint16)
+            _write_multiband_tiff(root / cls / f"t{k}.tif", arr)
+    return root
+
+
+def test_multiband_tiff_without_a_reader_says_what_to_install(tmp_path, monkeypatch):
+    _tiff_folder(tmp_path)
+    monkeypatch.setattr(uf, "tiff_reader_available", lambda: False)
+    with pytest.raises(uf.UserDataError) as err:
+        uf.open_folder(tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "t0.tif" in msg and "pip install tifffile" in msg
+
+
+def test_multiband_tiff_with_tifffile_reads_every_band(tmp_path):
+    pytest.importorskip("tifffile")
+    _tiff_folder(tmp_path, bands=5)
+    known = (np.arange(9 * 9 * 5).reshape(9, 9, 5) * 7).astype(np.uint16)
+    _write_multiband_tiff(tmp_path / "water" / "known.tif", known)
+    src = uf.open_folder(tmp_path)
+    assert src.kind == "array" and src.channels == 5
+    got = uf.read_array(tmp_path / "water" / "known.tif", 9)
+    assert np.array_equal(got, known.astype(np.float32))
+    x, y = uf.load_numpy(src, "train", image_size=6, norm=None)
+    assert x.shape[1:] == (6, 6, 5) and set(y.tolist()) == {0, 1}
+
+
+def test_npy_band_tiles_of_mixed_sizes_are_resized(tmp_path):
+    rng = np.random.default_rng(2)
+    for cls in ("p", "q"):
+        (tmp_path / cls).mkdir()
+        for k, (h, w) in enumerate(((8, 8), (10, 7), (12, 12))):
+            np.save(tmp_path / cls / f"t{k}.npy", rng.random((h, w, 7)).astype(np.float32))
+    src = uf.open_folder(tmp_path)
+    assert src.channels == 7
+    assert uf.decode(src, src.files, image_size=6).shape == (6, 6, 6, 7)

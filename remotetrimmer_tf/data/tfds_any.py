@@ -3,9 +3,14 @@
 Every split the builder has is pooled, each example gets the split key
 ``"<class>/<running index>"``, and our seeded stratified split
 (`splits.split_files`) is applied, exactly as for a folder. Nothing is
-downloaded unless ``download=True``; ``manual_dir`` is handed to TFDS for
-builders that read a manually downloaded archive (e.g. ``resisc45``).
-The builder must have an ``image`` and a ``label`` (ClassLabel) feature.
+downloaded unless ``download=True``: without it a builder is only prepared
+from ``manual_dir`` (handed to TFDS for builders that read a manually
+downloaded archive, e.g. ``resisc45``), with every network connection
+refused while it runs (`no_network`), so a builder that would download
+fails with one line saying to pass ``--config.data.download=True``.
+Prepared data lives in ``tfds_data_dir`` (default: ``$TFDS_DATA_DIR`` or
+``~/tensorflow_datasets``). The builder must have an ``image`` and a
+``label`` (ClassLabel) feature.
 
 Example:
 
@@ -18,8 +23,10 @@ ds = tfds_any.load(src, "train", image_size=64, norm=(src.mean, src.std))
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import socket
 
 import numpy as np
 
@@ -32,6 +39,46 @@ PREFIX = "tfds:"
 def is_tfds_name(name) -> bool:
     return isinstance(name, str) and name.startswith(PREFIX) and \
         len(name) > len(PREFIX)
+
+
+class NetworkRefused(RuntimeError):
+    """A network connection attempted inside `no_network` (not an OSError,
+    so HTTP clients do not catch it and retry)."""
+
+
+@contextlib.contextmanager
+def no_network():
+    """Refuses every name lookup and socket connection in this process while active.
+
+    Yields:
+        A list that records the refused addresses (empty: none attempted).
+    """
+    attempts = []
+    saved = (socket.socket.connect, socket.socket.connect_ex,
+             socket.create_connection, socket.getaddrinfo)
+
+    def refuse(*args, **kwargs):
+        address = args[1] if len(args) > 1 and isinstance(args[0], socket.socket) \
+            else (args[0] if args else kwargs.get("address"))
+        attempts.append(address)
+        raise NetworkRefused(f"network access to {address!r} refused (no "
+                             "download was asked for)")
+
+    socket.socket.connect = refuse
+    socket.socket.connect_ex = refuse
+    socket.create_connection = refuse
+    socket.getaddrinfo = refuse
+    try:
+        yield attempts
+    finally:
+        (socket.socket.connect, socket.socket.connect_ex,
+         socket.create_connection, socket.getaddrinfo) = saved
+
+
+def default_tfds_data_dir():
+    """Where TFDS keeps prepared datasets when no folder is given."""
+    return os.environ.get("TFDS_DATA_DIR",
+                          os.path.join("~", "tensorflow_datasets"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,42 +105,73 @@ class TfdsSource:
 
 
 def open_builder(name, manual_dir=None, download=False, tfds_data_dir=None):
-    """Opens (and only with ``download=True`` prepares) a TFDS builder.
+    """Opens a TFDS builder, preparing it from ``manual_dir`` if needed.
+
+    Args:
+        name: ``"tfds:<builder>"`` or ``"<builder>"``.
+        manual_dir: the folder holding the builder's manual download.
+        download: allow TFDS to download (otherwise every network connection
+            is refused while the builder is prepared).
+        tfds_data_dir: where prepared datasets live (default
+            `default_tfds_data_dir`).
 
     Raises:
-        UserDataError: unknown builder, not prepared, or not an image
-            classification dataset.
+        UserDataError: unknown builder (did-you-mean), not prepared, needs a
+            download that was not asked for, or not an image classification
+            dataset.
     """
     import tensorflow_datasets as tfds
     name = name[len(PREFIX):] if is_tfds_name(name) else name
+    tfds_data_dir = os.path.expanduser(os.fspath(tfds_data_dir or
+                                                 default_tfds_data_dir()))
     try:
         builder = tfds.builder(name, data_dir=tfds_data_dir)
     except Exception as e:  # noqa: BLE001 - tfds raises many kinds
+        import difflib
+        try:
+            known = tfds.list_builders(with_community_datasets=False)
+        except Exception:  # noqa: BLE001
+            known = []
+        close = difflib.get_close_matches(name.split("/")[0], known, n=1)
+        hint = f"did you mean tfds:{close[0]}? " if close else ""
         raise UserDataError(
             f"--config.data.name=tfds:{name}: no such TFDS builder "
-            f"({type(e).__name__}); see tfds.list_builders()") from None
+            f"({type(e).__name__}); {hint}see tfds.list_builders()") from None
     feats = builder.info.features
     if "image" not in feats or "label" not in feats or \
             not hasattr(feats["label"], "names"):
         raise UserDataError(
             f"--config.data.name=tfds:{name} has no 'image' + ClassLabel "
             "'label' features; pick an image-classification builder")
-    if download or manual_dir:
-        try:
-            cfg = tfds.download.DownloadConfig(
-                manual_dir=os.path.expanduser(os.fspath(manual_dir))
-                if manual_dir else None)
-            builder.download_and_prepare(download_config=cfg)
-        except Exception as e:  # noqa: BLE001
+    where = tfds_data_dir
+    if download or (manual_dir and not builder.is_prepared()):
+        cfg = tfds.download.DownloadConfig(
+            manual_dir=os.path.expanduser(os.fspath(manual_dir))
+            if manual_dir else None)
+        guard = contextlib.nullcontext([]) if download else no_network()
+        with guard as attempts:
+            try:
+                builder.download_and_prepare(download_config=cfg)
+                failure = None
+            except Exception as e:  # noqa: BLE001 - tfds raises many kinds
+                failure = e
+        if failure is not None and attempts:
+            raise UserDataError(
+                f"--config.data.name=tfds:{name} needs to download files "
+                f"(its manual folder --config.data.data_dir={manual_dir} is "
+                "not enough); pass --config.data.download=True to download "
+                "it") from None
+        if failure is not None:
+            text = str(failure).strip().splitlines()
             raise UserDataError(
                 f"--config.data.name=tfds:{name}: preparing failed "
-                f"({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}); "
-                "check --config.data.data_dir (the manual dir) or pass "
-                "--config.data.download=True") from None
+                f"({type(failure).__name__}: {text[0][:160] if text else ''}); "
+                "check --config.data.data_dir (the manual download folder) or "
+                "pass --config.data.download=True") from None
     elif not builder.is_prepared():
         raise UserDataError(
-            f"--config.data.name=tfds:{name} is not prepared in "
-            f"{tfds_data_dir or '~/tensorflow_datasets'}; pass "
+            f"--config.data.name=tfds:{name} is not prepared in {where} and "
+            "nothing is downloaded unless asked; pass "
             "--config.data.download=True to download it, or "
             "--config.data.data_dir=<folder with its manual download>")
     names = tuple(feats["label"].names)

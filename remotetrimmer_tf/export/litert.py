@@ -10,8 +10,11 @@ can silently produce wrong outputs for Keras 3 models).
 
 Every export checks itself before the file is moved into place: the
 ``.tflite`` is run with ``ai_edge_litert`` and compared with the Keras model.
-Float32 exports must match within ``atol`` (default 1e-4) or a
-:class:`ParityError` is raised and nothing is written; quantised exports
+Float32 exports must match within ``atol`` (default 1e-4), or -- for a
+model that amplifies float32 rounding beyond that (see `rounding_check`) --
+be no further from the model's float64 outputs than a few times Keras' own
+float32 outputs are; otherwise a :class:`ParityError` is raised and nothing
+is written; quantised exports
 report the max abs difference and the top-1 agreement with Keras (and raise
 only if ``min_top1_agreement`` is given and not reached).
 
@@ -370,18 +373,99 @@ def check_parity(model, tflite, x, *, num_threads=None):
         ```
     """
     x = np.asarray(x, dtype=np.float32)
+    ref, got = _parity_outputs(model, tflite, x, num_threads)
+    return _parity_stats(ref, got, x)
+
+
+def _parity_outputs(model, tflite, x, num_threads=None):
+    """``(keras, litert)`` float32 outputs on ``x`` (same shape, or ParityError)."""
     ref = _keras_predict(model, x)
     got = run_litert(tflite, x, num_threads=num_threads)
     if got.shape != ref.shape:
         raise ParityError(
             f"LiteRT output shape {got.shape} != Keras output shape {ref.shape}."
         )
+    return ref, got
+
+
+def _parity_stats(ref, got, x):
     result = {
         "max_abs_diff": float(np.max(np.abs(got - ref))),
         "top1_agreement": top1_agreement(got, ref) if ref.ndim == 2 else None,
         "num_checked": int(len(x)),
     }
     return result
+
+
+# --- issue 13: float32 parity measured against the model's own rounding ----
+# An absolute bound is right for a well-conditioned model, whose float32
+# rounding differences (LiteRT/XNNPACK and TensorFlow sum in other orders and
+# fold BatchNorm into the kernels) stay near 1e-6. A model that amplifies
+# rounding (large activations and logits after an unstable fine-tune, softmax
+# outputs near a tie) moves by more than 1e-4 when only the summation order
+# changes: measured on a pruned, fine-tuned MobileNetV2 (ReLU6, softmax
+# head, logits up to 66), Keras float32 itself was 3.1e-3 away from the same
+# model evaluated in float64, LiteRT 1.4e-3 away, and the two 2.6e-3 apart.
+# Such a file is as correct as Keras' own float32 result. So when the
+# absolute bound fails, the model is evaluated in float64 (a clone with the
+# same weights) and the file passes only if its distance to that exact
+# reference is within ``atol + ROUNDING_FACTOR x`` Keras float32's own
+# distance to it: a file that computes another function (a wrong weight,
+# op or layout) is far beyond the model's rounding noise and still fails.
+ROUNDING_FACTOR = 4.0
+
+
+def float64_outputs(model, x, batch_size=64):
+    """``model``'s outputs on ``x`` computed in float64, or ``None``.
+
+    A clone of ``model`` whose layers compute in float64 gets the weights;
+    ``None`` when the model cannot be cloned that way (custom layers that
+    insist on float32).
+    """
+    import keras
+
+    def clone(layer):
+        if isinstance(layer, keras.Model):
+            return _float64_clone(layer)
+        config = layer.get_config()
+        config["dtype"] = "float64"
+        return layer.__class__.from_config(config)
+
+    def _float64_clone(m):
+        c = keras.models.clone_model(m, clone_function=clone)
+        if len(c.weights) != len(m.weights):
+            raise ValueError("weights differ")
+        for d, w in zip(c.weights, m.weights):
+            d.assign(np.asarray(keras.ops.convert_to_numpy(w.value), d.dtype))
+        return c
+
+    try:
+        m64 = _float64_clone(model)
+        outs = [np.asarray(m64(np.asarray(x[i:i + batch_size], np.float64),
+                               training=False), np.float64)
+                for i in range(0, len(x), batch_size)]
+    except Exception:  # noqa: BLE001 - any failure: no float64 reference
+        return None
+    return np.concatenate(outs, axis=0)
+
+
+def rounding_check(model, x, ref, got, atol):
+    """Float32 parity for a model that amplifies rounding (see above).
+
+    Returns:
+        ``{"passed", "keras_float32_error", "litert_error", "tolerance"}``
+        (errors: max abs distance to the float64 outputs), or ``None``
+        when no float64 reference can be computed.
+    """
+    exact = float64_outputs(model, x)
+    if exact is None or exact.shape != ref.shape:
+        return None
+    keras_err = float(np.max(np.abs(ref - exact)))
+    lite_err = float(np.max(np.abs(got - exact)))
+    tol = float(atol) + ROUNDING_FACTOR * keras_err
+    return {"passed": bool(lite_err <= tol), "keras_float32_error": keras_err,
+            "litert_error": lite_err, "tolerance": tol}
+# --- end issue 13 -----------------------------------------------------------
 
 
 def to_litert(
@@ -424,7 +508,9 @@ def to_litert(
         num_check: how many samples to compare (default: all of
             ``check_data``; 64 of ``representative_data``; 8 random).
         atol: float32 exports must match Keras within this max abs diff,
-            else :class:`ParityError` is raised and no file is written.
+            or pass `rounding_check` (models that amplify float32
+            rounding), else :class:`ParityError` is raised and no file is
+            written.
         min_top1_agreement: if given, quantised exports whose top-1
             agreement with Keras is lower raise :class:`ParityError`.
         num_calibration: max calibration samples for ``"int8"``.
@@ -492,7 +578,7 @@ def write_checked(model, path, data, *, quantize, int8_io, x=None, source=None,
     given (``x``, or ``check_data`` of which ``num_check`` samples are read),
     the file is run on them and compared with ``model``: a float32 export
     (``quantize`` None) must match within ``atol`` (None skips that bound)
-    and a quantised one must reach ``min_top1_agreement`` (if given). Only
+    or pass :func:`rounding_check`, and a quantised one must reach ``min_top1_agreement`` (if given). Only
     then is the file renamed into place; on any failure nothing is left at
     ``path``.
 
@@ -530,19 +616,30 @@ def write_checked(model, path, data, *, quantize, int8_io, x=None, source=None,
 
 def _check_written(model, tmp, x, source, result, quantize, atol, min_top1_agreement, path):
     """Run the written file on ``x``; fill ``result``; raise ParityError."""
-    parity = check_parity(model, tmp, x)
+    x = np.asarray(x, dtype=np.float32)
+    ref, got = _parity_outputs(model, tmp, x)
+    parity = _parity_stats(ref, got, x)
     result.max_abs_diff = parity["max_abs_diff"]
     result.top1_agreement = parity["top1_agreement"]
     result.num_checked = parity["num_checked"]
     result.check_source = source
     if (quantize is None and atol is not None
             and not parity["max_abs_diff"] <= atol):
-        raise ParityError(
-            f"Float32 LiteRT export of '{model.name}' differs from "
-            f"Keras by {parity['max_abs_diff']:.3g} > atol={atol} "
-            f"on {len(x)} {source} inputs; nothing was written to "
-            f"'{path}'."
-        )
+        # beyond atol, judge against the model's own float32 rounding (issue 13)
+        rounding = rounding_check(model, x, ref, got, atol)
+        if rounding is not None:
+            result.extra = dict(result.extra or {}, float64_reference=rounding)
+        if rounding is None or not rounding["passed"]:
+            why = ("no float64 reference could be computed" if rounding is None else
+                   f"LiteRT is {rounding['litert_error']:.3g} from the model's float64 "
+                   f"outputs, Keras float32 {rounding['keras_float32_error']:.3g} "
+                   f"(allowed {rounding['tolerance']:.3g})")
+            raise ParityError(
+                f"Float32 LiteRT export of '{model.name}' differs from "
+                f"Keras by {parity['max_abs_diff']:.3g} > atol={atol} "
+                f"on {len(x)} {source} inputs and {why}; nothing was written to "
+                f"'{path}'."
+            )
     if (
         quantize is not None
         and min_top1_agreement is not None

@@ -13,6 +13,11 @@ and the BN's ``γ`` and ``β`` are divided by ``s0``; ``BN'(x)·s0 == BN(x)``
 up to float rounding. The squeeze kernel is random, so the gates learn as
 soon as they are trained (`gate_training` in the pipeline).
 
+A backbone nested as one layer (``keras.Model(x, head(backbone(x)))``, the
+usual transfer-learning model) is inlined first (`models.flatten`): the
+returned model is flat, with the same layer names, and its nested BatchNorms
+get gates too.
+
 Example:
 
 ```python
@@ -42,8 +47,10 @@ def gateable_batchnorms(model, graph=None):
 
     Returns:
         Layer names in model order. BNs that are shared (called more than
-        once), that do not normalise the last axis, or that already feed a
-        SqueezeExcite are left out.
+        once), that do not normalise the last axis, that normalise a
+        ``(batch, channels)`` tensor (no spatial axes for the gate to
+        squeeze; such a BN keeps its plain |γ| score), or that already feed
+        a SqueezeExcite are left out.
     """
     from remotetrimmer_tf.graph import DependencyGraph
     graph = graph or DependencyGraph(model)
@@ -66,6 +73,8 @@ def gateable_batchnorms(model, graph=None):
             layer.axis[0] if len(layer.axis) == 1 else None)
         rank = len(layer.output.shape)
         if axis is None or axis % rank != rank - 1:
+            continue
+        if rank < 3:      # (batch, channels) after pooling: nothing to squeeze
             continue
         out.append(layer.name)
     return out
@@ -112,10 +121,12 @@ def insert_se_gates(model, reduction=16, layers=None, initial_gate=0.5):
             BN is rescaled by its inverse so the outputs do not change.
 
     Returns:
-        A new functional model; gate ``<bn name>_se`` follows BN ``<bn name>``.
+        A new functional model (nested models inlined); gate
+        ``<bn name>_se`` follows BN ``<bn name>``.
 
     Raises:
-        ValueError: not a functional model, a named layer that is not a
+        ValueError: not a functional model, a nested model that cannot be
+            inlined (`models.flatten.flatten_nested`), a named layer that is not a
             gateable BN, or no BN to gate.
     """
     if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential) \
@@ -125,6 +136,8 @@ def insert_se_gates(model, reduction=16, layers=None, initial_gate=0.5):
             f"{type(model).__name__}; rebuild it with the functional API")
     if not 0.0 < float(initial_gate) < 1.0:
         raise ValueError(f"initial_gate must be in (0, 1), got {initial_gate}")
+    from remotetrimmer_tf.models.flatten import flatten_nested
+    model = flatten_nested(model)
     allowed = gateable_batchnorms(model)
     targets = list(allowed if layers is None else layers)
     bad = [n for n in targets if n not in allowed]
