@@ -184,9 +184,9 @@ class Pruner:
         if unknown not in ("error", "freeze"):
             raise ValueError(f"Pruner: unknown must be 'error' or 'freeze', got {unknown!r}.")
         self.unknown = unknown
-        from remotetrimmer_tf.graph.dependency_graph import _check_approximate
+        from remotetrimmer_tf.graph.dependency_graph import check_approximate
         try:
-            self.approximate = _check_approximate(approximate)
+            self.approximate = check_approximate(approximate)
         except ValueError as err:
             raise ValueError(f"Pruner: {err}") from None
         self.approximate_groups = {}
@@ -330,7 +330,7 @@ class Pruner:
     def _ignored_layers(self, graph):
         """``ignore`` as analysed layer names (composites: their sub-layers)."""
         from remotetrimmer_tf.graph import inlined_layers
-        names = set(graph._b.nodes)
+        names = set(graph.nodes)
         inlined = inlined_layers(graph.model)
         out, missing = set(), []
         for name in self.ignore:
