@@ -15,7 +15,6 @@ import copy
 import keras
 import numpy as np
 
-from remotetrimmer_tf.importance.reductions import to_numpy
 from remotetrimmer_tf.models.se import SqueezeExcite
 
 __all__ = ["collect_attention", "fold_attention", "find_gated_batchnorms",
@@ -321,73 +320,87 @@ def fold_attention(model, attention):
             f"Model {model.name!r} has no SqueezeExcite layers: nothing to fold.")
     scales = _check_attention(gates, attention)
     topo = _topology(model)
-    config, inputs, _ = topo
     gated = find_gated_batchnorms(model, topo)
     bn_scale = {bn: scales[se] for se, bn in gated.items()}
-    gate_names = set(scales)
-    config = copy.deepcopy(config)
-
+    config = copy.deepcopy(topo[0])
     if isinstance(model, keras.Sequential):
-        kept = [e for e in config["layers"]
-                if (e.get("config", {}).get("name")) not in gate_names]
-        for entry in kept:
-            if entry["config"].get("name") in bn_scale:
-                entry["config"]["scale"] = entry["config"]["center"] = True
-        config["layers"] = kept
-        new = keras.Sequential.from_config(config, custom_objects=_custom_objects(model))
+        new = _fold_sequential(model, config, set(scales), bn_scale)
     else:
-        # the keras tensor each gate reads, resolved through chained gates
-        feed = {}
-        for entry in config["layers"]:
-            if entry["name"] in gate_names:
-                args = entry["inbound_nodes"][0]["args"]
-                feed[entry["name"]] = args[0]
-        for name in list(feed):
-            seen = {name}
-            while feed[name]["config"]["keras_history"][0] in gate_names:
-                nxt = feed[name]["config"]["keras_history"][0]
-                if nxt in seen:
-                    raise ValueError(f"Cycle of SqueezeExcite layers at {name!r}.")
-                seen.add(nxt)
-                feed[name] = feed[nxt]
-        layers_out = []
-        for entry in config["layers"]:
-            if entry["name"] in gate_names:
-                continue
-            entry["inbound_nodes"] = _replace_histories(entry["inbound_nodes"], feed)
-            if entry["name"] in bn_scale:
-                entry["config"]["scale"] = entry["config"]["center"] = True
-            layers_out.append(entry)
-        config["layers"] = layers_out
+        new = _fold_functional(model, config, set(scales), bn_scale)
+    _copy_folded_weights(model, new, bn_scale)
+    return new
 
-        def _fix_outputs(spec):
-            if isinstance(spec, (list, tuple)) and len(spec) == 3 \
-                    and isinstance(spec[0], str) and isinstance(spec[1], int):
-                if spec[0] in feed:
-                    return type(spec)(feed[spec[0]]["config"]["keras_history"])
-                return spec
-            if isinstance(spec, dict):
-                return {k: _fix_outputs(v) for k, v in spec.items()}
-            if isinstance(spec, (list, tuple)):
-                return type(spec)(_fix_outputs(v) for v in spec)
+
+def _fold_sequential(model, config, gate_names, bn_scale):
+    """The Sequential config without the gates, rebuilt."""
+    kept = [e for e in config["layers"]
+            if (e.get("config", {}).get("name")) not in gate_names]
+    for entry in kept:
+        if entry["config"].get("name") in bn_scale:
+            entry["config"]["scale"] = entry["config"]["center"] = True
+    config["layers"] = kept
+    return keras.Sequential.from_config(config, custom_objects=_custom_objects(model))
+
+
+def _gate_feeds(config, gate_names):
+    """``{gate name: the keras tensor it reads}``, resolved through chained gates."""
+    feed = {}
+    for entry in config["layers"]:
+        if entry["name"] in gate_names:
+            feed[entry["name"]] = entry["inbound_nodes"][0]["args"][0]
+    for name in list(feed):
+        seen = {name}
+        while feed[name]["config"]["keras_history"][0] in gate_names:
+            nxt = feed[name]["config"]["keras_history"][0]
+            if nxt in seen:
+                raise ValueError(f"Cycle of SqueezeExcite layers at {name!r}.")
+            seen.add(nxt)
+            feed[name] = feed[nxt]
+    return feed
+
+
+def _fold_functional(model, config, gate_names, bn_scale):
+    """The functional config with every gate's readers reading its input, rebuilt."""
+    feed = _gate_feeds(config, gate_names)
+    layers_out = []
+    for entry in config["layers"]:
+        if entry["name"] in gate_names:
+            continue
+        entry["inbound_nodes"] = _replace_histories(entry["inbound_nodes"], feed)
+        if entry["name"] in bn_scale:
+            entry["config"]["scale"] = entry["config"]["center"] = True
+        layers_out.append(entry)
+    config["layers"] = layers_out
+
+    def _fix_outputs(spec):
+        if isinstance(spec, (list, tuple)) and len(spec) == 3 \
+                and isinstance(spec[0], str) and isinstance(spec[1], int):
+            if spec[0] in feed:
+                return type(spec)(feed[spec[0]]["config"]["keras_history"])
             return spec
+        if isinstance(spec, dict):
+            return {k: _fix_outputs(v) for k, v in spec.items()}
+        if isinstance(spec, (list, tuple)):
+            return type(spec)(_fix_outputs(v) for v in spec)
+        return spec
 
-        config["output_layers"] = _fix_outputs(config["output_layers"])
-        config["name"] = f"{model.name}_folded"
-        new = keras.Model.from_config(config, custom_objects=_custom_objects(model))
+    config["output_layers"] = _fix_outputs(config["output_layers"])
+    config["name"] = f"{model.name}_folded"
+    return keras.Model.from_config(config, custom_objects=_custom_objects(model))
 
+
+def _copy_folded_weights(model, new, bn_scale):
+    """Weights of ``model`` into ``new``; the gated BNs get ``γ·s̄``, ``β·s̄``."""
     for layer in new.layers:
         src = model.get_layer(layer.name)
         if layer.name in bn_scale:
             s = bn_scale[layer.name]
-            gamma = (to_numpy(src.gamma) if src.gamma is not None
-                     else np.ones_like(s))
-            beta = (to_numpy(src.beta) if src.beta is not None
-                    else np.zeros_like(s))
+            value = dict(zip((id(v) for v in src.weights), src.get_weights()))
+            gamma = value[id(src.gamma)] if src.gamma is not None else np.ones_like(s)
+            beta = value[id(src.beta)] if src.beta is not None else np.zeros_like(s)
             layer.gamma.assign((gamma * s).astype(layer.gamma.dtype))
             layer.beta.assign((beta * s).astype(layer.beta.dtype))
-            layer.moving_mean.assign(to_numpy(src.moving_mean))
-            layer.moving_variance.assign(to_numpy(src.moving_variance))
+            layer.moving_mean.assign(value[id(src.moving_mean)])
+            layer.moving_variance.assign(value[id(src.moving_variance)])
         else:
             layer.set_weights(src.get_weights())
-    return new

@@ -8,8 +8,8 @@ numbers :func:`~remotetrimmer_tf.metrics.count_macs` /
 builds, without building it:
 
 - MACs: every conv / dense call is counted with
-  ``metrics._layer_macs`` on its original shapes, the last axis of its input
-  and output replaced by the number of kept positions of their channel maps.
+  ``metrics.layer_macs`` on its original shapes, with the number of kept
+  positions of its input and output channel maps.
 - Parameters: each layer's handler is asked once (``handler.prune`` on
   zero-cost placeholder weights) how its weight shapes shrink when one
   channel of an input or output goes; the axes are affine in the kept
@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 
-from remotetrimmer_tf.graph.dependency_graph import _functional_of
-from remotetrimmer_tf.metrics import _layer_macs, layer_calls
+from remotetrimmer_tf.graph.functional_view import graph_of
+from remotetrimmer_tf.metrics import layer_calls, layer_macs
 
 __all__ = ["PlanCost", "solve_budget", "BUDGET_KINDS"]
 
@@ -58,7 +58,7 @@ class PlanCost:
     def __init__(self, graph):
         self.graph = graph
         self.model = graph.model
-        nodes = graph._b.nodes
+        nodes = graph.nodes
         self._maps = []          # atom-class arrays of every map we count on
         index = {}
 
@@ -66,20 +66,20 @@ class PlanCost:
             key = id(m)
             if key not in index:
                 index[key] = len(self._maps)
-                self._maps.append(graph._atom_class[np.asarray(m)])
+                self._maps.append(graph.channel_ids(m))
             return index[key]
 
         # ---- MACs: one record per conv / dense call
         self._mac_records = []   # (layer, in_shape, out_shape, in_id, out_id, full)
-        for layer, name, in_shape, out_shape in layer_calls(_functional_of(self.model)):
-            full = _layer_macs(layer, in_shape, out_shape)
+        for layer, name, in_shape, out_shape in layer_calls(graph_of(self.model)):
+            full = layer_macs(layer, in_shape, out_shape)
             if not full:
                 continue
             info = nodes.get(name)
-            if info is None or not info["in_maps"] or not info["out_maps"]:
+            if info is None or not info.in_maps or not info.out_maps:
                 self._mac_records.append((layer, in_shape, out_shape, None, None, full))
                 continue
-            mi, mo = info["in_maps"][0], info["out_maps"][0]
+            mi, mo = info.in_maps[0], info.out_maps[0]
             ii = map_id(mi) if len(mi) == in_shape[-1] else None
             oo = map_id(mo) if len(mo) == out_shape[-1] else None
             self._mac_records.append((layer, in_shape, out_shape, ii, oo, full))
@@ -89,9 +89,9 @@ class PlanCost:
         self._param_const = 0
         self._param_terms = []   # (base (ndim,), [(map id, full len, slope (ndim,))])
         for name, info in nodes.items():
-            if info.get("nested"):
+            if info.nested:
                 continue
-            layer = info["layer"]
+            layer = info.layer
             weights = list(getattr(layer, "weights", None) or [])
             if not weights:
                 continue
@@ -103,7 +103,7 @@ class PlanCost:
             if not any(flags):
                 continue
             shapes = [tuple(int(d) for d in w.shape) for w in weights]
-            maps = list(info["in_maps"]) + list(info["out_maps"])
+            maps = list(info.in_maps) + list(info.out_maps)
             probes = self._probe(layer, info, shapes)
             for k, (shape, flag) in enumerate(zip(shapes, flags)):
                 if not flag:
@@ -124,9 +124,9 @@ class PlanCost:
     @staticmethod
     def _probe(layer, info, shapes):
         """Weight shapes after removing channel 0 of each input / output map."""
-        handler = info["handler"]
-        n_in = len(info["in_maps"])
-        maps = list(info["in_maps"]) + list(info["out_maps"])
+        handler = info.handler
+        n_in = len(info.in_maps)
+        maps = list(info.in_maps) + list(info.out_maps)
         full = [np.ones(len(m), bool) for m in maps]
         zero = np.zeros((), np.float32)
         try:
@@ -171,7 +171,7 @@ class PlanCost:
                 total += full // int(out_shape[-1]) * n_out
                 continue
             n_in = kept[ii] if ii is not None else in_shape[-1]
-            total += _layer_macs(layer, in_shape[:-1] + (n_in,), out_shape[:-1] + (n_out,))
+            total += layer_macs(layer, in_shape, out_shape, n_in, n_out)
         return int(total)
 
     def params(self, keep):

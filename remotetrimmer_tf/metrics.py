@@ -1,4 +1,8 @@
-"""Model cost: multiply-accumulates of conv/dense layers and parameter counts."""
+"""Model cost: multiply-accumulates of the layers' kernels and parameter counts.
+
+MACs are read from each layer handler's ``weight_axes`` declaration (see
+``graph.handlers.weight_axes``), so a custom layer registered with one handler
+is counted like a built-in one."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import warnings
 
 import keras
 
-__all__ = ["count_macs", "count_params"]
+__all__ = ["count_macs", "count_params", "layer_macs", "layer_calls"]
 
 
 def _prod(xs, what):
@@ -21,38 +25,52 @@ def _prod(xs, what):
     return p
 
 
-def _layer_macs(layer, in_shape, out_shape):
-    L = keras.layers
-    name = layer.name
-    if isinstance(layer, L.Dense):
-        cin, cout = int(in_shape[-1]), int(out_shape[-1])
-        return _prod(out_shape[1:-1], name) * cin * cout
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        k = _prod(layer.kernel_size, name)
-        cin = int(in_shape[-1])
-        mult = int(layer.depth_multiplier)
-        spatial = _prod(out_shape[1:-1], name)
-        return spatial * k * cin * mult + spatial * cin * mult * int(out_shape[-1])
-    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-        k = _prod(layer.kernel_size, name)
-        return _prod(out_shape[1:-1], name) * k * int(out_shape[-1])
-    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
-        k = _prod(layer.kernel_size, name)
-        return _prod(in_shape[1:-1], name) * k * int(in_shape[-1]) * int(out_shape[-1])
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
-        k = _prod(layer.kernel_size, name)
-        groups = int(getattr(layer, "groups", 1) or 1)
-        if getattr(layer, "data_format", "channels_last") == "channels_first":
-            cin, spatial, cout = int(in_shape[1]), _prod(out_shape[2:], name), int(out_shape[1])
-        else:
-            cin, spatial, cout = int(in_shape[-1]), _prod(out_shape[1:-1], name), int(out_shape[-1])
-        return spatial * k * (cin // groups) * cout
-    return 0
+def _positions(layer, shape, what):
+    """Spatial positions of a tensor of ``shape`` (batch and channel axes out)."""
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return _prod(shape[2:], what)
+    return _prod(shape[1:-1], what)
 
 
-def _graph_of(model):
-    from .graph.functional_view import _graph_of as graph_of, functional_view
-    return graph_of(functional_view(model, check=False))
+def layer_macs(layer, in_shape, out_shape, in_kept=None, out_kept=None) -> int:
+    """Multiply-accumulates of one call of ``layer`` (batch of one).
+
+    Read from the layer handler's ``weight_axes``: every weight declared
+    ``per="output"`` (``"input"``) is applied once at each output (input)
+    position, so it costs its size times that many positions. With
+    ``in_kept`` / ``out_kept`` the cost is that of the same call with only
+    that many input / output channels (last axis) kept: each channel axis of
+    those weights shrinks in proportion (``budget.PlanCost``).
+
+    Args:
+        layer: the layer (a layer without a declared kernel costs 0).
+        in_shape / out_shape: shapes of its first input / output, batch first.
+        in_kept / out_kept: kept channel counts (default: all).
+
+    Example:
+        >>> conv = keras.layers.Conv2D(4, 3, padding="same")
+        >>> _ = conv(keras.Input((8, 8, 3)))
+        >>> layer_macs(conv, (None, 8, 8, 3), (None, 8, 8, 4))     # 8*8 * 3*3*3 * 4
+        6912
+        >>> layer_macs(conv, (None, 8, 8, 3), (None, 8, 8, 4), out_kept=2)
+        3456
+    """
+    from .graph.handlers.registry import weight_axes_of
+    total = 0
+    weights = layer.weights
+    for i, ax in weight_axes_of(layer).items():
+        if ax.per is None:
+            continue
+        shape = [int(d) for d in weights[i].shape]
+        cuts = [(ax.out_axis, out_kept, out_shape)]
+        if ax.in_axis != ax.out_axis:       # else a per-channel axis: once
+            cuts.append((ax.in_axis, in_kept, in_shape))
+        for axis, kept, full in cuts:
+            if axis is not None and kept is not None:
+                shape[axis] = shape[axis] * int(kept) // int(full[-1])
+        where = in_shape if ax.per == "input" else out_shape
+        total += _positions(layer, where, layer.name) * math.prod(shape)
+    return total
 
 
 def _uncounted(layer):
@@ -83,21 +101,22 @@ def count_macs(model) -> int:
         >>> count_macs(m)   # 8*8 * 3*3*3 * 4
         6912
     """
+    from .graph.functional_view import functional_view, graph_of
     total = 0
-    for op, _, in_shape, out_shape in layer_calls(_graph_of(model)):
+    for op, _, in_shape, out_shape in layer_calls(graph_of(functional_view(model, check=False))):
         if _uncounted(op):
             raise ValueError(
                 f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
                 "kernel but no handler, so its multiply-accumulates are unknown. "
                 "Way out: register a handler for it (docs/custom_layers.md).")
-        total += _layer_macs(op, in_shape, out_shape)
+        total += layer_macs(op, in_shape, out_shape)
     return int(total)
 
 
 def layer_calls(fn, prefix=""):
     """``(layer, name, in_shape, out_shape)`` of every layer call of the
     functional graph ``fn``, nested models walked (names ``"outer/inner"``)."""
-    from .graph.functional_view import _graph_of as graph_of
+    from .graph.functional_view import graph_of
     for depth in fn._nodes_by_depth:
         for node in fn._nodes_by_depth[depth]:
             op = node.operation

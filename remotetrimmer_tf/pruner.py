@@ -48,6 +48,34 @@ def _kept_count(size, ratio, min_channels, round_to, round_mode="up"):
     return _round_width(n, size, round_to, round_mode, floor=min_channels)
 
 
+def _check_ignore(model, ignore):
+    """``ignore`` as a tuple; on a plain functional model its names are checked
+    now (others against their functional view in ``plan``)."""
+    ignore = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+    from remotetrimmer_tf.graph.functional_view import is_plain_functional
+    try:
+        plain = is_plain_functional(model)
+    except TypeError as err:
+        raise TypeError(f"Pruner: {err}") from None
+    if plain:
+        names = {layer.name for layer in model.layers}
+        missing = [n for n in ignore if n.split("/")[0] not in names]
+        if missing:
+            raise ValueError(f"Pruner: ignore names layers not in model "
+                             f"{model.name!r}: {missing}.")
+    return ignore
+
+
+def _check_gated(model):
+    """``cap`` needs SqueezeExcite gates."""
+    from remotetrimmer_tf.attention import _se_layers
+    if not _se_layers(model):
+        raise ValueError(
+            f"Pruner: importance='cap' needs a model with SqueezeExcite gates, "
+            f"but {model.name!r} has none. Train it with se=True, or use "
+            "importance='slim' (plain BN gamma) for a plain model.")
+
+
 class Pruner:
     """Structured channel pruner (RemoteTrimmer CAP and other criteria).
 
@@ -167,26 +195,13 @@ class Pruner:
             raise ValueError(f"Pruner: round_mode must be one of {ROUND_MODES}, "
                              f"got {round_mode!r}.")
         self.round_mode = round_mode
-        if isinstance(ignore, str):
-            ignore = (ignore,)
-        self.ignore = tuple(ignore)
-        from remotetrimmer_tf.graph.functional_view import is_plain_functional
-        try:
-            plain = is_plain_functional(model)
-        except TypeError as err:
-            raise TypeError(f"Pruner: {err}") from None
-        if plain:     # others are checked against their functional view in plan()
-            names = {layer.name for layer in model.layers}
-            missing = [n for n in self.ignore if n.split("/")[0] not in names]
-            if missing:
-                raise ValueError(f"Pruner: ignore names layers not in model "
-                                 f"{model.name!r}: {missing}.")
+        self.ignore = _check_ignore(model, ignore)
         if unknown not in ("error", "freeze"):
             raise ValueError(f"Pruner: unknown must be 'error' or 'freeze', got {unknown!r}.")
         self.unknown = unknown
-        from remotetrimmer_tf.graph.dependency_graph import _check_approximate
+        from remotetrimmer_tf.graph.dependency_graph import check_approximate
         try:
-            self.approximate = _check_approximate(approximate)
+            self.approximate = check_approximate(approximate)
         except ValueError as err:
             raise ValueError(f"Pruner: {err}") from None
         self.approximate_groups = {}
@@ -210,12 +225,7 @@ class Pruner:
         self._keep = None
         self._is_cap = importance == "cap" or self.importance is get_importance("cap")
         if self._is_cap:
-            from remotetrimmer_tf.attention import _se_layers
-            if not _se_layers(model):
-                raise ValueError(
-                    f"Pruner: importance='cap' needs a model with SqueezeExcite gates, "
-                    f"but {model.name!r} has none. Train it with se=True, or use "
-                    "importance='slim' (plain BN gamma) for a plain model.")
+            _check_gated(model)
 
     # ------------------------------------------------------------ deciding
     def _target(self, data):
@@ -330,7 +340,7 @@ class Pruner:
     def _ignored_layers(self, graph):
         """``ignore`` as analysed layer names (composites: their sub-layers)."""
         from remotetrimmer_tf.graph import inlined_layers
-        names = set(graph._b.nodes)
+        names = set(graph.nodes)
         inlined = inlined_layers(graph.model)
         out, missing = set(), []
         for name in self.ignore:

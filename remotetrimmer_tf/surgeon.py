@@ -117,56 +117,10 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
         raise ValueError("graph was built for a different model; pass "
                          "DependencyGraph(model) for this model or graph=None.")
     model = graph.model      # the plain functional model the graph analysed
-    kept = graph.channel_mask(keep)
-    nodes = graph._b.nodes
-
-    changed = {}
-    for name, info in nodes.items():
-        if info.get("nested"):
-            continue
-        in_masks = [graph.mask_of(m, kept) for m in info["in_maps"]]
-        out_masks = [graph.mask_of(m, kept) for m in info["out_maps"]]
-        for kind, maps, masks in (("input", info["in_maps"], in_masks),
-                                  ("output", info["out_maps"], out_masks)):
-            for m, mk in zip(maps, masks):
-                if mk.size and not mk.any():
-                    gs = sorted(set(graph._cls_group[graph._atom_class[m]].tolist()))
-                    raise ValueError(
-                        f"keep removes every {kind} channel of layer '{name}' "
-                        f"(its channels belong to group(s) {gs}, which it only "
-                        "partly covers). Keep at least one of the channels that "
-                        "this layer sees (its Member indices >= 0 in those groups).")
-        if all(m.all() for m in in_masks) and all(m.all() for m in out_masks):
-            continue
-        changed[name] = (info, in_masks, out_masks)
-
+    changed = _changed_layers(graph, graph.channel_mask(keep))
     config = model.get_config()
     new_weights = {}
-
-    def rewrite(entries, prefix):
-        any_change = False
-        for entry in entries:
-            name = prefix + _entry_name(entry)
-            if _is_nested_cfg(entry):
-                if rewrite(entry["config"]["layers"], name + "/"):
-                    entry.pop("build_config", None)
-                    any_change = True
-                continue
-            item = changed.get(name)
-            if item is None:
-                continue
-            info, in_masks, out_masks = item
-            layer = info["layer"]
-            cfg = copy.deepcopy(entry["config"])
-            cfg, w = info["handler"].prune(layer, cfg, _weights(layer),
-                                           in_masks, out_masks)
-            entry["config"] = cfg
-            entry.pop("build_config", None)
-            new_weights[name] = w
-            any_change = True
-        return any_change
-
-    rewrite(config["layers"], "")
+    _rewrite(config["layers"], "", changed, new_weights)
     missing = sorted(set(changed) - set(new_weights))
     if missing:
         raise RuntimeError(
@@ -181,26 +135,77 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
     for path, key, value in restore:
         layer = _get_path(new_model, path)
         setattr(layer, key, keras.initializers.get(value))
-
-    def set_all(old, new, prefix):
-        for layer in getattr(old, "layers", []):
-            name = prefix + layer.name
-            new_layer = new.get_layer(layer.name)
-            if isinstance(layer, keras.Model):
-                set_all(layer, new_layer, name + "/")
-                continue
-            if not layer.weights:
-                continue
-            w = new_weights.get(name)
-            if w is None:
-                w = _weights(layer)
-            try:
-                new_layer.set_weights(w)
-            except ValueError as e:
-                raise ValueError(
-                    f"Surgery produced weights that do not fit layer '{name}' "
-                    f"({e}). Its handler's prune() is inconsistent with its "
-                    "config; fix or re-register the handler.") from e
-
-    set_all(model, new_model, "")
+    _set_all(model, new_model, "", new_weights)
     return new_model
+
+
+def _changed_layers(graph, kept):
+    """``{name: (LayerNode, in_masks, out_masks)}`` of the layers ``kept``
+    (a channel mask) narrows; refuses to empty any tensor."""
+    changed = {}
+    for name, node in graph.nodes.items():
+        if node.nested:
+            continue
+        in_masks = [graph.mask_of(m, kept) for m in node.in_maps]
+        out_masks = [graph.mask_of(m, kept) for m in node.out_maps]
+        for kind, maps, masks in (("input", node.in_maps, in_masks),
+                                  ("output", node.out_maps, out_masks)):
+            for m, mk in zip(maps, masks):
+                if mk.size and not mk.any():
+                    gs = sorted(set(graph.group_ids(m).tolist()))
+                    raise ValueError(
+                        f"keep removes every {kind} channel of layer '{name}' "
+                        f"(its channels belong to group(s) {gs}, which it only "
+                        "partly covers). Keep at least one of the channels that "
+                        "this layer sees (its Member indices >= 0 in those groups).")
+        if all(m.all() for m in in_masks) and all(m.all() for m in out_masks):
+            continue
+        changed[name] = (node, in_masks, out_masks)
+    return changed
+
+
+def _rewrite(entries, prefix, changed, new_weights):
+    """Rewrite, in place, the config entries of the changed layers (their
+    handler's ``prune``); the sliced weights go to ``new_weights``."""
+    any_change = False
+    for entry in entries:
+        name = prefix + _entry_name(entry)
+        if _is_nested_cfg(entry):
+            if _rewrite(entry["config"]["layers"], name + "/", changed, new_weights):
+                entry.pop("build_config", None)
+                any_change = True
+            continue
+        item = changed.get(name)
+        if item is None:
+            continue
+        node, in_masks, out_masks = item
+        cfg = copy.deepcopy(entry["config"])
+        cfg, w = node.handler.prune(node.layer, cfg, _weights(node.layer),
+                                    in_masks, out_masks)
+        entry["config"] = cfg
+        entry.pop("build_config", None)
+        new_weights[name] = w
+        any_change = True
+    return any_change
+
+
+def _set_all(old, new, prefix, new_weights):
+    """Weights of every layer of ``new``: sliced where changed, else copied."""
+    for layer in getattr(old, "layers", []):
+        name = prefix + layer.name
+        new_layer = new.get_layer(layer.name)
+        if isinstance(layer, keras.Model):
+            _set_all(layer, new_layer, name + "/", new_weights)
+            continue
+        if not layer.weights:
+            continue
+        w = new_weights.get(name)
+        if w is None:
+            w = _weights(layer)
+        try:
+            new_layer.set_weights(w)
+        except ValueError as e:
+            raise ValueError(
+                f"Surgery produced weights that do not fit layer '{name}' "
+                f"({e}). Its handler's prune() is inconsistent with its "
+                "config; fix or re-register the handler.") from e

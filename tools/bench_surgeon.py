@@ -1,9 +1,9 @@
 """Surgery coverage benchmark over keras.applications CNN families.
 
 For every family that builds offline with ``weights=None``: build the graph,
-keep the largest-L1 half of every prunable group (local, ratio 0.5), rebuild,
-save to ``.keras``, reload and check the reloaded model reproduces the pruned
-one. Writes ``tools/results/surgeon_coverage.json`` and ``.md`` (atomically,
+plan with ``Pruner(importance="l1", ratio=0.5)`` (local: every prunable group
+keeps its largest-L1 half), rebuild, save to ``.keras``, reload and check the
+reloaded model reproduces the pruned one. Writes ``tools/results/surgeon_coverage.json`` and ``.md`` (atomically,
 after every model so partial results survive).
 
 Usage:
@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from remotetrimmer_tf.graph import DependencyGraph  # noqa: E402
 from remotetrimmer_tf.metrics import count_macs, count_params  # noqa: E402
+from remotetrimmer_tf.pruner import Pruner  # noqa: E402
 from remotetrimmer_tf.surgeon import prune_channels  # noqa: E402
 
 # (name, input size); ResNet50 at 224 for the speed figure, others small.
@@ -54,45 +55,11 @@ MODELS = [
 ]
 
 
-def l1_scores(model, group):
-    """Sum over the group's producers of the L1 norm of each output channel."""
-    score = np.zeros(group.size)
-    for mem in group.producers:
-        layer = model.get_layer(mem.layer) if "/" not in mem.layer else None
-        if layer is None:
-            continue
-        ws = layer.get_weights()
-        if not ws:
-            continue
-        if isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                              keras.layers.Conv3DTranspose)):
-            k = np.moveaxis(ws[0], -2, -1)
-        elif isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
-            k = ws[1]
-        else:
-            k = ws[0]
-        col = np.abs(k).reshape(-1, k.shape[-1]).sum(0)
-        idx = mem.indices if mem.indices.ndim == 1 else mem.indices[:, 0]
-        ok = idx >= 0
-        score[ok] += col[idx[ok]]
-    return score
-
-
-def plan_half(model, graph, ratio=0.5):
-    keep = {}
-    for g in graph.groups:
-        if not g.prunable or g.size < 2:
-            continue
-        n = max(1, int(round(g.size * (1.0 - ratio))))
-        s = l1_scores(model, g)
-        kept = set(np.argsort(-s, kind="stable")[:n].tolist())
-        for mem in g.producers:   # a producer covering part of a group keeps >= 1
-            idx = mem.indices if mem.indices.ndim == 1 else mem.indices[:, 0]
-            seen = np.nonzero(idx >= 0)[0]
-            if seen.size and not kept.intersection(seen.tolist()):
-                kept.add(int(seen[np.argmax(s[seen])]))
-        keep[g.index] = np.array(sorted(kept))
-    return keep
+def pruner_plan(model, graph, ratio=0.5):
+    """The library's plan: ``Pruner(importance="l1", ratio=0.5)`` on ``graph``."""
+    pruner = Pruner(model, importance="l1", ratio=ratio)
+    pruner.graph = graph          # plan() reuses a graph built for this model
+    return pruner.plan()
 
 
 def run_one(name, size, tmpdir):
@@ -103,7 +70,7 @@ def run_one(name, size, tmpdir):
     t0 = time.perf_counter()
     graph = DependencyGraph(model)
     t1 = time.perf_counter()
-    keep = plan_half(model, graph)
+    keep = pruner_plan(model, graph)
     t2 = time.perf_counter()
     small = prune_channels(model, keep, graph=graph)
     t3 = time.perf_counter()
@@ -151,7 +118,7 @@ def speed_resnet50(repeats=5):
         c0, t0 = time.process_time(), time.perf_counter()
         graph = DependencyGraph(model)
         c1, t1 = time.process_time(), time.perf_counter()
-        keep = plan_half(model, graph)
+        keep = pruner_plan(model, graph)
         c2, t2 = time.process_time(), time.perf_counter()
         prune_channels(model, keep, graph=graph)
         c3, t3 = time.process_time(), time.perf_counter()
@@ -180,7 +147,8 @@ def write_results(rows, out, command, speed=None):
     meta = {"resnet50_224_graph_plus_surgery": speed,"command": command, "keras": keras.__version__,
             "backend": keras.backend.backend(), "python": platform.python_version(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "ratio": 0.5, "plan": "local, keep largest-L1 half of each prunable group"}
+            "ratio": 0.5, "plan": "Pruner(importance='l1', ratio=0.5): local, "
+                                  "largest-L1 half of each prunable group"}
     n_ok = sum(bool(r.get("ok")) for r in rows)
     meta["ok"] = f"{n_ok}/{len(rows)}"
     _write_atomic(out + ".json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
@@ -188,7 +156,8 @@ def write_results(rows, out, command, speed=None):
         "# Surgery coverage on keras.applications (weights=None)", "",
         f"Command: `{command}`  ",
         f"Keras {meta['keras']} ({meta['backend']}), Python {meta['python']}, "
-        f"{meta['machine']}. Ratio 0.5, local, largest-L1 half kept.  ",
+        f"{meta['machine']}. Plan: Pruner(importance='l1', ratio=0.5), local, "
+        "largest-L1 half kept.  ",
         f"**Pruned, saved and reloaded: {meta['ok']}**  ",
         "ResNet50 @224 graph+surgery (best/median of "
         + (f"{speed['repeats']}): {speed['best_s']} s / {speed['median_s']} s wall"

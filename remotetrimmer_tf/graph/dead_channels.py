@@ -2,8 +2,8 @@
 
 ``silence_dropped(model, keep)`` returns a copy of the model in which every
 channel that ``keep`` removes is read by no layer: the weights of every
-member that reads it (each handler declares them with
-``input_channel_axes``) are zero on its rows. Removing such channels with
+member that reads it (the ``in_axis`` of its handler's ``weight_axes``,
+see ``LayerHandler.input_channel_axes``) are zero on its rows. Removing such channels with
 ``prune_channels`` must then leave the output unchanged, up to float
 rounding; where it does not, the graph mis-grouped a channel-mixing layer
 (or the group is marked ``approximate``). The coverage table, the property
@@ -31,6 +31,7 @@ import numpy as np
 
 from .dependency_graph import DependencyGraph
 from .handlers.registry import get_handler
+from .handlers.weight_axes import axis_mask
 
 __all__ = ["silence_dropped", "silence_in_place"]
 
@@ -63,6 +64,14 @@ def silence_dropped(model, keep: Dict[int, Sequence[int]],
     return copy
 
 
+def _rows_on_axis(dropped, rows, length):
+    """Entries of a weight axis of ``length`` that the dropped channels own."""
+    try:
+        return np.nonzero(axis_mask(dropped, length))[0]
+    except ValueError:      # an axis not laid out by the channels' count
+        return np.unique(rows % length)
+
+
 def silence_in_place(copy, keep, graph):
     """Zero, in ``copy`` (a model with ``graph.model``'s layer names, e.g. its
     no-op rebuild), the weights that read the channels ``keep`` drops."""
@@ -79,10 +88,14 @@ def silence_in_place(copy, keep, graph):
                 continue
             rows = np.asarray(member.indices)[drop].reshape(-1)
             rows = rows[rows >= 0]
+            node = graph.nodes.get(member.layer)
+            width = len(node.in_maps[0]) if node is not None and node.in_maps else 0
+            dropped = np.zeros(max(width, int(rows.max(initial=-1)) + 1), dtype=bool)
+            dropped[rows] = True
             weights = layer.get_weights()
             for wi, axis in axes.items():
                 w = weights[wi]
                 sel = [slice(None)] * w.ndim
-                sel[axis] = np.unique(rows % w.shape[axis])
+                sel[axis] = _rows_on_axis(dropped, rows, w.shape[axis])
                 w[tuple(sel)] = 0
             layer.set_weights(weights)

@@ -12,47 +12,17 @@ the model's inputs/outputs, or pass a layer that cannot follow them, are
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import keras
 import numpy as np
 
+from .builder import GraphBuilder, LayerNode, NodeView
 from .channel_group import ChannelGroup, Member
-from .functional_view import _graph_of, composite_reason, functional_view
+from .functional_view import composite_reason, functional_view, graph_of
 from .handlers.registry import get_handler
 
-
-class NodeView:
-    """What a handler sees of one call of a layer/operation.
-
-    Attributes:
-        layer: the layer or operation object.
-        name: its name (``"outer/inner"`` inside nested models).
-        in_maps: channel maps of the tensor inputs (flattened order).
-        in_shapes / out_shapes: shapes (batch axis included) of inputs/outputs.
-        args / kwargs: the call's arguments; ``constants`` the non-tensor ones.
-    """
-
-    __slots__ = ("layer", "name", "in_maps", "in_shapes", "out_shapes",
-                 "args", "kwargs", "constants", "node_index")
-
-    def __init__(self, layer, name, in_maps, in_shapes, out_shapes, args,
-                 kwargs, constants, node_index):
-        self.layer = layer
-        self.name = name
-        self.in_maps = in_maps
-        self.in_shapes = in_shapes
-        self.out_shapes = out_shapes
-        self.args = args
-        self.kwargs = kwargs
-        self.constants = constants
-        self.node_index = node_index
-
-    def out_channels(self, i=0) -> int:
-        shape = self.out_shapes[i]
-        if not shape or shape[-1] is None:
-            return 0
-        return int(shape[-1])
+__all__ = ["DependencyGraph", "APPROXIMATIONS", "check_approximate"]
 
 
 def _shape(t):
@@ -64,15 +34,11 @@ def _is_functional(op) -> bool:
         and not isinstance(op, keras.Sequential)
 
 
-def _functional_of(model):
-    """The functional graph behind a Functional or (built) Sequential model."""
-    return _graph_of(model)
-
-
 APPROXIMATIONS = ("layernorm",)
 
 
-def _check_approximate(approximate):
+def check_approximate(approximate):
+    """``approximate`` as a tuple of known kinds (``APPROXIMATIONS``), else ValueError."""
     if isinstance(approximate, str):
         approximate = (approximate,)
     approximate = tuple(approximate or ())
@@ -81,111 +47,6 @@ def _check_approximate(approximate):
         raise ValueError(f"approximate: unknown kind(s) {bad}; choose from "
                          f"{list(APPROXIMATIONS)}.")
     return approximate
-
-
-class _Builder:
-    """Union-find over channel atoms plus the records handlers write."""
-
-    def __init__(self, unknown: str, ignore: Sequence[str],
-                 approximate: Sequence[str] = ()):
-        self.approx_allowed = frozenset(approximate)
-        self.approx: List[tuple] = []        # (atoms, reason)
-        self.parent: List[int] = []
-        self.source: List[int] = []          # source id per atom
-        self.source_kind: List[str] = []     # "producer" | "input" | "opaque"
-        self.source_name: List[str] = []
-        self.frozen: List[tuple] = []        # (atoms, reason)
-        self.records: List[tuple] = []       # (role, layer name, map)
-        self.nodes: Dict[str, dict] = {}     # layer name -> info
-        self.touch: List[tuple] = []         # (layer name, [maps])
-        self.fresh_cache: Dict[tuple, np.ndarray] = {}
-        self.unknown = unknown
-        self.ignore = set(ignore)
-        self._cur_name = None
-
-    # ----------------------------------------------------------- atoms
-    def _new_source(self, n, kind, name):
-        sid = len(self.source_kind)
-        self.source_kind.append(kind)
-        self.source_name.append(name)
-        start = len(self.parent)
-        self.parent.extend(range(start, start + n))
-        self.source.extend([sid] * n)
-        return np.arange(start, start + n, dtype=np.int64)
-
-    def fresh(self, node, n, frozen: Optional[str] = None, out_index: int = 0):
-        """New atoms for output ``out_index`` of ``node``'s layer (cached per layer)."""
-        key = (id(node.layer), node.name, out_index)
-        cached = self.fresh_cache.get(key)
-        if cached is not None:
-            if cached.shape[0] != n:
-                raise ValueError(
-                    f"Layer '{node.name}' is shared and used at different widths "
-                    f"({cached.shape[0]} vs {n} output channels); a shared layer "
-                    "must keep one width. Way out: use separate layers, or "
-                    "exclude it from pruning.")
-            return cached
-        kind = "opaque" if frozen else "producer"
-        atoms = self._new_source(int(n), kind, node.name)
-        if frozen:
-            self.frozen.append((atoms, frozen))
-        elif node.name in self.ignore:
-            self.frozen.append((atoms, f"layer '{node.name}' is in ignore"))
-        self.fresh_cache[key] = atoms
-        return atoms
-
-    def find(self, a):
-        parent = self.parent
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:
-            parent[a], a = root, parent[a]
-        return root
-
-    def couple(self, a, b):
-        """Couple two channel maps position by position."""
-        a = np.asarray(a)
-        b = np.asarray(b)
-        if a.shape != b.shape:
-            raise ValueError(
-                f"Layer '{self._cur_name}': cannot couple channel maps of "
-                f"widths {a.shape[0]} and {b.shape[0]}.")
-        if a is b or np.array_equal(a, b):
-            return
-        find = self.find
-        parent = self.parent
-        for x, y in zip(a.tolist(), b.tolist()):
-            rx, ry = find(x), find(y)
-            if rx != ry:
-                if rx < ry:
-                    parent[ry] = rx
-                else:
-                    parent[rx] = ry
-
-    def freeze(self, m, reason: str):
-        """Mark the channels of map ``m`` as not prunable, with a reason."""
-        if m is not None and len(m):
-            self.frozen.append((np.asarray(m), reason))
-
-    def allows(self, kind: str) -> bool:
-        """True when the user opted in to approximate pruning through ``kind``."""
-        return kind in self.approx_allowed
-
-    def approximate(self, m, reason: str):
-        """Mark the channels of map ``m`` as prunable only approximately."""
-        if m is not None and len(m):
-            self.approx.append((np.asarray(m), reason))
-
-    # --------------------------------------------------------- members
-    def producer(self, node, m):
-        self.records.append(("producers", node.name, np.asarray(m)))
-
-    def channelwise(self, node, m):
-        self.records.append(("channelwise", node.name, np.asarray(m)))
-
-    def consumer(self, node, m):
-        self.records.append(("consumers", node.name, np.asarray(m)))
 
 
 class DependencyGraph:
@@ -214,6 +75,13 @@ class DependencyGraph:
             refer to this model's layers; nested models as ``"outer/inner"``).
         source_model: the model that was passed in.
         groups: list of ``ChannelGroup``.
+        nodes: ``{layer name: LayerNode}``: every analysed layer with its
+            handler and the channel maps of its inputs / outputs (what the
+            surgeon and ``PlanCost`` walk).
+
+    Public methods: ``groups_of(layer)``, ``channel_ids(m)``,
+    ``group_ids(m)``, ``channel_mask(keep)``, ``mask_of(m, kept)``,
+    ``sections(group)``.
 
     Example:
         >>> inp = keras.Input((8, 8, 3))
@@ -222,18 +90,19 @@ class DependencyGraph:
         >>> g = DependencyGraph(keras.Model(inp, out))
         >>> [(x.size, x.prunable) for x in g.groups]
         [(3, False), (4, True), (2, False)]
+        >>> g.groups_of("c2")
+        [1, 2]
     """
 
     def __init__(self, model, unknown: str = "error", ignore: Sequence[str] = (),
                  approximate: Sequence[str] = ()):
         if unknown not in ("error", "freeze"):
             raise ValueError(f"unknown must be 'error' or 'freeze', got {unknown!r}.")
-        approximate = _check_approximate(approximate)
+        approximate = check_approximate(approximate)
         self.source_model = model
         self.model = functional_view(model)
-        fn = _functional_of(self.model)
-        b = _Builder(unknown, ignore, approximate)
-        self._b = b
+        fn = graph_of(self.model)
+        b = GraphBuilder(unknown, ignore, approximate)
         in_maps = []
         for t in keras.tree.flatten(fn.inputs):
             c = _shape(t)[-1] if len(_shape(t)) else 1
@@ -241,17 +110,17 @@ class DependencyGraph:
                 raise ValueError(
                     f"Model input '{t.name}' has an unknown channel (last) "
                     f"dimension {_shape(t)}; give the Input a fixed channel count.")
-            atoms = b._new_source(int(c), "input", t.name)
+            atoms = b.new_source(int(c), "input", t.name)
             b.freeze(atoms, f"model input '{t.name}'")
             in_maps.append(atoms)
-        out_maps = self._run(fn, in_maps, prefix="")
+        out_maps = self._run(b, fn, in_maps, prefix="")
         for t, m in zip(keras.tree.flatten(fn.outputs), out_maps):
             b.freeze(m, f"model output '{getattr(t, 'name', t)}'")
-        self._finish()
+        self.nodes: Dict[str, LayerNode] = b.nodes
+        self._finish(b)
 
     # --------------------------------------------------------------- walk
-    def _run(self, fn, in_maps, prefix):
-        b = self._b
+    def _run(self, b, fn, in_maps, prefix):
         tmap = {}
         inputs = keras.tree.flatten(fn.inputs)
         if len(inputs) != len(in_maps):
@@ -259,17 +128,16 @@ class DependencyGraph:
         for t, m in zip(inputs, in_maps):
             tmap[id(t)] = m
             layer = t._keras_history[0]
-            name = prefix + layer.name
             if prefix:  # the InputLayer of a nested model: its shape may shrink
-                b.nodes.setdefault(name, {"layer": layer, "handler": _INPUT_HANDLER,
-                                          "in_maps": [m], "out_maps": [m]})
+                b.nodes.setdefault(prefix + layer.name,
+                                   LayerNode(layer, _INPUT_HANDLER, [m], [m]))
         for depth in sorted(fn._nodes_by_depth, reverse=True):
             for node in fn._nodes_by_depth[depth]:
                 op = node.operation
                 if isinstance(op, keras.layers.InputLayer):
                     continue
                 name = prefix + op.name
-                b._cur_name = name
+                b.current = name
                 ins = node.arguments.keras_tensors
                 try:
                     maps = [tmap[id(t)] for t in ins]
@@ -278,31 +146,31 @@ class DependencyGraph:
                         f"Layer '{name}' reads a tensor that is not produced "
                         "inside the model.") from None
                 if _is_functional(op) or isinstance(op, keras.Sequential):
-                    inner = _functional_of(op)
-                    outs = self._run(inner, maps, prefix=name + "/")
-                    b.nodes.setdefault(name, {"layer": op, "handler": None,
-                                              "nested": True, "in_maps": maps,
-                                              "out_maps": outs})
+                    outs = self._run(b, graph_of(op), maps, prefix=name + "/")
+                    b.nodes.setdefault(name, LayerNode(op, None, maps, outs, nested=True))
                 else:
-                    outs = self._call_handler(op, node, name, maps, ins)
-                outputs = node.outputs
-                if len(outs) != len(outputs):
-                    raise ValueError(
-                        f"Handler for '{name}' returned {len(outs)} channel maps "
-                        f"for {len(outputs)} outputs.")
-                for t, m in zip(outputs, outs):
-                    c = _shape(t)[-1] if len(_shape(t)) else None
-                    if m is None or (c is not None and m.shape[0] != c):
-                        raise ValueError(
-                            f"Handler for '{name}' returned a channel map of "
-                            f"width {None if m is None else m.shape[0]} for an "
-                            f"output with {c} channels.")
+                    outs = self._call_handler(b, op, node, name, maps, ins)
+                self._check_outs(name, node.outputs, outs)
+                for t, m in zip(node.outputs, outs):
                     tmap[id(t)] = m
                 b.touch.append((name, list(maps) + list(outs)))
         return [tmap[id(t)] for t in keras.tree.flatten(fn.outputs)]
 
-    def _call_handler(self, op, node, name, maps, ins):
-        b = self._b
+    @staticmethod
+    def _check_outs(name, outputs, outs):
+        if len(outs) != len(outputs):
+            raise ValueError(
+                f"Handler for '{name}' returned {len(outs)} channel maps "
+                f"for {len(outputs)} outputs.")
+        for t, m in zip(outputs, outs):
+            c = _shape(t)[-1] if len(_shape(t)) else None
+            if m is None or (c is not None and m.shape[0] != c):
+                raise ValueError(
+                    f"Handler for '{name}' returned a channel map of "
+                    f"width {None if m is None else m.shape[0]} for an "
+                    f"output with {c} channels.")
+
+    def _call_handler(self, b, op, node, name, maps, ins):
         handler = get_handler(op)
         args = node.arguments.args
         kwargs = node.arguments.kwargs
@@ -310,158 +178,157 @@ class DependencyGraph:
                   if not isinstance(a, keras.KerasTensor)]
         view = NodeView(op, name, maps, [_shape(t) for t in ins],
                         [_shape(t) for t in node.outputs], args, kwargs, consts,
-                        len(b.nodes.get(name, {}).get("all", [])))
+                        b.calls.get(name, 0))
+        b.calls[name] = view.node_index + 1
         if handler is None:
-            kind = "layer" if isinstance(op, keras.layers.Layer) else "operation"
-            msg = (f"No channel handler for {kind} '{name}' of type "
-                   f"{type(op).__module__}.{type(op).__name__}")
-            if isinstance(op, keras.layers.Lambda):
-                msg += (" (a Lambda runs opaque Python: its channels cannot be "
-                        "followed, and Keras' safe mode refuses to reload it)")
-            elif isinstance(op, keras.layers.Layer) and op._flatten_layers(
-                    include_self=False, recursive=False):
-                msg += f" (a composite layer that cannot be inlined: {composite_reason(op)})"
-            if b.unknown == "error":
-                raise ValueError(
-                    msg + ". Way out: register a handler with "
-                    "remotetrimmer_tf.graph.register_handler(<class>, <LayerHandler>) "
-                    "(see docs/custom_layers.md); or pass unknown='freeze' to Pruner "
-                    "(or DependencyGraph) to leave the channels around it unpruned; "
-                    "or replace the layer (a Lambda by keras.ops calls).")
-            why = f"{kind} '{name}' ({type(op).__name__}) has no handler"
-            for m in maps:
-                b.freeze(m, why)
-            outs = [b.fresh(view, view.out_channels(i), frozen=why, out_index=i)
-                    for i in range(len(node.outputs))]
+            outs = self._no_handler(b, op, view)
             handler = _FROZEN_HANDLER
         else:
             outs = handler.propagate(view, b)
             outs = [np.asarray(m, dtype=np.int64) for m in outs]
         info = b.nodes.get(name)
         if info is None:
-            b.nodes[name] = {"layer": op, "handler": handler, "in_maps": maps,
-                             "out_maps": outs}
-        else:  # shared layer: its weights force equal channels at every call
-            if getattr(op, "weights", None):
-                for pa, pb in zip(info["in_maps"], maps):
-                    if pa.shape != pb.shape:
-                        raise ValueError(
-                            f"Layer '{name}' is shared and used at different "
-                            f"widths ({pa.shape[0]} vs {pb.shape[0]} input "
-                            "channels). Way out: use separate layers, or exclude "
-                            "it from pruning.")
+            b.nodes[name] = LayerNode(op, handler, maps, outs)
+        elif getattr(op, "weights", None):
+            # a shared layer: its weights force equal channels at every call
+            for pa, pb in zip(info.in_maps, maps):
+                if pa.shape != pb.shape:
+                    raise ValueError(
+                        f"Layer '{name}' is shared and used at different "
+                        f"widths ({pa.shape[0]} vs {pb.shape[0]} input "
+                        "channels). Way out: use separate layers, or exclude "
+                        "it from pruning.")
+                b.couple(pa, pb)
+            for pa, pb in zip(info.out_maps, outs):
+                if pa.shape == pb.shape:
                     b.couple(pa, pb)
-                for pa, pb in zip(info["out_maps"], outs):
-                    if pa.shape == pb.shape:
-                        b.couple(pa, pb)
         return outs
 
+    @staticmethod
+    def _no_handler(b, op, view):
+        """Raise (``unknown="error"``) or freeze the channels around ``op``."""
+        name = view.name
+        kind = "layer" if isinstance(op, keras.layers.Layer) else "operation"
+        msg = (f"No channel handler for {kind} '{name}' of type "
+               f"{type(op).__module__}.{type(op).__name__}")
+        if isinstance(op, keras.layers.Lambda):
+            msg += (" (a Lambda runs opaque Python: its channels cannot be "
+                    "followed, and Keras' safe mode refuses to reload it)")
+        elif isinstance(op, keras.layers.Layer) and op._flatten_layers(
+                include_self=False, recursive=False):
+            msg += f" (a composite layer that cannot be inlined: {composite_reason(op)})"
+        if b.unknown == "error":
+            raise ValueError(
+                msg + ". Way out: register a handler with "
+                "remotetrimmer_tf.graph.register_handler(<class>, <LayerHandler>) "
+                "(see docs/custom_layers.md); or pass unknown='freeze' to Pruner "
+                "(or DependencyGraph) to leave the channels around it unpruned; "
+                "or replace the layer (a Lambda by keras.ops calls).")
+        return b.opaque(view, f"{kind} '{name}' ({type(op).__name__}) has no handler")
+
     # ------------------------------------------------------------- groups
-    def _finish(self):
-        b = self._b
+    def _finish(self, b):
+        """Channels (united atoms) -> groups (channels of linked sources)."""
         n = len(b.parent)
-        find = b.find
-        roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
+        roots = np.fromiter((b.find(i) for i in range(n)), dtype=np.int64, count=n)
         # dense channel ids, numbered by smallest atom (roots are minimal atoms)
         uniq, cls = np.unique(roots, return_inverse=True)
         self._atom_class = cls.astype(np.int64)
-        n_cls = uniq.shape[0]
         src = np.asarray(b.source, dtype=np.int64)
-        # union sources whose atoms share a channel
-        n_src = len(b.source_kind)
-        sp = list(range(n_src))
-
-        def sfind(x):
-            while sp[x] != x:
-                sp[x] = sp[sp[x]]
-                x = sp[x]
-            return x
-
-        first_src = np.full(n_cls, -1, dtype=np.int64)
-        first_src[cls[::-1]] = src[::-1]
-        diff = np.nonzero(src != first_src[cls])[0]
-        for a in diff.tolist():
-            ra, rb = sfind(int(src[a])), sfind(int(first_src[cls[a]]))
-            if ra != rb:
-                sp[max(ra, rb)] = min(ra, rb)
-        cls_src_root = np.fromiter((sfind(int(s)) for s in first_src.tolist()),
-                                   dtype=np.int64, count=n_cls)
-        groot, cls_group = np.unique(cls_src_root, return_inverse=True)
-        # order groups by their first channel (topological order of creation)
-        first_cls = np.full(groot.shape[0], n_cls, dtype=np.int64)
-        np.minimum.at(first_cls, cls_group, np.arange(n_cls))
-        order = np.argsort(first_cls, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(order.shape[0])
-        cls_group = rank[cls_group]
-        n_groups = order.shape[0]
+        cls_group = _number_groups(_source_roots(cls, src, uniq.shape[0],
+                                                 len(b.source_kind)))
+        n_cls = uniq.shape[0]
+        n_groups = int(cls_group.max()) + 1 if n_cls else 0
         # position of each channel inside its group (by channel id order)
         sorter = np.lexsort((np.arange(n_cls), cls_group))
         counts = np.bincount(cls_group, minlength=n_groups)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         cls_pos = np.empty(n_cls, dtype=np.int64)
         cls_pos[sorter] = np.arange(n_cls) - np.repeat(starts, counts)
         self._cls_group = cls_group
         self._cls_pos = cls_pos
         self._group_classes = [sorter[starts[g]:starts[g] + counts[g]]
                                for g in range(n_groups)]
-
         groups = [ChannelGroup(index=g, size=int(counts[g])) for g in range(n_groups)]
-        # frozen reasons
+        self._mark_frozen(b, groups, src)
+        for role, name, m in b.records:
+            for g, idx in self._member_indices(m, groups):
+                getattr(groups[g], role).append(Member(name, idx))
+        layer_sets: List[dict] = [dict() for _ in range(n_groups)]
+        for name, maps in b.touch:
+            maps = [m for m in maps if m is not None and len(m)]
+            if maps:
+                for g in np.unique(self.group_ids(np.concatenate(maps))).tolist():
+                    layer_sets[g][name] = None
+        for g in range(n_groups):
+            groups[g].layers = list(layer_sets[g])
+        self.groups: List[ChannelGroup] = groups
+
+    def _mark_frozen(self, b, groups, src):
+        """Frozen / approximate reasons; groups without a producer or of one
+        channel cannot shrink."""
         for atoms, reason in b.frozen:
-            gs = np.unique(cls_group[cls[atoms]])
-            for g in gs.tolist():
+            for g in np.unique(self.group_ids(atoms)).tolist():
                 if groups[g].prunable:
                     groups[g].prunable = False
                     groups[g].reason = reason
         for atoms, reason in b.approx:
-            for g in np.unique(cls_group[cls[atoms]]).tolist():
+            for g in np.unique(self.group_ids(atoms)).tolist():
                 if groups[g].approximate is None:
                     groups[g].approximate = reason
-        # groups without a producer cannot shrink
-        has_prod = np.zeros(n_groups, dtype=bool)
+        has_prod = np.zeros(len(groups), dtype=bool)
         kinds = np.asarray([k == "producer" for k in b.source_kind], dtype=bool)
-        atom_prod = kinds[src]
-        has_prod[np.unique(cls_group[cls[atom_prod]])] = True
-        for g in range(n_groups):
-            if groups[g].prunable and not has_prod[g]:
-                groups[g].prunable = False
-                groups[g].reason = "no layer produces these channels"
-            elif groups[g].prunable and groups[g].size < 2:
-                groups[g].prunable = False
-                groups[g].reason = "a single channel cannot shrink"
-        # members
-        for role, name, m in b.records:
-            c = cls[m]
-            gs = cls_group[c]
-            for g in np.unique(gs).tolist():
-                pos = np.nonzero(gs == g)[0]
-                j = cls_pos[c[pos]]
-                size = groups[g].size
-                cnt = np.bincount(j, minlength=size)
-                k = int(cnt.max())
-                if k == 1:
-                    idx = np.full(size, -1, dtype=np.int64)
-                    idx[j] = pos
-                else:   # k positions per channel (Flatten -> Dense); -1 unseen
-                    o = np.lexsort((pos, j))
-                    js, ps = j[o], pos[o]
-                    first = np.searchsorted(js, js, side="left")
-                    idx = np.full((size, k), -1, dtype=np.int64)
-                    idx[js, np.arange(js.shape[0]) - first] = ps
-                getattr(groups[g], role).append(Member(name, idx))
-        # layers touching each group
-        layer_sets: List[dict] = [dict() for _ in range(n_groups)]
-        for name, maps in b.touch:
-            maps = [m for m in maps if m is not None and len(m)]
-            if not maps:
-                continue
-            gs = np.unique(cls_group[cls[np.concatenate(maps)]])
-            for g in gs.tolist():
-                layer_sets[g][name] = None
-        for g in range(n_groups):
-            groups[g].layers = list(layer_sets[g])
-        self.groups: List[ChannelGroup] = groups
+        has_prod[np.unique(self._cls_group[self._atom_class[kinds[src]]])] = True
+        for g, group in enumerate(groups):
+            if group.prunable and not has_prod[g]:
+                group.prunable = False
+                group.reason = "no layer produces these channels"
+            elif group.prunable and group.size < 2:
+                group.prunable = False
+                group.reason = "a single channel cannot shrink"
+
+    def _member_indices(self, m, groups):
+        """``(group, indices)`` of a member whose map is ``m``, per group it touches."""
+        c = self._atom_class[m]
+        gs = self._cls_group[c]
+        for g in np.unique(gs).tolist():
+            pos = np.nonzero(gs == g)[0]
+            j = self._cls_pos[c[pos]]
+            size = groups[g].size
+            k = int(np.bincount(j, minlength=size).max())
+            if k == 1:
+                idx = np.full(size, -1, dtype=np.int64)
+                idx[j] = pos
+            else:   # k positions per channel (Flatten -> Dense); -1 unseen
+                o = np.lexsort((pos, j))
+                js, ps = j[o], pos[o]
+                first = np.searchsorted(js, js, side="left")
+                idx = np.full((size, k), -1, dtype=np.int64)
+                idx[js, np.arange(js.shape[0]) - first] = ps
+            yield g, idx
+
+    # ------------------------------------------------------------ queries
+    def channel_ids(self, m) -> np.ndarray:
+        """The channel id of every position of channel map ``m`` (a
+        ``LayerNode`` map); equal ids are kept or removed together."""
+        return self._atom_class[np.asarray(m)]
+
+    def group_ids(self, m) -> np.ndarray:
+        """The group index of every position of channel map ``m``."""
+        return self._cls_group[self.channel_ids(m)]
+
+    def groups_of(self, layer: str) -> List[int]:
+        """Sorted indices of the groups whose channels layer ``layer`` (a name
+        of ``nodes``, ``"outer/inner"`` when nested) reads or writes."""
+        node = self.nodes.get(layer)
+        if node is None:
+            raise ValueError(f"groups_of: no layer {layer!r} in the graph of "
+                             f"{self.model.name!r}; names are those of graph.nodes.")
+        maps = [m for m in list(node.in_maps) + list(node.out_maps)
+                if m is not None and len(m)]
+        if not maps:
+            return []
+        return sorted(np.unique(self.group_ids(np.concatenate(maps))).tolist())
 
     # ------------------------------------------------------------ helpers
     def channel_mask(self, keep: Dict[int, Sequence[int]]) -> np.ndarray:
@@ -511,8 +378,8 @@ class DependencyGraph:
         """
         if not hasattr(self, "_sections"):
             found: List[dict] = [dict() for _ in self.groups]
-            for info in self._b.nodes.values():
-                for m in list(info["in_maps"]) + list(info["out_maps"]):
+            for info in self.nodes.values():
+                for m in list(info.in_maps) + list(info.out_maps):
                     if m is None or not len(m):
                         continue
                     c = self._atom_class[m]
@@ -532,6 +399,40 @@ class DependencyGraph:
         n = sum(g.prunable for g in self.groups)
         return (f"DependencyGraph(model={self.model.name!r}, groups={len(self.groups)}, "
                 f"prunable={n})")
+
+
+def _source_roots(cls, src, n_cls, n_src):
+    """Per channel, the root of its source after uniting every two sources
+    whose atoms share a channel."""
+    sp = list(range(n_src))
+
+    def sfind(x):
+        while sp[x] != x:
+            sp[x] = sp[sp[x]]
+            x = sp[x]
+        return x
+
+    first_src = np.full(n_cls, -1, dtype=np.int64)
+    first_src[cls[::-1]] = src[::-1]
+    for a in np.nonzero(src != first_src[cls])[0].tolist():
+        ra, rb = sfind(int(src[a])), sfind(int(first_src[cls[a]]))
+        if ra != rb:
+            sp[max(ra, rb)] = min(ra, rb)
+    return np.fromiter((sfind(int(s)) for s in first_src.tolist()),
+                       dtype=np.int64, count=n_cls)
+
+
+def _number_groups(cls_src_root):
+    """Group index per channel, groups ordered by their first channel
+    (the topological order of creation)."""
+    n_cls = cls_src_root.shape[0]
+    groot, cls_group = np.unique(cls_src_root, return_inverse=True)
+    first_cls = np.full(groot.shape[0], n_cls, dtype=np.int64)
+    np.minimum.at(first_cls, cls_group, np.arange(n_cls))
+    order = np.argsort(first_cls, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
+    return rank[cls_group].reshape(-1)
 
 
 class _InputHandler:

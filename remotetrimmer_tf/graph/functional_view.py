@@ -38,7 +38,8 @@ import numpy as np
 
 from .handlers.registry import get_handler
 
-__all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers"]
+__all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers",
+           "graph_of"]
 
 _MAX_PASSES = 8
 
@@ -54,7 +55,13 @@ def _is_graph_model(op) -> bool:
         isinstance(op, keras.Sequential) or hasattr(op, "_nodes_by_depth"))
 
 
-def _graph_of(model):
+def graph_of(model):
+    """The functional graph behind a Functional, functional subclass or (built)
+    Sequential model (the object whose ``_nodes_by_depth`` is walked).
+
+    Raises:
+        TypeError: naming the model, when it has no functional graph.
+    """
     if isinstance(model, keras.Sequential):
         fn = getattr(model, "_functional", None)
         if fn is None:
@@ -113,7 +120,7 @@ def _node_ops(fn):
 
 def is_plain_functional(model) -> bool:
     """True when the graph and surgeon can use ``model`` as it is."""
-    fn = _graph_of(model)
+    fn = graph_of(model)
     if isinstance(model, keras.Sequential):
         pass
     elif type(model) is not _functional_cls():
@@ -133,7 +140,7 @@ def _any_node(fn, pred) -> bool:
     """True when ``pred(op)`` holds for a node of ``fn`` or of a nested model."""
     for _, op in _node_ops(fn):
         if _is_graph_model(op):
-            if _any_node(_graph_of(op), pred):
+            if _any_node(graph_of(op), pred):
                 return True
         elif pred(op):
             return True
@@ -236,7 +243,7 @@ class _Tracer:
 
     def model(self, model):
         """A plain Functional equal to ``model``, on fresh ``keras.Input``s."""
-        fn = _graph_of(model)
+        fn = graph_of(model)
         self._unique_names(fn)
         old_inputs = keras.tree.flatten(fn.inputs)
         inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
@@ -333,7 +340,7 @@ def functional_view(model, check: bool = True):
         A traced view is built once per model and reused, its weights copied
         again from the model on every call (so training in between is seen).
     """
-    fn = _graph_of(model)
+    fn = graph_of(model)
     _refuse_preprocessor(model)
     if is_plain_functional(model):
         return model

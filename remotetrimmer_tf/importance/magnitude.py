@@ -1,38 +1,36 @@
-"""Filter-norm criteria: ``l1`` and ``l2`` of the producers' output filters."""
-import keras
+"""Filter-norm criteria: ``l1`` and ``l2`` of the producers' output filters.
+
+A producer's filter of output channel ``c`` is read from its handler's
+``weight_axes``: every kernel (a weight with ``per``) cut along its
+``out_axis`` (Conv: ``kernel[..., c]``, Conv*Transpose: ``kernel[..., c, :]``,
+SeparableConv: the pointwise kernel), so a custom layer with one handler is
+scored like a built-in one.
+"""
 import numpy as np
 
+from remotetrimmer_tf.graph.handlers.registry import weight_axes_of
+from remotetrimmer_tf.graph.handlers.weight_axes import output_major
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
     take_channels, to_numpy
 
-__all__ = ["l1", "l2", "producer_filters"]
+__all__ = ["l1", "l2", "producer_filters", "filter_weights"]
 
 
-def _np(v):
-    return to_numpy(v).astype(np.float64)
+def filter_weights(layer):
+    """``[(variable, WeightAxes)]``: the kernels that make ``layer``'s output
+    channels (declared ``per`` and ``out_axis``), in ``layer.weights`` order."""
+    weights = layer.weights
+    return [(weights[i], ax) for i, ax in sorted(weight_axes_of(layer).items())
+            if ax.per is not None and ax.out_axis is not None]
 
 
-def _output_major(layer):
-    """The layer's kernel as ``(out_channels, fan)``, or None if it has none."""
-    if isinstance(layer, keras.layers.SeparableConv1D) or \
-            isinstance(layer, keras.layers.SeparableConv2D):
-        kernel = _np(layer.pointwise_kernel)
-        return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
-    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
-        kernel = _np(layer.kernel)                       # (..., in, multiplier)
-        spatial = kernel.shape[:-2]
-        kernel = kernel.reshape(spatial + (-1,))         # (..., in * multiplier)
-        return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
-    transpose = tuple(getattr(keras.layers, n) for n in
-                      ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
-                      if hasattr(keras.layers, n))
-    kernel = getattr(layer, "kernel", None)
-    if kernel is None:
+def _output_filters(layer):
+    """The layer's kernels as ``(out_channels, fan)`` float64, or None if it has none."""
+    parts = [output_major(to_numpy(v).astype(np.float64), ax)
+             for v, ax in filter_weights(layer)]
+    if not parts:
         return None
-    kernel = _np(kernel)
-    axis = -2 if isinstance(layer, transpose) else -1
-    kernel = np.moveaxis(kernel, axis, 0)
-    return kernel.reshape(kernel.shape[0], -1)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def producer_filters(group, model):
@@ -40,7 +38,7 @@ def producer_filters(group, model):
     out = []
     for member in group.producers:
         layer = get_layer(model, member.layer)
-        w = _output_major(layer)
+        w = _output_filters(layer)
         if w is None:
             continue
         idx = np.asarray(member.indices)

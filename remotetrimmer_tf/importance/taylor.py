@@ -2,8 +2,9 @@
 import keras
 import numpy as np
 
+from remotetrimmer_tf.graph.handlers.registry import weight_axes_of
+from remotetrimmer_tf.graph.handlers.weight_axes import output_major
 from remotetrimmer_tf.importance.bn import bn_members
-from remotetrimmer_tf.importance.magnitude import _output_major
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
     take_channels, to_numpy
 
@@ -131,18 +132,9 @@ def taylor(group, model, data=None, steps=4, loss=None, reduction="mean", **ctx)
         scores.append(np.abs(take_channels(term, idx)))
     if not scores:
         for member in group.producers:
-            layer = get_layer(model, member.layer)
-            if getattr(layer, "kernel", None) is None or \
-                    layer.kernel.path not in grads:
+            term = _producer_term(get_layer(model, member.layer), grads)
+            if term is None:
                 continue
-            w = _output_major(layer)
-            dk = grads[layer.kernel.path]
-            dw = _gradient_output_major(layer, dk)
-            term = (w * dw).sum(axis=1)
-            bias = getattr(layer, "bias", None)
-            if bias is not None and bias.path in grads:
-                b, db = value_grad(bias)
-                term = term + b * db
             idx = np.asarray(member.indices).reshape(group.size, -1)
             scores.append(np.abs(take_channels(term, idx).sum(axis=1)))
     if not scores:
@@ -152,13 +144,21 @@ def taylor(group, model, data=None, steps=4, loss=None, reduction="mean", **ctx)
     return reduce_scores(scores, reduction)
 
 
-def _gradient_output_major(layer, dk):
-    """Lay a kernel gradient out like ``_output_major`` lays out the kernel."""
-    transpose = tuple(getattr(keras.layers, n) for n in
-                      ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
-                      if hasattr(keras.layers, n))
-    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
-        dk = dk.reshape(dk.shape[:-2] + (-1,))
-    axis = -2 if isinstance(layer, transpose) else -1
-    dk = np.moveaxis(dk, axis, 0)
-    return dk.reshape(dk.shape[0], -1)
+def _producer_term(layer, grads):
+    """``Σ θ·∂L/∂θ`` per output channel over the weights the layer's handler
+    declares on its output axis (kernels, then bias...), or None when no
+    kernel of it has a gradient."""
+    weights = layer.weights
+    axes = [(weights[i], ax) for i, ax in sorted(weight_axes_of(layer).items())
+            if ax.out_axis is not None]
+    kernels = [v for v, ax in axes if ax.per is not None]
+    if not kernels or any(v.path not in grads for v in kernels):
+        return None
+    term = None
+    for v, ax in sorted(axes, key=lambda p: p[1].per is None):   # kernels first
+        if v.path not in grads:
+            continue
+        part = (output_major(to_numpy(v).astype(np.float64), ax) *
+                output_major(grads[v.path], ax)).sum(axis=1)
+        term = part if term is None else term + part
+    return term

@@ -12,7 +12,7 @@ Registering a handler for your own layer works the same way::
     from remotetrimmer_tf.graph import LayerHandler, register_handler
     register_handler(MyLayer, MyLayerHandler())
 """
-from remotetrimmer_tf.graph.handlers import LayerHandler, register_handler
+from remotetrimmer_tf.graph.handlers import LayerHandler, WeightAxes, register_handler
 from remotetrimmer_tf.models.se import SqueezeExcite
 
 __all__ = ["SqueezeExciteHandler"]
@@ -26,14 +26,17 @@ class SqueezeExciteHandler(LayerHandler):
         ctx.channelwise(node, channels)   # per-channel parameters, same channels
         return [channels]                 # the output carries the input's channels
 
-    def input_channel_axes(self, layer):
-        return {0: 0}                     # W1 (C, h) reads the squeezed channels
+    def weight_axes(self, layer):
+        # W1 (C, h) reads the squeezed channels, W2 (h, C) and b2 (C,) write
+        # them; b1 (h,) is the hidden width, which stays. The default prune
+        # slices exactly these axes (the config holds no channel count).
+        return {0: WeightAxes(in_axis=0), 2: WeightAxes(out_axis=1),
+                3: WeightAxes(out_axis=0)}
 
     def prune(self, layer, config, weights, in_masks, out_masks):
-        keep = in_masks[0]
-        w1, b1, w2, b2 = weights          # (C, h), (h,), (h, C), (C,)
-        config["hidden_units"] = int(w1.shape[1])   # hidden width unchanged
-        return config, [w1[keep], b1, w2[:, keep], b2[keep]]
+        config, new = super().prune(layer, config, weights, in_masks, out_masks)
+        config["hidden_units"] = int(new[0].shape[1])   # hidden width unchanged
+        return config, new
 
 
 register_handler(SqueezeExcite, SqueezeExciteHandler())

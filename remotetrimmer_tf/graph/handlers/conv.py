@@ -7,11 +7,22 @@ from keras import layers
 
 from .activations import activation_problem
 from .registry import LayerHandler, register_handler
+from .weight_axes import WeightAxes, weight_index
 
 
 def _channels_last(node):
     fmt = getattr(node.layer, "data_format", "channels_last")
     return fmt in (None, "channels_last")
+
+
+def _axes(layer, **declared):
+    """``{weight index: WeightAxes}`` from ``attribute=WeightAxes`` pairs."""
+    out = {}
+    for attribute, axes in declared.items():
+        i = weight_index(layer, attribute)
+        if i is not None:
+            out[i] = axes
+    return out
 
 
 def _freeze_if_mixing(node, ctx, m):
@@ -27,17 +38,17 @@ class ConvHandler(LayerHandler):
 
     units_key = "filters"
 
-    def input_channel_axes(self, layer):
-        return {0: -2}          # kernel (*k, in / groups, out) or (in, out)
+    def weight_axes(self, layer):
+        # kernel (*k, in / groups, out) or (in, out); bias (out,)
+        return _axes(layer, kernel=WeightAxes(out_axis=-1, in_axis=-2, per="output"),
+                     bias=WeightAxes(out_axis=-1))
 
     def propagate(self, node, ctx):
         (m,) = node.in_maps[:1]
         layer = node.layer
         groups = int(getattr(layer, "groups", 1) or 1)
         if not _channels_last(node):
-            ctx.freeze(m, f"layer '{node.name}' uses data_format='channels_first'")
-            return [ctx.fresh(node, node.out_channels(0), frozen=
-                              f"layer '{node.name}' uses data_format='channels_first'")]
+            return ctx.opaque(node, f"layer '{node.name}' uses data_format='channels_first'")
         if groups != 1 and groups == m.shape[0] == node.out_channels(0):
             ctx.channelwise(node, m)       # depthwise written as Conv(groups=C)
             return [_freeze_if_mixing(node, ctx, m)]
@@ -58,18 +69,11 @@ class ConvHandler(LayerHandler):
         groups = int(config.get("groups", 1) or 1)
         if groups != 1 and weights[0].shape[-2] == 1 and \
                 mi.shape[0] == mo.shape[0] == groups:
-            # depthwise-as-grouped: kernel (*k, 1, C)
+            # depthwise-as-grouped: kernel (*k, 1, C), one group per channel
             config["groups"] = int(mo.sum())
-            kernel = weights[0][..., mo]
-        elif groups != 1:  # kernel (*k, Cin / G, Cout): the local kept inputs
-            local = mi.reshape(groups, -1)
-            if not (local == local[:1]).all():
-                raise ValueError(f"grouped convolution '{layer.name}': the groups "
-                                 "keep different input channels.")
-            kernel = weights[0][..., local[0], :][..., mo]
+            new = [w[..., mo] for w in weights]
         else:
-            kernel = weights[0][..., mi, :][..., mo]
-        new = [kernel] + [w[..., mo] for w in weights[1:]]
+            config, new = super().prune(layer, config, weights, in_masks, out_masks)
         config[self.units_key] = int(mo.sum())
         return config, new
 
@@ -79,34 +83,21 @@ class DenseHandler(ConvHandler):
 
 
 class ConvTransposeHandler(ConvHandler):
-    """Conv*Transpose: kernel ``(*k, out, in)``."""
+    """Conv*Transpose: kernel ``(*k, out, in)``, applied at every input position."""
 
-    def input_channel_axes(self, layer):
-        return {0: -1}
-
-    def prune(self, layer, config, weights, in_masks, out_masks):
-        mi, mo = in_masks[0], out_masks[0]
-        kernel = weights[0][..., mi][..., mo, :]
-        new = [kernel] + [w[..., mo] for w in weights[1:]]
-        config["filters"] = int(mo.sum())
-        return config, new
+    def weight_axes(self, layer):
+        return _axes(layer, kernel=WeightAxes(out_axis=-2, in_axis=-1, per="input"),
+                     bias=WeightAxes(out_axis=-1))
 
 
 class SeparableConvHandler(ConvHandler):
     """SeparableConv*: depthwise ``(*k, in, mult)``, pointwise ``(*1, in*mult, out)``."""
 
-    def input_channel_axes(self, layer):
-        return {0: -2}
-
-    def prune(self, layer, config, weights, in_masks, out_masks):
-        mi, mo = in_masks[0], out_masks[0]
-        dw, pw = weights[0], weights[1]
-        mult = dw.shape[-1]
-        rows = np.repeat(mi, mult)
-        new = [dw[..., mi, :], pw[..., rows, :][..., mo]]
-        new += [w[..., mo] for w in weights[2:]]
-        config["filters"] = int(mo.sum())
-        return config, new
+    def weight_axes(self, layer):
+        return _axes(layer,
+                     depthwise_kernel=WeightAxes(in_axis=-2, per="output"),
+                     pointwise_kernel=WeightAxes(out_axis=-1, in_axis=-2, per="output"),
+                     bias=WeightAxes(out_axis=-1))
 
 
 class DepthwiseConvHandler(LayerHandler):
@@ -122,13 +113,12 @@ class DepthwiseConvHandler(LayerHandler):
         else:
             ctx.channelwise(node, m)
             return [_freeze_if_mixing(node, ctx, m)]
-        ctx.freeze(m, why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, why)
 
-    def prune(self, layer, config, weights, in_masks, out_masks):
-        m = in_masks[0]
-        new = [weights[0][..., m, :]] + [w[..., m] for w in weights[1:]]
-        return config, new
+    def weight_axes(self, layer):
+        # kernel (*k, C, 1): channel c in is channel c out (multiplier > 1 is frozen)
+        return _axes(layer, kernel=WeightAxes(out_axis=-2, in_axis=-2, per="output"),
+                     bias=WeightAxes(out_axis=-1))
 
 
 for _c in (layers.Conv1D, layers.Conv2D, layers.Conv3D):

@@ -36,16 +36,10 @@ class ChannelwiseHandler(LayerHandler):
         m = node.in_maps[0]
         why = self.check(node)
         if why:
-            return self.frozen(node, ctx, why)
+            return ctx.opaque(node, why)
         if node.layer.weights:
             ctx.channelwise(node, m)
         return [m]
-
-    @staticmethod
-    def frozen(node, ctx, why):
-        """Freeze the input channels and give the output fresh frozen ones."""
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
 
     def prune(self, layer, config, weights, in_masks, out_masks):
         m = in_masks[0]
@@ -82,7 +76,7 @@ class LayerNormHandler(AxisChannelwiseHandler):
             note = (f"{type(node.layer).__name__} '{node.name}' normalises over the "
                     "channels: removing channels changes its statistics")
             if not ctx.allows("layernorm"):
-                return self.frozen(node, ctx, note + " (allow with approximate=('layernorm',))")
+                return ctx.opaque(node, note + " (allow with approximate=('layernorm',))")
             ctx.approximate(node.in_maps[0], note)
         return super().propagate(node, ctx)
 

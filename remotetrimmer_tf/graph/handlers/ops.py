@@ -43,9 +43,7 @@ class ElementwiseOpHandler(LayerHandler):
         if consts:
             why = (f"op '{node.name}' combines the channels with a constant "
                    f"array of shape {tuple(consts[0])}")
-            for m in node.in_maps:
-                ctx.freeze(m, why)
-            return [ctx.fresh(node, out_c, frozen=why)]
+            return ctx.opaque(node, why)
         return [couple_broadcast(node, ctx, node.in_maps, node.in_shapes, out_c)]
 
 
@@ -59,9 +57,7 @@ class ReductionOpHandler(LayerHandler):
         axes = None if axis is None else (list(axis) if isinstance(axis, (list, tuple)) else [axis])
         if axes is not None and all((a % rank) != rank - 1 for a in axes):
             return [node.in_maps[0]]
-        why = f"op '{node.name}' reduces over the channel axis"
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, f"op '{node.name}' reduces over the channel axis")
 
 
 class ConcatenateOpHandler(LayerHandler):
@@ -108,9 +104,7 @@ class AxisOpHandler(LayerHandler):
                 ok = ok and all(a != -1 and a != len(out_shape) - 1 for a in ax)
         if ok:
             return [node.in_maps[0]]
-        why = f"op '{node.name}' moves or merges the channel axis"
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, f"op '{node.name}' moves or merges the channel axis")
 
 
 class SoftmaxOpHandler(LayerHandler):
@@ -120,9 +114,7 @@ class SoftmaxOpHandler(LayerHandler):
         axes = axis if isinstance(axis, (list, tuple)) else [axis]
         if all((a % rank) != rank - 1 for a in axes):
             return [node.in_maps[0]]
-        why = f"op '{node.name}' normalises over the channel axis"
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, f"op '{node.name}' normalises over the channel axis")
 
 
 class PadOpHandler(LayerHandler):
@@ -137,9 +129,7 @@ class PadOpHandler(LayerHandler):
             pw = None
         if pw is not None and not pw[-1].any():
             return [node.in_maps[0]]
-        why = f"op '{node.name}' pads the channel axis"
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, f"op '{node.name}' pads the channel axis")
 
 
 class SplitOpHandler(LayerHandler):
@@ -196,9 +186,7 @@ class GetItemOpHandler(LayerHandler):
                 and node.out_channels(0) == node.in_maps[0].shape[0] \
                 and len(node.out_shapes[0]) > 0:
             return [node.in_maps[0]]
-        why = f"op '{node.name}' indexes or slices the channel axis"
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, f"op '{node.name}' indexes or slices the channel axis")
 
 
 _ELEMENTWISE_NUMPY = [

@@ -14,9 +14,7 @@ class PassThroughHandler(LayerHandler):
     def propagate(self, node, ctx):
         fmt = getattr(node.layer, "data_format", None)
         if fmt == "channels_first":
-            why = f"layer '{node.name}' uses data_format='channels_first'"
-            ctx.freeze(node.in_maps[0], why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+            return ctx.opaque(node, f"layer '{node.name}' uses data_format='channels_first'")
         return [node.in_maps[0]]
 
 
@@ -26,8 +24,7 @@ class ActivationHandler(PassThroughHandler):
     def propagate(self, node, ctx):
         why = activation_problem(node.name, node.layer.activation)
         if why:
-            ctx.freeze(node.in_maps[0], why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+            return ctx.opaque(node, why)
         return [node.in_maps[0]]
 
 
@@ -39,9 +36,7 @@ class SoftmaxHandler(LayerHandler):
         rank = len(node.in_shapes[0])
         axes = axis if isinstance(axis, (list, tuple)) else [axis]
         if any(a in (-1, rank - 1) for a in axes):
-            why = f"softmax '{node.name}' normalises over the channel axis"
-            ctx.freeze(node.in_maps[0], why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+            return ctx.opaque(node, f"softmax '{node.name}' normalises over the channel axis")
         return [node.in_maps[0]]
 
 

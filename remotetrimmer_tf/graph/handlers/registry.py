@@ -1,14 +1,22 @@
 """Registry of per-layer handlers: the only place layer-specific knowledge lives.
 
 A handler tells the dependency graph how a layer maps the channels (last axis)
-of its inputs to the channels of its outputs, and tells the surgeon how to
-slice the layer's config and weights once channels are removed.
+of its inputs to the channels of its outputs (``propagate``), declares which
+axes of the layer's weights carry those channels (``weight_axes``: read by
+the surgeon's slicing, the importance criteria and MAC counting), and tells
+the surgeon how the layer's config changes once channels are removed
+(``prune``).
 
 Channel maps: every symbolic tensor carries an int array ``m`` of length
 ``C`` (its last-axis size); ``m[c]`` is the id of the *channel atom* at
 position ``c``. Two positions holding atoms that are coupled (``ctx.couple``)
 are always kept or removed together. A handler's ``propagate`` receives the
-maps of the node's input tensors and returns maps for its outputs.
+maps of the node's input tensors and returns maps for its outputs; ``ctx`` is
+a ``graph.builder.GraphBuilder``.
+
+The built-in handlers register themselves when this package is imported
+(``handlers/__init__.py`` imports ``builtin``); this module imports none of
+them.
 """
 
 from __future__ import annotations
@@ -17,24 +25,31 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from .weight_axes import WeightAxes, slice_weights
+
 _REGISTRY: Dict[Any, "LayerHandler"] = {}
 
 
 class LayerHandler:
     """Base class for layer handlers.
 
-    Override ``propagate`` (graph) and, for layers whose config or weights
-    depend on the channel count, ``prune`` (surgery).
+    Override ``propagate`` (graph); for a layer with weights whose shape
+    depends on the channels, ``weight_axes`` (then the default ``prune``
+    slices them); override ``prune`` too when the config holds a width
+    (``units``, ``filters``...).
 
     Example:
         >>> class ScaleHandler(LayerHandler):      # per-channel weight (C,)
         ...     def propagate(self, node, ctx):
         ...         ctx.channelwise(node, node.in_maps[0])
         ...         return [node.in_maps[0]]
-        ...     def prune(self, layer, config, weights, in_masks, out_masks):
-        ...         m = in_masks[0]
-        ...         config["units"] = int(m.sum())
-        ...         return config, [w[..., m] for w in weights]
+        ...     def weight_axes(self, layer):
+        ...         return {0: WeightAxes(out_axis=0, in_axis=0)}
+        >>> h = ScaleHandler()
+        >>> w = [np.arange(3.0)]
+        >>> h.prune(None, {}, w, [np.array([True, False, True])],
+        ...         [np.array([True, False, True])])[1][0].tolist()
+        [0.0, 2.0]
     """
 
     def propagate(self, node, ctx) -> List[np.ndarray]:
@@ -43,20 +58,36 @@ class LayerHandler:
         Args:
             node: a ``NodeView`` (``layer``, ``name``, ``in_maps``,
                 ``in_shapes``, ``out_shapes``, ``args``, ``kwargs``).
-            ctx: the graph builder; use ``ctx.fresh``, ``ctx.couple``,
-                ``ctx.freeze``, ``ctx.producer``, ``ctx.channelwise``,
-                ``ctx.consumer``.
+            ctx: the ``GraphBuilder``: ``ctx.fresh``, ``ctx.couple``,
+                ``ctx.freeze``, ``ctx.opaque``, ``ctx.producer``,
+                ``ctx.channelwise``, ``ctx.consumer``, ``ctx.allows``,
+                ``ctx.approximate``.
         """
         raise NotImplementedError
+
+    def weight_axes(self, layer) -> Dict[int, WeightAxes]:
+        """``{weight index: WeightAxes(out_axis, in_axis, per)}`` of ``layer``.
+
+        The one declaration of which axes of which weights carry the layer's
+        output / input channels (see ``handlers.weight_axes``): the surgeon
+        slices them, ``l1``/``l2``/``fpgm``/``taylor`` read a producer's
+        filters on ``out_axis``, ``count_macs`` counts the weights with
+        ``per``, dead channels zero the ``in_axis`` rows. Default: no weight
+        depends on the channels.
+        """
+        return {}
 
     def input_channel_axes(self, layer) -> Dict[int, int]:
         """``{weight index: axis}`` of the weights that read input channels.
 
-        A channel ``c`` whose rows on these axes are zero in every layer that
-        reads it has no effect on the output; ``graph.silence_dropped`` uses
-        this to make exactly removable ("dead") channels. Default: none.
+        Derived from ``weight_axes`` (an ``in_axis`` that is not also the
+        ``out_axis``): a channel ``c`` whose rows on these axes are zero in
+        every layer that reads it has no effect on the output;
+        ``graph.silence_dropped`` uses this to make exactly removable
+        ("dead") channels.
         """
-        return {}
+        return {i: a.in_axis for i, a in self.weight_axes(layer).items()
+                if a.in_axis is not None and a.in_axis != a.out_axis}
 
     def prune(self, layer, config: dict, weights: List[np.ndarray],
               in_masks: Sequence[np.ndarray], out_masks: Sequence[np.ndarray]
@@ -65,9 +96,15 @@ class LayerHandler:
 
         ``in_masks[i]`` / ``out_masks[i]`` are boolean arrays over the last
         axis of the node's i-th input / output tensor. ``config`` is a copy
-        that may be modified in place. Default: nothing depends on width.
+        that may be modified in place. Default: the weights are sliced along
+        their ``weight_axes`` (first input / output), the config is kept.
         """
-        return config, weights
+        axes = self.weight_axes(layer)
+        if not axes:
+            return config, weights
+        return config, slice_weights(axes, weights, in_masks[0] if in_masks else None,
+                                     out_masks[0] if out_masks else None,
+                                     getattr(layer, "name", "?"))
 
 
 def _key(layer_class):
@@ -105,7 +142,6 @@ def register_handler(layer_class, handler: LayerHandler, override: bool = True):
 
 def get_handler(obj):
     """The handler for a layer/operation instance, or None if unknown."""
-    _ensure_builtin()
     for cls in type(obj).__mro__:
         h = _REGISTRY.get(cls)
         if h is not None:
@@ -119,12 +155,7 @@ def get_handler(obj):
     return None
 
 
-_BUILTIN_LOADED = False
-
-
-def _ensure_builtin():
-    global _BUILTIN_LOADED
-    if _BUILTIN_LOADED:
-        return
-    _BUILTIN_LOADED = True
-    from . import builtin  # noqa: F401  (registers the built-in handlers)
+def weight_axes_of(layer) -> Dict[int, WeightAxes]:
+    """The declared ``weight_axes`` of ``layer`` (``{}`` without a handler)."""
+    handler = get_handler(layer)
+    return handler.weight_axes(layer) if handler is not None else {}

@@ -32,9 +32,7 @@ def reshape_map(node, ctx, m, in_shape, out_shape):
 class FlattenHandler(LayerHandler):
     def propagate(self, node, ctx):
         if getattr(node.layer, "data_format", "channels_last") == "channels_first":
-            why = f"Flatten '{node.name}' uses data_format='channels_first'"
-            ctx.freeze(node.in_maps[0], why)
-            return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+            return ctx.opaque(node, f"Flatten '{node.name}' uses data_format='channels_first'")
         return [reshape_map(node, ctx, node.in_maps[0], node.in_shapes[0], node.out_shapes[0])]
 
 
@@ -56,9 +54,7 @@ class PermuteHandler(LayerHandler):
         dims = tuple(node.layer.dims)
         if dims and dims[-1] == len(dims):
             return [node.in_maps[0]]
-        why = f"Permute '{node.name}' moves the channel axis (dims={dims})"
-        ctx.freeze(node.in_maps[0], why)
-        return [ctx.fresh(node, node.out_channels(0), frozen=why)]
+        return ctx.opaque(node, f"Permute '{node.name}' moves the channel axis (dims={dims})")
 
 
 register_handler(layers.Flatten, FlattenHandler())
