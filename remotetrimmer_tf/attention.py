@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from remotetrimmer_tf.models.se import SqueezeExcite
+from remotetrimmer_tf.utils.keras_models import custom_objects
 
 __all__ = ["collect_attention", "fold_attention", "find_gated_batchnorms",
            "iterate_batches"]
@@ -278,19 +279,6 @@ def _check_attention(gates, attention):
     return checked
 
 
-def _custom_objects(model):
-    objects = {}
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        cls = type(layer)
-        objects[cls.__name__] = cls
-        objects[keras.saving.get_registered_name(cls)] = cls
-        if isinstance(layer, keras.Model):
-            stack.extend(layer.layers)
-    return objects
-
-
 def fold_attention(model, attention):
     """Remove every SE gate, folding its mean attention into the BN before it.
 
@@ -339,7 +327,7 @@ def _fold_sequential(model, config, gate_names, bn_scale):
         if entry["config"].get("name") in bn_scale:
             entry["config"]["scale"] = entry["config"]["center"] = True
     config["layers"] = kept
-    return keras.Sequential.from_config(config, custom_objects=_custom_objects(model))
+    return keras.Sequential.from_config(config, custom_objects=custom_objects(model))
 
 
 def _gate_feeds(config, gate_names):
@@ -386,7 +374,7 @@ def _fold_functional(model, config, gate_names, bn_scale):
 
     config["output_layers"] = _fix_outputs(config["output_layers"])
     config["name"] = f"{model.name}_folded"
-    return keras.Model.from_config(config, custom_objects=_custom_objects(model))
+    return keras.Model.from_config(config, custom_objects=custom_objects(model))
 
 
 def _copy_folded_weights(model, new, bn_scale):

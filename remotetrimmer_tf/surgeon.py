@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence
 import keras
 
 from .graph.dependency_graph import DependencyGraph
+from .utils.keras_models import custom_objects
 
 __all__ = ["prune_channels"]
 
@@ -28,24 +29,6 @@ def _entry_name(entry):
 def _is_nested_cfg(entry):
     cfg = entry.get("config")
     return isinstance(cfg, dict) and isinstance(cfg.get("layers"), list)
-
-
-def _custom_objects(model, out):
-    ops = getattr(model, "operations", None) or getattr(model, "layers", [])
-    for op in ops:
-        cls = type(op)
-        if not cls.__module__.startswith("keras."):
-            out.setdefault(cls.__name__, cls)
-        elif cls.__module__.startswith("keras.src.applications"):
-            out.setdefault(cls.__name__, cls)
-        act = getattr(op, "activation", None)   # a user's activation function
-        if callable(act) and not (getattr(act, "__module__", "") or "").startswith("keras"):
-            name = getattr(act, "__name__", None)
-            if name:
-                out.setdefault(name, act)
-        if isinstance(op, keras.Model):
-            _custom_objects(op, out)
-    return out
 
 
 _ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {},
@@ -129,7 +112,7 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
     # Every weight is overwritten below, so build with cheap zero initializers
     # and put the user's initializers back afterwards (configs stay identical).
     restore = _zero_initializers(model, config["layers"], "")
-    custom = _custom_objects(model, {})
+    custom = custom_objects(model)
     with keras.saving.custom_object_scope(custom):
         new_model = type(model).from_config(config)
     for path, key, value in restore:

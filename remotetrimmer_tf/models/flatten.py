@@ -169,14 +169,12 @@ def flatten_nested(model):
     """
     if not _nested_models(model):
         return model
-    from remotetrimmer_tf.attention import _custom_objects
+    from remotetrimmer_tf.utils.keras_models import custom_objects
     config = copy.deepcopy(model.get_config())
     for _ in range(64):
         if not _inline_once(config, model):
             break
-    objects = _custom_objects(model)
-    for nested in _nested_models(model):
-        objects.update(_custom_objects(nested))
+    objects = custom_objects(model)   # nested models included
     flat = keras.Model.from_config(config, custom_objects=objects)
     source = _weights_source(model)
     for layer in flat.layers:
