@@ -379,16 +379,3 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
                     "but ai_edge_litert is not installed (pip install ai-edge-litert), "
                     "or pass latency_model= with your own timing function.")
     return out
-
-
-def plan_to_budget(pruner):
-    """``Pruner.plan``'s budget step: the plan for ``pruner.budget``; sets
-    ``pruner.budget_report``."""
-    b = pruner.budget
-    if b["kind"] in BUDGET_KINDS:
-        keep, info = solve_budget(pruner, b["kind"], b["target"])
-    else:
-        from remotetrimmer_tf.latency import solve_latency
-        keep, info = solve_latency(pruner, b)
-    pruner.budget_report = info
-    return keep

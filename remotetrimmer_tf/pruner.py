@@ -300,9 +300,8 @@ class Pruner:
         self.approximate_groups = {
             gi: graph.groups[gi].approximate for gi in self.scores
             if graph.groups[gi].approximate}
-        if self.budget:   # --- budgets: widths from the target (budget.py)
-            from remotetrimmer_tf.budget import plan_to_budget
-            keep = plan_to_budget(self)
+        if self.budget:   # --- budgets: widths from the target
+            keep = self._plan_to_budget()
         else:
             keep = self._keep_local() if self.scope == "local" else self._keep_global()
         keep = {gi: self._cover_sections(graph, gi, idx) for gi, idx in keep.items()}
@@ -356,6 +355,19 @@ class Pruner:
                 f"{missing}. Use names from DependencyGraph(model).groups[i].layers "
                 "(nested models as 'outer/inner').")
         return out
+
+    def _plan_to_budget(self):
+        """The plan for ``self.budget`` (MACs / params: ``budget.solve_budget``;
+        latency: ``latency.solve_latency``); sets ``budget_report``."""
+        b = self.budget
+        if b["kind"] == "latency_ms":
+            from remotetrimmer_tf.latency import solve_latency
+            keep, info = solve_latency(self, b)
+        else:
+            from remotetrimmer_tf.budget import solve_budget
+            keep, info = solve_budget(self, b["kind"], b["target"])
+        self.budget_report = info
+        return keep
 
     def _nothing_scored(self, graph, target):
         why = sorted(set(self.skipped.values()))[:3]
