@@ -567,3 +567,25 @@ def test_an_op_without_deterministic_kernel_is_one_line(assets, tmp_path, monkey
     with pytest.raises(PipelineError, match="deterministic=False") as err:
         run_pipeline(_tiny_cfg(assets), workdir=tmp_path / "run", log=_quiet(log))
     assert "finetune" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_signal_inside_fit_waits_for_a_batch_boundary():
+    """Inside `deferred()` (a Keras fit) SIGINT does not raise where it lands
+    (inside TensorFlow that crashed the process once) but at the next batch
+    boundary, which the pipeline's callback checks."""
+    import os
+    import signal
+    import time
+    from remotetrimmer_tf.pipeline.interrupt import (Interrupted, deferred,
+                                                     raise_if_pending,
+                                                     signals_as_interrupts)
+    reached = []
+    with pytest.raises(Interrupted):
+        with signals_as_interrupts():
+            with deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(20):     # ~1 s: the watchdog re-delivers meanwhile
+                    time.sleep(0.05)
+                reached.append("after the signal")
+                raise_if_pending()
+    assert reached == ["after the signal"]

@@ -28,9 +28,11 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 
 RETRY_S = 0.5
-_state = {"signum": None, "acked": False}
+DEFER_MAX_S = 30.0   # inside deferred(): how long a signal may wait for a batch boundary
+_state = {"signum": None, "acked": False, "defer": 0, "since": None}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -51,6 +53,43 @@ def acknowledge():
     _state["acked"] = True
 
 
+@contextlib.contextmanager
+def deferred():
+    """Inside this block (a Keras ``fit``) a signal does not raise where it
+    lands -- an exception raised inside TensorFlow's tracing or C++ callbacks
+    can crash the process (seen: SIGSEGV when Ctrl-C hit ``fit``'s first
+    trace) -- but at the next batch boundary, through :class:`BatchBoundary`;
+    after ``DEFER_MAX_S`` seconds without one it raises where it lands."""
+    _state["defer"] += 1
+    try:
+        yield
+    finally:
+        _state["defer"] -= 1
+
+
+def raise_if_pending():
+    """Raise the `Interrupted` a deferred signal is waiting with (if any)."""
+    if _state["signum"] is not None and not _state["acked"]:
+        raise Interrupted(_state["signum"])
+
+
+def batch_boundary_callback():
+    """A Keras callback that raises a deferred interrupt between batches."""
+    import keras
+
+    class BatchBoundary(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise_if_pending()
+
+        def on_test_batch_end(self, batch, logs=None):
+            raise_if_pending()
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise_if_pending()
+
+    return BatchBoundary()
+
+
 def _redeliver():
     event = threading.Event()
     while not event.wait(RETRY_S):
@@ -67,15 +106,18 @@ def signals_as_interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _state.update(signum=None, acked=False)
+    _state.update(signum=None, acked=False, since=None)
 
     def handler(signum, frame):
         if _state["acked"]:
             return
         if _state["signum"] is None:
             _state["signum"] = signum
+            _state["since"] = time.monotonic()
             threading.Thread(target=_redeliver, daemon=True,
                              name="redeliver-signal").start()
+        if _state["defer"] and time.monotonic() - _state["since"] < DEFER_MAX_S:
+            return   # raised by BatchBoundary at the next batch (see deferred())
         raise Interrupted(_state["signum"])
 
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}

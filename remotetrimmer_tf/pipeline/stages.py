@@ -334,11 +334,14 @@ def _fit(run, model, section, stage, teacher=None):
     # multi_worker: keras BackupAndRestore, so a restarted worker resumes the
     # epoch count, weights and optimizer from here (the chief sends it on).
     backup = str(logdir / "backup") if run.strategy_name == "multi_worker" else None
-    history = training.fit(
-        model, train, val=val, recipe=recipe, workdir=str(logdir), verbose=run.verbose,
-        teacher=teacher, strategy=run.strategy(), backup_dir=backup,
-        # logs/<stage>/tb, on by default
-        tensorboard=bool(section.get("tensorboard", True)) and _tensorboard_installed())
+    from remotetrimmer_tf.pipeline import interrupt
+    with interrupt.deferred():   # Ctrl-C / SIGTERM stop fit between two batches
+        history = training.fit(
+            model, train, val=val, recipe=recipe, workdir=str(logdir), verbose=run.verbose,
+            teacher=teacher, strategy=run.strategy(), backup_dir=backup,
+            callbacks=[interrupt.batch_boundary_callback()],
+            # logs/<stage>/tb, on by default
+            tensorboard=bool(section.get("tensorboard", True)) and _tensorboard_installed())
     # The stage's own artifact replaces fit's resume checkpoints.
     for ckpt in logdir.glob("*.keras"):
         ckpt.unlink()
