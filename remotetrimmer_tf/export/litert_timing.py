@@ -128,11 +128,7 @@ def time_layer(spec, n_in, n_out, threads=1, dtype="float32", rounds=5, runs=10,
 def time_invoke_overhead(threads=1, dtype="float32", rounds=5, runs=10):
     """Latency (ms) of a one-op model (a ReLU on 1x1x8): the fixed cost of an
     invoke, which a layer timed alone pays and a layer inside a model does not."""
-    import keras
-
-    inp = keras.Input((1, 1, 8), batch_size=1)
-    model = keras.Model(inp, keras.layers.ReLU()(inp))
-    return time_tflite(_convert(model, dtype, int8_io=dtype == "int8"), threads,
+    return time_tflite(_convert(overhead_model(), dtype, int8_io=dtype == "int8"), threads,
                        rounds=rounds, runs=runs)
 
 
