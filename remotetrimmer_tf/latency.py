@@ -320,14 +320,13 @@ class PlanLatency:
         self.lm.prefetch(cells)   # every table cell the search can read, timed at once
         self.model = pruner.folded_model if pruner._is_cap else pruner.model
         self.unpruned_ms = lm.model_ms(self.model)
+        self._layer_memo, self._plan_memo = {}, {}   # the tables are fixed from here on
         self.points = []              # (raw table sum, params, measured ms)
         self.alpha, self.beta = 1.0, 0.0
         self.add_point({}, self.unpruned_ms)
 
     def add_point(self, keep, measured_ms):
         """Add a measured model (its plan ``keep``) and refit ``alpha``, ``beta``."""
-        if self._layer_memo is None:
-            self._layer_memo, self._plan_memo = {}, {}
         self.points.append((self._raw(keep), float(self.cost.params(keep)), float(measured_ms)))
         self.fit()
 
@@ -388,12 +387,8 @@ class PlanLatency:
             total += t
         return total
 
-    _layer_memo = None
-
     def _plan_terms(self, widths):
         """``(raw table sum, params)`` of a width plan, memoised per plan."""
-        if self._layer_memo is None:
-            self._layer_memo, self._plan_memo = {}, {}
         key = tuple(sorted((int(g), int(n)) for g, n in widths.items()))
         terms = self._plan_memo.get(key)
         if terms is None:
