@@ -286,6 +286,32 @@ def test_fit_and_evaluate_with_tf_data(data):
         training.fit(model, ds.repeat(), recipe=dict(epochs=1), verbose=0)
 
 
+@pytest.mark.skipif(not TF, reason="tf.data input needs the TensorFlow backend")
+def test_tf_data_epochs_are_whole_reshuffled_passes(data):
+    """fit feeds a finite dataset as one repeated stream (one iterator for the
+    run): every epoch must still be exactly one pass, partial last batch
+    included, in a new shuffled order."""
+    import tensorflow as tf
+
+    x, y = data
+    x, y = x[:20], y[:20]
+    seen = []
+
+    def record(i):
+        seen.append(int(i))
+        return i
+
+    ids = tf.data.Dataset.range(20).shuffle(20, seed=3, reshuffle_each_iteration=True)
+    ds = ids.map(lambda i: (tf.ensure_shape(tf.py_function(record, [i], tf.int64), []), i)).map(
+        lambda i, _: (tf.gather(x, i), tf.gather(y, i))).batch(8)   # 8 + 8 + 4
+    model = tiny_model()
+    hist = training.fit(model, ds, recipe=dict(epochs=3, augment="flips_rot90"), verbose=0)
+    assert len(hist["loss"]) == 3 and int(model.optimizer.iterations) == 9
+    passes = [seen[k * 20:(k + 1) * 20] for k in range(3)]
+    assert all(sorted(p) == list(range(20)) for p in passes), passes
+    assert passes[0] != passes[1] or passes[1] != passes[2]
+
+
 def test_evaluate_matches_numpy_for_logits_and_probabilities(data):
     x, y = data
     model = tiny_model()
