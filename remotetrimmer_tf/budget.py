@@ -335,19 +335,22 @@ OBJECTIVES = ("importance", "macs")
 
 def resolve_target(ratio, target_macs=None, target_params=None, target_latency_ms=None,
                    runtime="litert", threads=1, dtype="float32", latency_model=None,
-                   objective="importance"):
+                   objective="importance", target_latency_of=None):
     """Validate the budget arguments of ``Pruner``; ``None`` when pruning by ratio.
 
     Returns:
         ``None`` or ``{"kind": "macs" | "params" | "latency_ms", "target",
-        "runtime", "threads", "dtype", "latency_model"}``.
+        "runtime", "threads", "dtype", "latency_model", "objective",
+        "reference"}`` (``target_latency_of``: kind ``"latency_ms"``, target
+        ``None`` until the search measures the reference model).
 
     Raises:
         ValueError: more than one target, a ratio together with a target, a bad
             value, or a latency target without the runtime installed.
     """
     given = {k: v for k, v in (("target_macs", target_macs), ("target_params", target_params),
-                               ("target_latency_ms", target_latency_ms)) if v is not None}
+                               ("target_latency_ms", target_latency_ms),
+                               ("target_latency_of", target_latency_of)) if v is not None}
     if not given:
         return None
     if len(given) > 1:
@@ -358,10 +361,19 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
                          "the widths itself; drop ratio (or the target).")
     name = next(iter(given))
     value = given[name]
+    reference = None
+    if name == "target_latency_of":
+        import keras
+        if not isinstance(value, keras.Model) or not value.built:
+            raise ValueError("Pruner: target_latency_of must be a built keras.Model (the "
+                             "model to be no slower than), got "
+                             f"{type(value).__name__}.")
+        name, reference, value = "target_latency_ms", value, None
     kind = name[len("target_"):]
-    out = {"kind": kind, "target": _positive(name, value, integer=kind != "latency_ms"),
+    out = {"kind": kind, "target": None if reference is not None else
+           _positive(name, value, integer=kind != "latency_ms"),
            "runtime": runtime, "threads": threads, "dtype": dtype,
-           "latency_model": latency_model, "objective": objective}
+           "latency_model": latency_model, "objective": objective, "reference": reference}
     if kind == "latency_ms":
         if runtime not in RUNTIMES:
             raise ValueError(f"Pruner: runtime must be one of {RUNTIMES}, got {runtime!r}.")

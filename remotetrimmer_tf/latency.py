@@ -37,6 +37,7 @@ import json
 import math
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -147,6 +148,7 @@ class LatencyModel:
         name = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         self.cache_path = os.path.join(self.cache_dir, f"{runtime}-{dtype}-t{threads}-{name}.json")
         self.measured = 0          # layer measurements taken (not from the cache)
+        self._converted = weakref.WeakKeyDictionary()   # model -> .tflite (models_ms)
         self.table = self._load()
 
     # ------------------------------------------------------------ cache
@@ -236,6 +238,29 @@ class LatencyModel:
         # 40 rounds spread over ~1 s: the minimum survives short bursts of load
         return time_model(model, self.threads, self.dtype, self.representative_data,
                           runs=10, rounds=40, gap_s=0.025)
+
+    def models_ms(self, models):
+        """Measured latencies of several whole models side by side (their
+        ratios survive the machine's drift; not cached). With a custom
+        ``model_timer`` it is called on each model in turn."""
+        if self._model_timer is not None:
+            return [float(self._model_timer(m)) for m in models]
+        from remotetrimmer_tf.export.litert_timing import convert, time_interleaved
+        items = []
+        for m in models:   # a model timed again (a search's reference) is converted once
+            try:
+                tflite = self._converted.get(m)
+            except TypeError:
+                tflite = None
+            if tflite is None:
+                tflite = convert(m, self.dtype, self.representative_data)
+                try:
+                    self._converted[m] = tflite
+                except TypeError:   # not weak-referenceable: convert again next time
+                    pass
+            items.append(tflite)
+        return time_interleaved(items, self.threads, self.dtype, runs=10, rounds=40,
+                                gap_s=0.025)
 
     def overhead_ms(self):
         """The fixed cost of one invoke, subtracted from every layer timing
@@ -416,6 +441,14 @@ def _candidates(size, floor, block):
     return out + [size]
 
 
+def _target_name(budget, target):
+    """How a latency target reads in a message."""
+    if budget.get("reference") is not None:
+        return (f"target_latency_of='{budget['reference'].name}' "
+                f"({target:.4g} ms measured)")
+    return f"target_latency_ms={target:g}"
+
+
 def solve_latency(pruner, budget):
     """The plan of ``pruner`` that keeps the most importance within
     ``budget["target"]`` ms on the runtime (``Pruner.plan`` calls this).
@@ -427,12 +460,27 @@ def solve_latency(pruner, budget):
         "cache", "search_s"}`` (``achieved`` is the measured latency).
     """
     t0 = time.perf_counter()
-    target = float(budget["target"])
     tolerance = float(budget.get("tolerance", 0.03))
     lm = budget.get("latency_model") or LatencyModel(
         budget["runtime"], budget["threads"], budget["dtype"])
     block = pruner.round_to if pruner.round_to > 1 else 16
     pl = PlanLatency(pruner, lm, block)
+    reference = budget.get("reference")
+    # With a reference model ("no slower than this one") the target is its
+    # latency, and every candidate is timed side by side with it: a
+    # candidate's time is rescaled by ref0 / (the reference's time in the same
+    # run), so the machine's drift between measurements cancels out.
+    ref0 = lm.model_ms(reference) if reference is not None else None
+    target = ref0 if reference is not None else float(budget["target"])
+    reference_ms = []
+
+    def measure(widths):
+        small = pl.build(widths)
+        if reference is None:
+            return lm.model_ms(small)
+        c, r = lm.models_ms([small, reference])
+        reference_ms.append(float(r))
+        return c * ref0 / r
     scores, sizes, cands = pl.scores, pl.sizes, pl.cands
     prefix = {}
     for gi, sc in scores.items():
@@ -533,12 +581,12 @@ def solve_latency(pruner, budget):
     narrowest = {gi: c[0] for gi, c in cands.items()}
     lowest = predict(narrowest)
     if target < lowest:   # the fit may be off: measure the narrowest plan first
-        fastest = lm.model_ms(pl.build(narrowest))
+        fastest = measure(narrowest)
         pl.add_point(pl.keep_of(narrowest), fastest)
         if target < fastest:
             lm.save()
             raise ValueError(
-                f"Pruner: target_latency_ms={target:g} is below the fastest reachable "
+                f"Pruner: {_target_name(budget, target)} is below the fastest reachable "
                 f"{fastest:.4g} ms (measured, {lm.runtime} {lm.dtype} {lm.threads} "
                 f"thread(s); unpruned {unpruned_ms:.4g} ms; widths multiples of {block}, "
                 f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
@@ -546,9 +594,11 @@ def solve_latency(pruner, budget):
     history, best = [], None
     for _ in range(int(budget.get("max_rounds", 5))):
         widths, cur = greedy(target)
-        measured = lm.model_ms(pl.build(widths))
+        measured = measure(widths)
         history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
                         "alpha": pl.alpha, "beta": pl.beta})
+        if reference is not None:
+            history[-1]["reference_ms"] = reference_ms[-1]
         if measured <= target and (best is None or measured > best[2]):
             best = (widths, cur, measured)
         if target * (1 - tolerance) <= measured <= target:
@@ -568,10 +618,12 @@ def solve_latency(pruner, budget):
             "layer_measurements": lm.measured, "cache": lm.cache_path,
             "fit": {"alpha": pl.alpha, "beta": pl.beta,
                     "points": [list(map(float, q)) for q in pl.points]},
+            "reference": None if reference is None else {
+                "name": reference.name, "ms": float(ref0), "side_by_side_ms": reference_ms},
             "search_s": time.perf_counter() - t0}
     if not met:
         import warnings
-        warnings.warn(f"Pruner: no plan measured under target_latency_ms={target:g} in "
+        warnings.warn(f"Pruner: no plan measured under {_target_name(budget, target)} in "
                       f"{len(history)} rounds (last: {measured:.4g} ms measured); the "
                       "machine may be loaded. budget_report['met'] is False.", stacklevel=3)
     return keep, info

@@ -175,6 +175,13 @@ def test_real_litert_smoke(tmp_path):
     assert data["key"]["runtime"] == "litert" and data["key"]["runtime_version"] != "missing"
     assert os.path.basename(lm.cache_path).startswith("litert-float32-t1-")
     assert sum(len(v["ms"]) for v in data["layers"].values()) >= 2
+    # side by side with a reference (the unpruned model itself: always reachable)
+    lm2 = LatencyModel("litert", threads=1, dtype="float32", cache_dir=str(tmp_path), points=2)
+    p2 = Pruner(model, importance="l1", target_latency_of=model, latency_model=lm2)
+    p2.plan()
+    ref = p2.budget_report["reference"]
+    assert ref["ms"] > 0 and len(ref["side_by_side_ms"]) == p2.budget_report["rounds"] >= 1
+    assert model in lm2._converted       # the reference is converted once, then reused
 
 
 def test_objective_macs_keeps_more_macs_within_the_same_latency(resnet, tmp_path):
@@ -260,3 +267,47 @@ def test_pair_moves_after_the_greedy_keep_more_within_the_same_prediction(resnet
         assert p.budget_report["predicted_ms"] <= target
         got[swaps] = p.budget_report["macs"]
     assert got[latency.MAX_SWAPS] > got[0]
+
+
+def _drifting(after=2, factor=0.85):
+    """A machine that runs ``factor`` x faster after its first ``after`` timings
+    (as a shared VM does over minutes): the unpruned model (and the reference)
+    are timed before the drift, the candidates after it."""
+    state = {"calls": 0}
+
+    def timer(model):
+        state["calls"] += 1
+        return fake_model(model) * (1.0 if state["calls"] <= after else factor)
+    return timer
+
+
+def test_target_latency_of_a_reference_survives_a_drifting_machine(resnet, tmp_path):
+    """Timed alone, a target measured early and candidates measured later
+    disagree once the machine drifts; timed side by side with the reference,
+    the result is no slower than it (drift-free truth: ``fake_model``)."""
+    reference = Pruner(resnet, importance="l1", ratio=0.7).prune()
+    truth = fake_model(reference)
+    alone = Pruner(resnet, importance="l1", target_latency_ms=truth,
+                   latency_model=_lm(tmp_path, key="drift-a", model_timer=_drifting(after=1)))
+    assert fake_model(alone.prune()) > 1.05 * truth      # fooled by the drift
+    p = Pruner(resnet, importance="l1", target_latency_of=reference,
+               latency_model=_lm(tmp_path, key="drift-b", model_timer=_drifting()))
+    small = p.prune()
+    rep = p.budget_report
+    assert rep["met"] and fake_model(small) <= truth * (1 + 1e-9)
+    assert fake_model(small) > 0.8 * truth               # and uses the budget
+    assert rep["target"] == pytest.approx(truth)         # measured before the drift
+    assert rep["reference"]["name"] == reference.name
+    assert len(rep["reference"]["side_by_side_ms"]) == rep["rounds"]
+    assert rep["reference"]["side_by_side_ms"][0] == pytest.approx(0.85 * truth)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"target_latency_of": "model.keras"}, "built keras.Model"),
+    ({"target_latency_of": "REF", "target_latency_ms": 1.0}, "give one budget"),
+    ({"target_latency_of": "REF", "ratio": 0.5}, "conflict"),
+])
+def test_target_latency_of_bad_input(resnet, kwargs, match):
+    kwargs = {k: (resnet if v == "REF" else v) for k, v in kwargs.items()}
+    with pytest.raises(ValueError, match=match):
+        Pruner(resnet, importance="l1", **kwargs)
