@@ -165,6 +165,8 @@ def get_config():
     c.prune.target_macs = config_dict.placeholder(float)        # e.g. 15e6
     c.prune.target_params = config_dict.placeholder(float)      # trainable, e.g. 1e6
     c.prune.target_latency_ms = config_dict.placeholder(float)  # measured on `runtime`
+    # or: no slower than this .keras model, timed side by side with every candidate
+    c.prune.target_latency_of = config_dict.placeholder(str)
     c.prune.runtime = "litert"    # latency target: ai_edge_litert interpreter (XNNPACK)
     c.prune.threads = 1           # latency target: interpreter threads
     c.prune.dtype = "float32"     # latency target: "float32" or "int8"

@@ -470,7 +470,7 @@ def solve_latency(pruner, budget):
     # latency, and every candidate is timed side by side with it: a
     # candidate's time is rescaled by ref0 / (the reference's time in the same
     # run), so the machine's drift between measurements cancels out.
-    ref0 = lm.model_ms(reference) if reference is not None else None
+    ref0 = lm.models_ms([reference])[0] if reference is not None else None
     target = ref0 if reference is not None else float(budget["target"])
     reference_ms = []
 
@@ -592,18 +592,31 @@ def solve_latency(pruner, budget):
                 f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
                 "give a larger target.")
     history, best = [], None
+    goal = target
     for _ in range(int(budget.get("max_rounds", 5))):
-        widths, cur = greedy(target)
+        widths, cur = greedy(goal)
         measured = measure(widths)
         history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
                         "alpha": pl.alpha, "beta": pl.beta})
         if reference is not None:
             history[-1]["reference_ms"] = reference_ms[-1]
+            if measured <= target:
+                # one side-by-side run can be lucky by a few %: a plan is under
+                # the reference only if a second run agrees (the slower counts)
+                again = measure(widths)
+                history[-1]["confirm_ms"] = float(again)
+                measured = max(measured, again)
         if measured <= target and (best is None or measured > best[2]):
             best = (widths, cur, measured)
         if target * (1 - tolerance) <= measured <= target:
             break
         pl.add_point(pl.keep_of(widths), measured)   # refit on this result, search again
+        # What the refit still gets wrong about this plan (two coefficients
+        # cannot express every plan's cost, and a search for the most MACs
+        # seeks out the plans the tables flatter) moves the goal by as much:
+        # the next plan aims at target x refitted prediction / measured.
+        goal = target * min(1.05, max(0.5, predict(widths) / measured))
+        history[-1]["next_goal_ms"] = float(goal)
     met = best is not None
     widths, cur, measured = best if met else (widths, cur, measured)
     keep = pl.keep_of(widths)

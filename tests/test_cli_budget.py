@@ -1,5 +1,6 @@
 """CLI budgets: --config.prune.target_macs / target_params reach the Pruner, the
 ledger records the budget; conflicting or bad budgets exit 2 with one line."""
+import importlib.util
 import json
 
 import pytest
@@ -38,8 +39,13 @@ def test_target_macs_reaches_the_pruner_and_the_ledger(assets, tmp_path):  # noq
      ["--config.prune.threads"]),
     (["--config.prune.target_latency_ms=1", "--config.prune.runtime=tflite_gpu"],
      ["--config.prune.runtime", "litert"]),
+    (["--config.prune.target_latency_of=nowhere/ref.keras"],
+     ["--config.prune.target_latency_of", ".keras"]),
+    (["--config.prune.target_latency_of=REF", "--config.prune.target_latency_ms=1"],
+     ["--config.prune.target_latency_ms", "--config.prune.target_latency_of", "one budget"]),
 ])
 def test_bad_budget_exits_2_with_one_line(assets, tmp_path, args, expected):  # noqa: F811
+    args = [a.replace("=REF", f"={assets['model']}") for a in args]
     proc = cli(*tiny_args(assets, tmp_path / "wd", *args), cwd=tmp_path)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = _stderr_lines(proc)
@@ -58,3 +64,27 @@ def test_unreachable_budget_exits_2_naming_the_range(assets, tmp_path):  # noqa:
     assert last.startswith("error: ") and "reachable range" in last, last
     assert "--config.prune" in last and "Traceback" not in proc.stderr
     assert not (wd / "model_pruned.keras").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
+                    reason="ai_edge_litert not installed")
+def test_target_latency_of_a_model_file(assets, tmp_path):  # noqa: F811
+    """No slower than a given .keras model (here the user's own SE model, so
+    always reachable); a file that is not a Keras model exits 2 at the prune
+    stage with one line, and nothing is pruned."""
+    wd = tmp_path / "r"
+    proc = cli(*tiny_args(assets, wd, f"--config.prune.target_latency_of={assets['model']}",
+                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    b = json.loads((wd / "stages.json").read_text())["stages"]["prune"]["info"]["budget"]
+    assert b["kind"] == "latency_ms" and b["reference"]["name"] == "tiny"
+    assert b["met"] and b["target"] == pytest.approx(b["reference"]["ms"])
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip")
+    bad = tmp_path / "j"
+    proc = cli(*tiny_args(assets, bad, f"--config.prune.target_latency_of={junk}",
+                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = _stderr_lines(proc)[-1]
+    assert last.startswith("error: ") and "target_latency_of" in last, last
+    assert "Traceback" not in proc.stderr and not (bad / "model_pruned.keras").exists()

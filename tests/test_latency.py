@@ -180,7 +180,7 @@ def test_real_litert_smoke(tmp_path):
     p2 = Pruner(model, importance="l1", target_latency_of=model, latency_model=lm2)
     p2.plan()
     ref = p2.budget_report["reference"]
-    assert ref["ms"] > 0 and len(ref["side_by_side_ms"]) == p2.budget_report["rounds"] >= 1
+    assert ref["ms"] > 0 and len(ref["side_by_side_ms"]) >= p2.budget_report["rounds"] >= 1
     assert model in lm2._converted       # the reference is converted once, then reused
 
 
@@ -298,7 +298,8 @@ def test_target_latency_of_a_reference_survives_a_drifting_machine(resnet, tmp_p
     assert fake_model(small) > 0.8 * truth               # and uses the budget
     assert rep["target"] == pytest.approx(truth)         # measured before the drift
     assert rep["reference"]["name"] == reference.name
-    assert len(rep["reference"]["side_by_side_ms"]) == rep["rounds"]
+    assert len(rep["reference"]["side_by_side_ms"]) >= rep["rounds"] + 1   # + confirmation
+    assert "confirm_ms" in rep["history"][-1]
     assert rep["reference"]["side_by_side_ms"][0] == pytest.approx(0.85 * truth)
 
 
@@ -311,3 +312,23 @@ def test_target_latency_of_bad_input(resnet, kwargs, match):
     kwargs = {k: (resnet if v == "REF" else v) for k, v in kwargs.items()}
     with pytest.raises(ValueError, match=match):
         Pruner(resnet, importance="l1", **kwargs)
+
+
+def test_a_plan_specific_misprediction_lowers_the_goal(resnet, tmp_path):
+    """Plans that narrow the last stage run 25 % slower than the tables say (a
+    cost two fitted coefficients cannot express): objective="macs" seeks out
+    exactly those plans, so refitting alone keeps landing over the target;
+    lowering the goal after such a round lands under it."""
+    full = fake_model(resnet)
+
+    def last_stage_slow(model):
+        convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+        return fake_model(model, 1.25 if convs[-1].filters < 512 else 1.0)
+
+    target = 0.5 * full    # measured: refitting alone ends 5 rounds 6 % over it
+    p = Pruner(resnet, importance="l1", target_latency_ms=target, objective="macs",
+               latency_model=_lm(tmp_path, model_timer=last_stage_slow))
+    small = p.prune()
+    rep = p.budget_report
+    assert rep["met"] and last_stage_slow(small) <= target
+    assert any("next_goal_ms" in h for h in rep["history"]), rep["history"]

@@ -13,9 +13,10 @@ MACs, speed-up ÷ MAC reduction of each. The latency model's prediction error on
 width plans (multiples of 16) is reported too.
 
 Timing: ai_edge_litert interpreter (XNNPACK), batch 1; the final table times
-all models interleaved (``--rounds`` rounds, each model ``--runs`` invokes
-per round, rounds alternate between the models, each re-warmed with 3 invokes at
-its turn) and reports the minimum over
+all models interleaved (``--rounds`` rounds ``--gap-s`` apart, each model
+``--runs`` invokes per round, rounds alternate between the models, each
+re-warmed with 3 invokes at its turn; by default the regime the search
+measures its candidates in) and reports the minimum over
 rounds of the per-round median: the machine is shared and noisy, and load
 only adds time. int8 models are calibrated on random standard-normal inputs
 (latency does not depend on the calibration).
@@ -56,13 +57,13 @@ def all_widths(model):
     return [int(l.filters) for l in model.layers if l.__class__.__name__ == "Conv2D"]
 
 
-def interleaved(models, threads, dtype, rounds, runs):
+def interleaved(models, threads, dtype, rounds, runs, gap_s):
     """``{name: ms}``, all timed side by side (``litert_timing.time_interleaved``)."""
     from remotetrimmer_tf.export.litert_timing import time_interleaved
 
     names = list(models)
     ms = time_interleaved([models[k] for k in names], threads, dtype, rounds=rounds,
-                          runs=runs, gap_s=0.0)
+                          runs=runs, gap_s=gap_s)
     return dict(zip(names, ms))
 
 
@@ -114,8 +115,10 @@ def main(argv=None):
     ap.add_argument("--threads", default="1", help="comma-separated, e.g. 1,2")
     ap.add_argument("--dtypes", default="float32,int8")
     ap.add_argument("--params-budget", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--runs", type=int, default=30)
+    # the final table in the search's own regime (LatencyModel.models_ms)
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--gap-s", type=float, default=0.025)
     ap.add_argument("--held-out", type=int, default=3)
     ap.add_argument("--cache-dir", default=None,
                     help="latency tables (default ~/.cache/remotetrimmer_tf/latency)")
@@ -202,7 +205,7 @@ def main(argv=None):
         times = interleaved({"unpruned": base, "published_r0.7": published,
                              "macs_budget_round16": macs_model, "latency_budget": small,
                              "latency_budget_objective_macs": small_macs},
-                            threads, dtype, args.rounds, args.runs)
+                            threads, dtype, args.rounds, args.runs, args.gap_s)
         full_macs = rt.count_macs(base)
         table = []
         for name, m in (("unpruned", base), ("published_r0.7", published),
@@ -227,6 +230,7 @@ def main(argv=None):
                "machine_note": args.machine_note,
                "loadavg": os.getloadavg(), "weights": weights_note,
                "threads": args.threads, "rounds": args.rounds, "runs": args.runs,
+               "gap_s": args.gap_s,
                "budgets": budgets, "latency": lat}
     write(args.out, payload)
 
@@ -238,8 +242,9 @@ def markdown(p):
          f" ({p['machine_note'] or 'shared machine'}); load average at the end {p['loadavg']}.",
          f"- Weights: {p['weights']}; importance: L1.",
          f"- Timing: LiteRT interpreter (XNNPACK), batch 1, {p['threads']} thread(s); "
-         f"final tables time all models interleaved, {p['rounds']} alternating rounds of "
-         f"{p['runs']} invokes, minimum over rounds of the per-round median (shared, noisy "
+         f"final tables time all models interleaved, {p['rounds']} alternating rounds "
+         f"({p.get('gap_s', 0)} s apart) of {p['runs']} invokes (each after 3 re-warming "
+         "ones), minimum over rounds of the per-round median (shared, noisy "
          "machine: load only adds time). int8 calibrated on random normal inputs.", "",
          "## MACs / parameter budgets", "",
          "| budget | options | target | achieved | under by | search s | widths |",

@@ -201,7 +201,8 @@ def validate_config(cfg, init_model=None):
         user_data.validate(cfg)
 
 
-_BUDGETS = ("target_macs", "target_params", "target_latency_ms")
+_BUDGETS = ("target_macs", "target_params", "target_latency_ms", "target_latency_of")
+_LATENCY = ("target_latency_ms", "target_latency_of")
 
 
 def budget_of(prune_cfg):
@@ -211,11 +212,27 @@ def budget_of(prune_cfg):
     if not given:
         return {}
     (key, value), = given.items()
-    if key == "target_latency_ms":
-        return {key: float(value), "runtime": prune_cfg.get("runtime", "litert"),
+    if key in _LATENCY:
+        if key == "target_latency_of":
+            value = _reference_model(value)
+        else:
+            value = float(value)
+        return {key: value, "runtime": prune_cfg.get("runtime", "litert"),
                 "threads": int(prune_cfg.get("threads", 1)),
                 "dtype": prune_cfg.get("dtype", "float32")}
     return {key: int(value)}
+
+
+def _reference_model(path):
+    """The ``--config.prune.target_latency_of`` model, loaded (exit 2 if it cannot be)."""
+    from remotetrimmer_tf.pipeline.stages import _load_keras
+    try:
+        return _load_keras(path)
+    except Exception as e:  # noqa: BLE001 - any load failure is the user's file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PipelineError(f"--config.prune.target_latency_of={path}: cannot load it as a "
+                            f"Keras model ({first[:200]}); give a .keras file saved with "
+                            "model.save()") from None
 
 
 def _validate_budget(p):
@@ -228,7 +245,11 @@ def _validate_budget(p):
         return
     key = given[0]
     value = p.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+    if key == "target_latency_of":
+        if not os.path.isfile(str(value)) or not str(value).endswith((".keras", ".h5")):
+            raise _bad(f"prune.{key}", value, "is not a .keras (or .h5) file; give the "
+                       "model the pruned one must be no slower than")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value <= 0 \
             or (key != "target_latency_ms" and value != int(value)):
         raise _bad(f"prune.{key}", value, "must be a positive "
@@ -237,7 +258,7 @@ def _validate_budget(p):
     if any(a.split("=")[0] == "--config.prune.ratio" for a in sys.argv[1:]):
         raise PipelineError(f"--config.prune.ratio and --config.prune.{key} conflict: "
                             "a budget decides the widths; drop one of them")
-    if key == "target_latency_ms":
+    if key in _LATENCY:
         if p.get("runtime") != "litert":
             raise _bad("prune.runtime", p.get("runtime"), "is not one of litert")
         if p.get("dtype") not in ("float32", "int8"):
@@ -246,7 +267,7 @@ def _validate_budget(p):
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise _bad("prune.threads", threads, "must be an integer >= 1")
         if importlib.util.find_spec("ai_edge_litert") is None:
-            raise PipelineError("--config.prune.target_latency_ms needs the LiteRT runtime "
+            raise PipelineError(f"--config.prune.{key} needs the LiteRT runtime "
                                 "on this machine: pip install ai-edge-litert")
 
 

@@ -226,7 +226,10 @@ def budget_line(rep):
     if not b:
         return None
     if b["kind"] == "latency_ms":
-        return (f"budget: target_latency_ms={b['target']:g} ({b['runtime']} {b['dtype']}, "
+        ref = b.get("reference")
+        target = (f"target_latency_of='{ref['name']}' ({b['target']:.4g} ms)" if ref
+                  else f"target_latency_ms={b['target']:g}")
+        return (f"budget: {target} ({b['runtime']} {b['dtype']}, "
                 f"{b['threads']} thread(s)); measured {b['measured_ms']:.4g} ms, predicted "
                 f"{b['predicted_ms']:.4g} ms, unpruned {b['unpruned_ms']:.4g} ms; "
                 f"search {b['search_s']:.1f} s")
