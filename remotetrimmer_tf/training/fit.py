@@ -442,12 +442,13 @@ def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose
         inner, keeper = _fit_models(model, policy, strategy)
         augment = make_augment(recipe.augment, seed=int(recipe.seed))
         fit_steps = steps_per_epoch
-        if steps_per_epoch is None and not distributed and _is_tf_dataset(train_data):
+        if steps_per_epoch is None and _is_tf_dataset(train_data):
             # One iterator for the whole run: a finite dataset is repeated and
             # cut into epochs of its own length, so the prefetch keeps running
             # across epoch boundaries (measured: Keras' new iterator per epoch
             # cost ~10 ms a step of the pruned ResNet-18 on 2 cores at 8 steps
-            # an epoch; tools/bench_train.py).
+            # an epoch; tools/bench_train.py). The same under a strategy, so
+            # that one process and N workers draw the same epochs.
             train_data, fit_steps = train_data.repeat(), spe
         if augment is not None and not distributed and _is_tf_dataset(train_data):
             # In the input pipeline, overlapped with the step (measured: the
