@@ -21,7 +21,7 @@ import time
 
 from remotetrimmer_tf import choices as choices_lib
 from remotetrimmer_tf.pipeline.stages import STAGES
-from remotetrimmer_tf.pipeline.workdir import (PipelineError, Workdir,
+from remotetrimmer_tf.pipeline.workdir import (PipelineError, Workdir, first_line,
                                                file_digest, new_run_dir)
 
 __all__ = ["PipelineError", "Workdir", "run_pipeline", "validate_config",
@@ -229,9 +229,8 @@ def _reference_model(path):
     try:
         return _load_keras(path)
     except Exception as e:  # noqa: BLE001 - any load failure is the user's file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PipelineError(f"--config.prune.target_latency_of={path}: cannot load it as a "
-                            f"Keras model ({first[:200]}); give a .keras file saved with "
+                            f"Keras model ({first_line(e)[:200]}); give a .keras file saved with "
                             "model.save()") from None
 
 

@@ -22,14 +22,9 @@ Example:
 import os
 
 from remotetrimmer_tf.pipeline.fingerprint import data_fingerprint
-from remotetrimmer_tf.pipeline.workdir import PipelineError
+from remotetrimmer_tf.pipeline.workdir import PipelineError, first_line
 
 BN_IMPORTANCE = ("slim", "cap")
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def check_strategy(run):
@@ -53,7 +48,7 @@ def strategy_error(name, e):
                 name, "it could not be created")
     return PipelineError(
         f"--strategy={name}: {what} ({type(e).__name__}: "
-        f"{_first_line(e)[:160]}); run on a machine that has it, or pass "
+        f"{first_line(e)[:160]}); run on a machine that has it, or pass "
         "--strategy=default")
 
 
@@ -100,7 +95,7 @@ def check_data(cfg):
         files = folder.list_files(spec, root)
     except ValueError as e:
         raise PipelineError(
-            f"{_where(d)}: {_first_line(e)} Pass --config.data.data_dir=<folder "
+            f"{_where(d)}: {first_line(e)} Pass --config.data.data_dir=<folder "
             "holding the complete dataset>") from None
     fp = data_fingerprint(root, files)
     bad = checks.find_bad_images([os.path.join(root, f) for f in files])

@@ -24,7 +24,8 @@ import zipfile
 import numpy as np
 
 from remotetrimmer_tf.pipeline import report as report_mod
-from remotetrimmer_tf.pipeline.workdir import PipelineError, config_hash, file_digest
+from remotetrimmer_tf.pipeline.workdir import (PipelineError, config_hash, file_digest,
+                                         first_line)
 
 STAGES = ("train", "attention", "fold", "prune", "recalibrate", "finetune",
           "evaluate", "export", "report")
@@ -283,15 +284,10 @@ def _load_split(cfg, split, batch_size, shuffle, workdir=None):
             "--config.data.data_dir=<folder holding the dataset>") from None
     except ValueError as e:
         raise PipelineError(
-            f"--config.data.data_dir={d.data_dir}: {_first_line(e)} Pass "
+            f"--config.data.data_dir={d.data_dir}: {first_line(e)} Pass "
             "--config.data.data_dir=<folder holding the dataset>, or "
             "--config.data.name=folder for a folder of your own classes"
         ) from None
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _take(data, steps, batch_size=64):
@@ -505,14 +501,14 @@ def prune(run):
                         reduction=p.reduction, seed=int(p.seed))
     except (ValueError, TypeError) as e:   # e.g. prune.ignore names no layer
         raise PipelineError(
-            f"--config.prune: {_first_line(e)} Fix the --config.prune.* value") from None
+            f"--config.prune: {first_line(e)} Fix the --config.prune.* value") from None
     try:
         keep = pruner.plan(data)
     except (ValueError, TypeError) as e:   # e.g. no BatchNormalization to score
         if budget:
-            raise PipelineError(f"--config.prune: {_first_line(e)}") from None
+            raise PipelineError(f"--config.prune: {first_line(e)}") from None
         raise PipelineError(
-            f"--config.prune.importance={importance}: {_first_line(e)}") from None
+            f"--config.prune.importance={importance}: {first_line(e)}") from None
     graph = getattr(pruner, "graph", None)
     pruned = prune_channels(model, keep, graph=graph)
     kept = {}

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 
-from remotetrimmer_tf.pipeline.workdir import PipelineError
+from remotetrimmer_tf.pipeline.workdir import PipelineError, first_line
 
 NORM_FILE = "normalization.json"
 _SOURCES = {}
@@ -52,14 +52,9 @@ def check_name(cfg):
         "DIR/<class>/<image>) or tfds:<builder>")
 
 
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _user_error(d, e):
     """A data error as one PipelineError line that names the flag."""
-    text = _first_line(e)
+    text = first_line(e)
     if text.startswith("--config."):
         return PipelineError(text)
     return PipelineError(f"--config.data.data_dir={d.data_dir}: {text}")

@@ -20,14 +20,9 @@ import importlib
 import inspect
 import os
 
-from remotetrimmer_tf.pipeline.workdir import PipelineError
+from remotetrimmer_tf.pipeline.workdir import PipelineError, first_line
 
 GATED_FILE = "model_gated.keras"
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _arch_registry():
@@ -50,7 +45,7 @@ def check_config(cfg, init_model=None):
         arch_registry.check_name(cfg.model.arch)
     except ValueError as e:
         raise PipelineError(f"--config.model.arch={cfg.model.arch}: "
-                            f"{_first_line(e)}") from None
+                            f"{first_line(e)}") from None
     if not isinstance(cfg.model.get("replace_head", False), bool):
         raise PipelineError(
             f"--config.model.replace_head={cfg.model.replace_head!r} must be "
@@ -113,7 +108,7 @@ def import_custom_objects(module_path):
     except Exception as e:  # noqa: BLE001 - user code: one line
         raise PipelineError(
             f"--custom_objects={module_path} cannot be imported "
-            f"({type(e).__name__}: {_first_line(e)[:160]}); pass a module "
+            f"({type(e).__name__}: {first_line(e)[:160]}); pass a module "
             "importable from the current folder or PYTHONPATH "
             "(e.g. my_layers for my_layers.py)") from None
     objects = dict(getattr(module, "custom_objects", None) or {})
@@ -135,7 +130,7 @@ def build_model(run):
             input_shape=run.input_shape, se=bool(cfg.model.se),
             weights=cfg.model.get("weights"))
     except ValueError as e:
-        text = _first_line(e)
+        text = first_line(e)
         if not text.startswith("--config."):
             text = f"--config.model.arch={cfg.model.arch}: {text}"
         raise PipelineError(text) from None
@@ -183,7 +178,7 @@ def fit_init_model(run, model):
             model = replace_head(model, run.num_classes,
                                  seed=int(run.cfg.train.seed))
         except (ValueError, TypeError) as e:
-            raise PipelineError(f"{flag}: {_first_line(e)}") from None
+            raise PipelineError(f"{flag}: {first_line(e)}") from None
         info = {"head_replaced": True, "old_classes": int(classes),
                 "new_classes": int(run.num_classes)}
     return model, info
@@ -208,7 +203,7 @@ def gate_model(run, model, fit_fn):
         gated = insert_se_gates(model, reduction=int(a.get("gate_reduction", 16)))
     except ValueError as e:
         raise PipelineError(
-            f"--config.prune.importance=cap: {_first_line(e)}") from None
+            f"--config.prune.importance=cap: {first_line(e)}") from None
     freeze = bool(a.get("gate_freeze_backbone", True))
     epochs = int(a.get("gate_epochs", 2))
     if freeze:

@@ -46,6 +46,13 @@ class PipelineError(Exception):
     """
 
 
+def first_line(e):
+    """The first line of an exception's message (its type name if empty), for
+    the one-line errors the CLI prints."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def utc_timestamp():
     """UTC time as `YYYYmmdd-HHMMSS`, the default run folder name."""
     return datetime.datetime.now(datetime.timezone.utc).strftime(

@@ -35,7 +35,7 @@ import sys
 import tarfile
 import tempfile
 
-from remotetrimmer_tf.pipeline.workdir import (LEDGER, PipelineError, Workdir,
+from remotetrimmer_tf.pipeline.workdir import (LEDGER, PipelineError, Workdir, first_line,
                                                file_digest)
 
 __all__ = ["start", "follow_chief", "leading", "ClusterError"]
@@ -81,7 +81,7 @@ def start(name, log):
         strategy = mod.get_strategy(name)
     except ValueError as e:
         if name != "tpu":      # our own one-line messages (TF_CONFIG, ...)
-            raise PipelineError(_first_line(e)) from None
+            raise PipelineError(first_line(e)) from None
         from remotetrimmer_tf.pipeline.inputs import strategy_error
         raise strategy_error(name, e) from None
     except Exception as e:  # noqa: BLE001 - no TPU, unusable devices...
@@ -92,11 +92,6 @@ def start(name, log):
         log(f"[remotetrimmer] {mod.describe(strategy)}"
             + (f": {replicas} replicas in sync" if replicas else ""))
     return strategy
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def needs_workers(strategy):
@@ -190,7 +185,7 @@ def _log_weights(run, stage, artifacts, strategy, log):
 def _lost(e):
     """A ClusterError for an error of a collective (a worker went away)."""
     return ClusterError(
-        f"multi_worker: a worker stopped or cannot be reached ({_first_line(e)}); "
+        f"multi_worker: a worker stopped or cannot be reached ({first_line(e)}); "
         "restart every worker with the same command: finished stages are kept "
         "and training resumes from logs/<stage>/backup")
 
@@ -253,7 +248,7 @@ def leading(strategy, log):
         if leader.active and _is_collective_failure(e):
             raise _lost(e) from None
         if leader.active and not leader.in_stage:
-            leader.send({"action": "abort", "error": _first_line(e)})
+            leader.send({"action": "abort", "error": first_line(e)})
         raise
     if leader.active:
         leader.send({"action": "end"})
