@@ -97,6 +97,11 @@ def _interp(table, n):
     return float(np.interp(n, xs, ys))
 
 
+# how whole models are timed (40 rounds spread over ~1 s: the minimum survives
+# short bursts of load); tools/bench_budget.py times its table the same way
+MODEL_TIMING = {"runs": 10, "rounds": 40, "gap_s": 0.025}
+
+
 class LatencyModel:
     """Per-layer latency lookup tables for one runtime setting, cached on disk.
 
@@ -235,9 +240,8 @@ class LatencyModel:
         if self._model_timer is not None:
             return float(self._model_timer(model))
         from remotetrimmer_tf.export.litert_timing import time_model
-        # 40 rounds spread over ~1 s: the minimum survives short bursts of load
         return time_model(model, self.threads, self.dtype, self.representative_data,
-                          runs=10, rounds=40, gap_s=0.025)
+                          **MODEL_TIMING)
 
     def models_ms(self, models):
         """Measured latencies of several whole models side by side (their
@@ -248,19 +252,10 @@ class LatencyModel:
         from remotetrimmer_tf.export.litert_timing import convert, time_interleaved
         items = []
         for m in models:   # a model timed again (a search's reference) is converted once
-            try:
-                tflite = self._converted.get(m)
-            except TypeError:
-                tflite = None
-            if tflite is None:
-                tflite = convert(m, self.dtype, self.representative_data)
-                try:
-                    self._converted[m] = tflite
-                except TypeError:   # not weak-referenceable: convert again next time
-                    pass
-            items.append(tflite)
-        return time_interleaved(items, self.threads, self.dtype, runs=10, rounds=40,
-                                gap_s=0.025)
+            if m not in self._converted:
+                self._converted[m] = convert(m, self.dtype, self.representative_data)
+            items.append(self._converted[m])
+        return time_interleaved(items, self.threads, self.dtype, **MODEL_TIMING)
 
     def overhead_ms(self):
         """The fixed cost of one invoke, subtracted from every layer timing

@@ -115,16 +115,17 @@ def main(argv=None):
     ap.add_argument("--threads", default="1", help="comma-separated, e.g. 1,2")
     ap.add_argument("--dtypes", default="float32,int8")
     ap.add_argument("--params-budget", type=int, default=1_000_000)
-    # the final table in the search's own regime (LatencyModel.models_ms)
-    ap.add_argument("--rounds", type=int, default=40)
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--gap-s", type=float, default=0.025)
+    # the final table in the search's own regime (latency.MODEL_TIMING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from remotetrimmer_tf.latency import MODEL_TIMING
+    ap.add_argument("--rounds", type=int, default=MODEL_TIMING["rounds"])
+    ap.add_argument("--runs", type=int, default=MODEL_TIMING["runs"])
+    ap.add_argument("--gap-s", type=float, default=MODEL_TIMING["gap_s"])
     ap.add_argument("--held-out", type=int, default=3)
     ap.add_argument("--cache-dir", default=None,
                     help="latency tables (default ~/.cache/remotetrimmer_tf/latency)")
     ap.add_argument("--machine-note", default="")
     args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     import remotetrimmer_tf as rt

@@ -61,17 +61,29 @@ def time_tflite(tflite, threads=1, warmup=5, runs=20, rounds=3, gap_s=0.0):
     runner.set_input(x)
     for _ in range(warmup):
         runner.invoke()
-    best = float("inf")
-    for r in range(rounds):
+    return _round_minima([runner.invoke], rounds, runs, gap_s)[0]
+
+
+def _round_minima(calls, rounds, runs, gap_s=0.0, rewarm=0):
+    """ms per call of each zero-argument ``calls[i]``: ``rounds`` rounds
+    (``gap_s`` apart) alternate between them, in reverse order every other
+    round, each call first invoked ``rewarm`` times untimed, then ``runs``
+    timed times; per call the minimum over rounds of the per-round median."""
+    best = [float("inf")] * len(calls)
+    order = list(range(len(calls)))
+    for r in range(int(rounds)):
         if gap_s and r:
             time.sleep(gap_s)
-        ts = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            runner.invoke()
-            ts.append(time.perf_counter() - t0)
-        best = min(best, float(np.median(ts)))
-    return best * 1e3
+        for i in (order if r % 2 == 0 else order[::-1]):
+            call, ts = calls[i], []
+            for _ in range(int(rewarm)):
+                call()
+            for _ in range(int(runs)):
+                t0 = time.perf_counter()
+                call()
+                ts.append(time.perf_counter() - t0)
+            best[i] = min(best[i], float(np.median(ts)))
+    return [b * 1e3 for b in best]
 
 
 def convert(model, dtype="float32", representative_data=None):
@@ -133,21 +145,7 @@ def time_interleaved(models, threads=1, dtype="float32", representative_data=Non
         for _ in range(5):
             runner.invoke()
         runners.append(runner)
-    best = [float("inf")] * len(runners)
-    order = list(range(len(runners)))
-    for r in range(int(rounds)):
-        if gap_s and r:
-            time.sleep(gap_s)
-        for i in (order if r % 2 == 0 else order[::-1]):
-            runner, ts = runners[i], []
-            for _ in range(int(rewarm)):
-                runner.invoke()
-            for _ in range(int(runs)):
-                t0 = time.perf_counter()
-                runner.invoke()
-                ts.append(time.perf_counter() - t0)
-            best[i] = min(best[i], float(np.median(ts)))
-    return [b * 1e3 for b in best]
+    return _round_minima([r.invoke for r in runners], rounds, runs, gap_s, rewarm)
 
 
 def layer_model(spec, n_in, n_out):
@@ -256,16 +254,7 @@ def time_signatures(tflite, keys, threads=1, warmup=5, runs=10, rounds=5):
             calls[key] = functools.partial(runner, **{name: x.astype(detail["dtype"])})
         for _ in range(warmup):
             calls[key]()
-    best = {k: float("inf") for k in keys}
-    for r in range(int(rounds)):
-        for key in (keys if r % 2 == 0 else keys[::-1]):
-            call, ts = calls[key], []
-            for _ in range(int(runs)):
-                t0 = time.perf_counter()
-                call()
-                ts.append(time.perf_counter() - t0)
-            best[key] = min(best[key], float(np.median(ts)))
-    return [best[k] * 1e3 for k in keys]
+    return _round_minima([calls[k] for k in keys], rounds, runs)
 
 
 def overhead_model():
