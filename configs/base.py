@@ -170,6 +170,10 @@ def get_config():
     c.prune.runtime = "litert"    # latency target: ai_edge_litert interpreter (XNNPACK)
     c.prune.threads = 1           # latency target: interpreter threads
     c.prune.dtype = "float32"     # latency target: "float32" or "int8"
+    c.prune.objective = "importance"   # latency target: keep the most "importance" or "macs"
+    # latency target: fraction aimed under it; None = twice the measured noise of a
+    # side-by-side comparison with target_latency_of's model (0 for target_latency_ms)
+    c.prune.latency_margin = config_dict.placeholder(float)
 
     c.recalibrate = config_dict.ConfigDict()
     c.recalibrate.steps = 0  # batches for BN re-estimation; 0 = off

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from remotetrimmer_tf.choices import DTYPES, OBJECTIVES, RUNTIMES
 from remotetrimmer_tf.graph.functional_view import graph_of
 from remotetrimmer_tf.metrics import layer_calls, layer_macs
 
@@ -317,8 +318,6 @@ def _plan(pruner, scope, ratio):
 
 
 # ---------------------------------------------------------------- the Pruner's hook
-RUNTIMES = ("litert",)
-DTYPES = ("float32", "int8")
 
 
 def _positive(name, value, integer):
@@ -330,18 +329,15 @@ def _positive(name, value, integer):
     return int(value) if integer else float(value)
 
 
-OBJECTIVES = ("importance", "macs")
-
-
 def resolve_target(ratio, target_macs=None, target_params=None, target_latency_ms=None,
                    runtime="litert", threads=1, dtype="float32", latency_model=None,
-                   objective="importance", target_latency_of=None):
+                   objective="importance", target_latency_of=None, latency_margin=None):
     """Validate the budget arguments of ``Pruner``; ``None`` when pruning by ratio.
 
     Returns:
         ``None`` or ``{"kind": "macs" | "params" | "latency_ms", "target",
         "runtime", "threads", "dtype", "latency_model", "objective",
-        "reference"}`` (``target_latency_of``: kind ``"latency_ms"``, target
+        "reference", "margin"}`` (``target_latency_of``: kind ``"latency_ms"``, target
         ``None`` until the search measures the reference model).
 
     Raises:
@@ -373,7 +369,8 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
     out = {"kind": kind, "target": None if reference is not None else
            _positive(name, value, integer=kind != "latency_ms"),
            "runtime": runtime, "threads": threads, "dtype": dtype,
-           "latency_model": latency_model, "objective": objective, "reference": reference}
+           "latency_model": latency_model, "objective": objective, "reference": reference,
+           "margin": latency_margin}
     if kind == "latency_ms":
         if runtime not in RUNTIMES:
             raise ValueError(f"Pruner: runtime must be one of {RUNTIMES}, got {runtime!r}.")
@@ -383,6 +380,12 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
             raise ValueError(f"Pruner: dtype must be one of {DTYPES}, got {dtype!r}.")
         if objective not in OBJECTIVES:
             raise ValueError(f"Pruner: objective must be one of {OBJECTIVES}, got {objective!r}.")
+        if latency_margin is not None and (
+                isinstance(latency_margin, bool)
+                or not isinstance(latency_margin, (int, float, np.integer, np.floating))
+                or not 0.0 <= float(latency_margin) < 0.5):
+            raise ValueError("Pruner: latency_margin must be a fraction in [0, 0.5) (or None: "
+                             f"measured from the timing noise), got {latency_margin!r}.")
         if latency_model is None:
             import importlib.util
             if importlib.util.find_spec("ai_edge_litert") is None:

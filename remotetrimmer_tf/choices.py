@@ -17,7 +17,7 @@ Example:
 import sys
 
 __all__ = ["BUILTIN_IMPORTANCES", "REDUCTIONS", "ROUND_MODES", "SCOPES", "QUANTIZE",
-           "EVAL_SPLITS", "importances", "reductions"]
+           "EVAL_SPLITS", "RUNTIMES", "DTYPES", "OBJECTIVES", "importances", "reductions"]
 
 #: criteria of ``remotetrimmer_tf.importance`` (its registry holds exactly these
 #: at import; tests/test_choices.py checks it)
@@ -32,6 +32,10 @@ SCOPES = ("local", "global")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
 #: ``--config.evaluate.split``
 EVAL_SPLITS = ("test", "val", "train")
+#: latency budgets: ``Pruner(runtime=..., dtype=..., objective=...)``
+RUNTIMES = ("litert",)
+DTYPES = ("float32", "int8")
+OBJECTIVES = ("importance", "macs")
 
 
 def importances():

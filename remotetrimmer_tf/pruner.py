@@ -130,6 +130,10 @@ class Pruner:
             no slower than on the runtime: its latency is the target, and
             every candidate is timed side by side with it, so the machine's
             drift over the search cancels out (``budget_report["reference"]``).
+            ``latency_margin``: the fraction under the target the search aims
+            at; default ``None``: with ``target_latency_of`` twice the measured
+            noise of one side-by-side comparison (at most 10 %), so a fresh
+            comparison agrees the result is no slower; otherwise 0.
             After ``plan``, ``budget_report`` holds target, achieved value and
             search time.
         unknown: A layer type without a handler: ``"error"`` (default) raises
@@ -166,14 +170,14 @@ class Pruner:
                  # --- budgets (remotetrimmer_tf/budget.py) ---
                  target_macs=None, target_params=None, target_latency_ms=None,
                  runtime="litert", threads=1, dtype="float32", latency_model=None,
-                 objective="importance", target_latency_of=None):
+                 objective="importance", target_latency_of=None, latency_margin=None):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
         # --- budgets: a target replaces the ratio (budget.resolve_target validates)
         from remotetrimmer_tf.budget import resolve_target
         self.budget = resolve_target(ratio, target_macs, target_params, target_latency_ms,
                                      runtime, threads, dtype, latency_model, objective,
-                                     target_latency_of)
+                                     target_latency_of, latency_margin)
         self.budget_report = None
         if ratio is None:
             ratio = 0.0 if self.budget else 0.7

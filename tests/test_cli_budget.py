@@ -39,6 +39,10 @@ def test_target_macs_reaches_the_pruner_and_the_ledger(assets, tmp_path):  # noq
      ["--config.prune.threads"]),
     (["--config.prune.target_latency_ms=1", "--config.prune.runtime=tflite_gpu"],
      ["--config.prune.runtime", "litert"]),
+    (["--config.prune.target_latency_ms=1", "--config.prune.objective=speed"],
+     ["--config.prune.objective", "importance, macs"]),
+    (["--config.prune.target_latency_ms=1", "--config.prune.latency_margin=0.7"],
+     ["--config.prune.latency_margin", "fraction"]),
     (["--config.prune.target_latency_of=nowhere/ref.keras"],
      ["--config.prune.target_latency_of", ".keras"]),
     (["--config.prune.target_latency_of=REF", "--config.prune.target_latency_ms=1"],
@@ -74,11 +78,13 @@ def test_target_latency_of_a_model_file(assets, tmp_path):  # noqa: F811
     stage with one line, and nothing is pruned."""
     wd = tmp_path / "r"
     proc = cli(*tiny_args(assets, wd, f"--config.prune.target_latency_of={assets['model']}",
+                          "--config.prune.objective=macs", "--config.prune.latency_margin=0.02",
                           "--stages=train,attention,fold,prune"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     b = json.loads((wd / "stages.json").read_text())["stages"]["prune"]["info"]["budget"]
     assert b["kind"] == "latency_ms" and b["reference"]["name"] == "tiny"
     assert b["met"] and b["target"] == pytest.approx(b["reference"]["ms"])
+    assert b["objective"] == "macs" and b["margin"] == 0.02
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a zip")
     bad = tmp_path / "j"

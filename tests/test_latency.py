@@ -301,6 +301,60 @@ def test_target_latency_of_a_reference_survives_a_drifting_machine(resnet, tmp_p
     assert len(rep["reference"]["side_by_side_ms"]) >= rep["rounds"] + 1   # + confirmation
     assert "confirm_ms" in rep["history"][-1]
     assert rep["reference"]["side_by_side_ms"][0] == pytest.approx(0.85 * truth)
+    assert rep["margin"] == 0.0 and rep["comparison_noise"]["sigma"] == 0.0   # no noise
+
+
+def _noisy(seed, amp=0.03):
+    """A machine whose every whole-model timing is off by up to +-``amp``
+    (independently, as one side-by-side comparison is on a shared VM)."""
+    rng = np.random.default_rng(seed)
+    return lambda model: fake_model(model) * (1.0 + rng.uniform(-amp, amp))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_target_latency_of_aims_under_the_reference_by_the_measured_noise(resnet, tmp_path,
+                                                                          seed):
+    """On a noisy machine the search measures the noise of one comparison (the
+    reference against itself) and aims twice that under the reference: the
+    result's true latency is under the reference's by about that margin, so a
+    fresh comparison agrees that it is no slower."""
+    reference = Pruner(resnet, importance="l1", ratio=0.7).prune()
+    truth = fake_model(reference)
+    p = Pruner(resnet, importance="l1", target_latency_of=reference,
+               latency_model=_lm(tmp_path, key=f"noisy-{seed}", model_timer=_noisy(seed)))
+    small = p.prune()
+    rep = p.budget_report
+    noise = rep["comparison_noise"]
+    assert len(noise["ratios"]) >= 4 and noise["ratios"] != [1.0] * len(noise["ratios"])
+    assert 0.005 < noise["sigma"] < 0.06          # +-3 % uniform: one ratio's sd ~2.4 %
+    assert rep["margin"] == pytest.approx(min(0.10, 2 * noise["sigma"]))
+    assert rep["aim_ms"] == pytest.approx(rep["target"] * (1 - rep["margin"]))
+    assert rep["met"] and rep["margin_met"] and rep["measured_ms"] <= rep["aim_ms"]
+    assert fake_model(small) <= truth * (1 - 0.5 * rep["margin"])
+    assert fake_model(small) > 0.75 * truth       # and still uses the budget
+
+
+def test_an_explicit_latency_margin_is_kept_under_an_absolute_target(resnet, tmp_path):
+    target = 0.35 * fake_model(resnet)
+    p = Pruner(resnet, importance="l1", target_latency_ms=target, latency_margin=0.1,
+               latency_model=_lm(tmp_path))
+    small = p.prune()
+    rep = p.budget_report
+    assert rep["margin"] == 0.1 and rep["comparison_noise"] is None
+    assert fake_model(small) <= 0.9 * target * (1 + 1e-9)
+    assert fake_model(small) > 0.75 * target
+    default = Pruner(resnet, importance="l1", target_latency_ms=target,
+                     latency_model=_lm(tmp_path))
+    default.plan()
+    assert default.budget_report["margin"] == 0.0    # a plain number: no margin by default
+
+
+@pytest.mark.parametrize("margin", [-0.1, 0.5, "5%", True])
+def test_bad_latency_margin(resnet, margin):
+    with pytest.raises(ValueError, match="latency_margin"):
+        Pruner(resnet, importance="l1", target_latency_ms=1.0, latency_margin=margin,
+               latency_model=LatencyModel(layer_timer=fake_layer, model_timer=fake_model,
+                                          key={"m": "x"}))
 
 
 @pytest.mark.parametrize("kwargs,match", [

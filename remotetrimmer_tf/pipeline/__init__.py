@@ -217,9 +217,12 @@ def budget_of(prune_cfg):
             value = _reference_model(value)
         else:
             value = float(value)
+        margin = prune_cfg.get("latency_margin")
         return {key: value, "runtime": prune_cfg.get("runtime", "litert"),
                 "threads": int(prune_cfg.get("threads", 1)),
-                "dtype": prune_cfg.get("dtype", "float32")}
+                "dtype": prune_cfg.get("dtype", "float32"),
+                "objective": prune_cfg.get("objective", "importance"),
+                "latency_margin": None if margin is None else float(margin)}
     return {key: int(value)}
 
 
@@ -258,13 +261,24 @@ def _validate_budget(p):
         raise PipelineError(f"--config.prune.ratio and --config.prune.{key} conflict: "
                             "a budget decides the widths; drop one of them")
     if key in _LATENCY:
-        if p.get("runtime") != "litert":
-            raise _bad("prune.runtime", p.get("runtime"), "is not one of litert")
-        if p.get("dtype") not in ("float32", "int8"):
-            raise _bad("prune.dtype", p.get("dtype"), "is not one of float32, int8")
+        if p.get("runtime") not in choices_lib.RUNTIMES:
+            raise _bad("prune.runtime", p.get("runtime"),
+                       f"is not one of {', '.join(choices_lib.RUNTIMES)}")
+        if p.get("dtype") not in choices_lib.DTYPES:
+            raise _bad("prune.dtype", p.get("dtype"),
+                       f"is not one of {', '.join(choices_lib.DTYPES)}")
         threads = p.get("threads")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise _bad("prune.threads", threads, "must be an integer >= 1")
+        if p.get("objective", "importance") not in choices_lib.OBJECTIVES:
+            raise _bad("prune.objective", p.get("objective"),
+                       f"is not one of {', '.join(choices_lib.OBJECTIVES)}")
+        margin = p.get("latency_margin")
+        if margin is not None and (isinstance(margin, bool)
+                                   or not isinstance(margin, (int, float))
+                                   or not 0 <= margin < 0.5):
+            raise _bad("prune.latency_margin", margin,
+                       "must be a fraction in [0, 0.5), e.g. 0.03 (or unset: measured)")
         if importlib.util.find_spec("ai_edge_litert") is None:
             raise PipelineError(f"--config.prune.{key} needs the LiteRT runtime "
                                 "on this machine: pip install ai-edge-litert")
