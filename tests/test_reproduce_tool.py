@@ -110,3 +110,36 @@ def test_jobs_are_valid_pipeline_configs(tmp_path):
         validate_config(cfg)
     assert reproduce._paths(args, "prune-l1-r0.5-s0")[1] == str(tmp_path / "runs" /
                                                               "prune-l1-r0.5-s0")
+
+
+def test_latency_twins_are_no_slower_than_their_published_row(tmp_path):
+    """--latency_twins adds, per row, a prune job timed against the row's
+    published-width model (which it depends on), fine-tuned the same way;
+    a latency search runs alone."""
+    import pytest
+    from remotetrimmer_tf.pipeline import budget_of, validate_config
+    args = _parse(["--out", str(tmp_path), "--rows", "l1+ce", "--seeds", "0",
+                   "--latency_twins", "importance,macs", "--latency_dtype", "float32",
+                   "--data_dir", str(ROOT / "remotetrimmer_tf" / "assets" / "eurosat_sample")])
+    jobs = reproduce._job_names(args)
+    assert jobs["prune-l1-r0.7+lat_macs-s0"] == ["prune-l1-r0.7-s0"]
+    assert jobs["finetune-l1-ce-r0.7+lat_importance-s0"] == ["prune-l1-r0.7+lat_importance-s0"]
+    assert reproduce._variant("r0.7+lat_macs") == (0.7, "macs")
+    assert reproduce._variant("r0.5") == (0.5, None)
+    twin = "prune-l1-r0.7+lat_macs-s0"
+    assert reproduce._startable([twin, "finetune-l1-ce-r0.7-s0"], {}) == [twin]
+    assert reproduce._startable([twin], {"finetune-l1-ce-r0.7-s0": 0}) == []
+    assert reproduce._startable(["finetune-l1-ce-r0.7-s0"], {twin: 0}) == []
+    assert reproduce._startable(["a", "b"], {"c": 0}) == ["a", "b"]
+    ref = tmp_path / "ref.keras"
+    ref.write_bytes(b"")
+    cfg = reproduce._config(args, 0, crit="l1", ratio=0.7, twin="macs", reference=str(ref))
+    validate_config(cfg)
+    p = cfg.prune
+    assert (p.target_latency_of, p.dtype, p.threads, p.objective) == (str(ref), "float32", 1,
+                                                                      "macs")
+    with pytest.raises(Exception, match="target_latency_of"):
+        budget_of(p)                          # an empty file is no model: one clear error
+    args.latency_twins = "speed"
+    with pytest.raises(SystemExit, match="latency_twins"):
+        reproduce._job_names(args)

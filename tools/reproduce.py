@@ -7,6 +7,12 @@ and with cross-entropy, and writes a results table (JSON + Markdown). Rows
 are ``criterion+loss[+kd]``: ``+kd`` also distils from the row's unpruned
 parent while fine-tuning (``--distill_weight``, ``--distill_temperature``);
 ``--round_to`` / ``--round_mode`` round the kept widths (default: published).
+``--latency_twins=importance,macs`` adds, for every row and ratio, a twin
+pruned instead to be no slower than that row's ratio model on LiteRT
+(``target_latency_of``, ``--latency_dtype``, ``--latency_threads``, with that
+search objective) and fine-tuned the same way: the accuracy of budget-pruned
+widths at the published widths' measured latency. Jobs that time latency run
+alone (nothing else runs beside them).
 
 Every unit of work is a *job* run in its own process: some stages of the
 CLI's pipeline (``remotetrimmer_tf.pipeline``) in the job's own run folder
@@ -83,7 +89,43 @@ def _job_names(args):
                 prune = f"prune-{crit}-r{ratio}-s{seed}"
                 jobs.setdefault(prune, [base])
                 jobs[f"finetune-{crit}-{loss}-r{ratio}-s{seed}"] = [prune]
+                for objective in _twins(args):   # no slower than `prune`'s model
+                    twin = f"prune-{crit}-r{ratio}+lat_{objective}-s{seed}"
+                    jobs.setdefault(twin, [prune])
+                    jobs[f"finetune-{crit}-{loss}-r{ratio}+lat_{objective}-s{seed}"] = [twin]
     return jobs
+
+
+def _twins(args):
+    """The search objectives of ``--latency_twins`` (``[]``: none)."""
+    from remotetrimmer_tf.choices import OBJECTIVES
+    out = [o for o in str(getattr(args, "latency_twins", "") or "").split(",") if o]
+    bad = [o for o in out if o not in OBJECTIVES]
+    if bad:
+        raise SystemExit(f"--latency_twins: {bad[0]!r} is not one of {', '.join(OBJECTIVES)}")
+    return out
+
+
+def _variant(token):
+    """``"r0.7"`` -> ``(0.7, None)``; ``"r0.7+lat_macs"`` -> ``(0.7, "macs")``."""
+    ratio, _, twin = token.partition("+lat_")
+    return float(ratio[1:]), (twin or None)
+
+
+def _times_latency(name):
+    """A job that times models on the runtime: it runs alone."""
+    return name.startswith("prune-") and "+lat_" in name
+
+
+def _startable(ready, running):
+    """The ready jobs that may start now: none beside a latency search, and a
+    latency search only once nothing else runs (then alone)."""
+    timing = [n for n in ready if _times_latency(n)]
+    if any(_times_latency(n) for n in running):
+        return []
+    if timing:
+        return [] if running else timing[:1]
+    return list(ready)
 
 
 def _parent_job(crit, seed):
@@ -109,8 +151,11 @@ def _write_json(path, obj):
     write_json_atomic(path, obj)
 
 
-def _config(args, seed, se=None, crit=None, ratio=None, loss=None):
-    """The pipeline config of a job (``configs/base.py`` schema).
+def _config(args, seed, se=None, crit=None, ratio=None, loss=None, twin=None,
+            reference=None):
+    """The pipeline config of a job (``configs/base.py`` schema); a latency twin
+    (``twin`` = its search objective) prunes to be no slower than the
+    ``reference`` model file instead of by the ratio.
 
     Both recipe sections are the tool's ``--recipe`` (as before: the same
     recipe trains and fine-tunes, with its own epochs, ``--finetune_lr`` and
@@ -152,6 +197,10 @@ def _config(args, seed, se=None, crit=None, ratio=None, loss=None):
             cfg.finetune.distill_temperature = args.distill_temperature
     cfg.evaluate.split = "test"
     cfg.export.quantize = ()
+    if twin:
+        cfg.prune.target_latency_of = reference
+        cfg.prune.dtype, cfg.prune.threads = args.latency_dtype, args.latency_threads
+        cfg.prune.objective = twin
     return cfg
 
 
@@ -203,8 +252,13 @@ def run_job(args, name):
         result.update(epochs=cfg.train.epochs, accuracy=_metric(wd, "train"),
                       train_history=_last_values(wd, "train"))
     elif kind == "prune":
-        crit, ratio = rest.split("-")[0], float(rest.split("-")[1][1:])
-        cfg = _config(args, seed, crit=crit, ratio=ratio)
+        crit, token = rest.split("-")[:2]
+        ratio, twin = _variant(token)
+        reference = None
+        if twin:   # no slower than the published-width model of the same row
+            published = f"prune-{crit}-{token.partition('+lat_')[0]}-s{seed}"
+            reference = os.path.join(_paths(args, published)[1], "model_pruned.keras")
+        cfg = _config(args, seed, crit=crit, ratio=ratio, twin=twin, reference=reference)
         # train (= the parent's model, copied in), attention + fold (CAP), prune, recalibrate
         wd = _run_stages(args, name, cfg, "train,attention,fold,prune,recalibrate",
                          init_model=_trained_model(args, crit, seed))
@@ -219,9 +273,14 @@ def run_job(args, name):
                                              or _metric(wd, "prune")))
         if crit == "cap":
             result["accuracy_folded"] = _metric(wd, "fold")
+        if twin:
+            b = (wd.entry("prune") or {}).get("info", {}).get("budget") or {}
+            result["latency"] = {k: b.get(k) for k in (
+                "target", "measured_ms", "predicted_ms", "margin", "met", "margin_met",
+                "dtype", "threads", "objective", "rounds", "search_s")}
     elif kind == "finetune":
         crit, loss_tag, ratio_s = rest.split("-")[:3]
-        cfg = _config(args, seed, crit=crit, ratio=float(ratio_s[1:]), loss=loss_tag)
+        cfg = _config(args, seed, crit=crit, ratio=_variant(ratio_s)[0], loss=loss_tag)
         prune_dir = _paths(args, f"prune-{crit}-{ratio_s}-s{seed}")[1]
         if not os.path.exists(folder):   # the pruned run, branched for this loss
             with atomic_path(folder) as tmp:
@@ -274,6 +333,7 @@ def orchestrate(args):
                    and not any(d in failed for d in jobs[n])]
         ready = [n for n in pending if all(done(d) for d in jobs[n])]
         limit = 1 if not done("data") else args.parallel
+        ready = _startable(ready, running)
         for name in ready[: max(0, limit - len(running))]:
             env = dict(os.environ)
             if env.get("KERAS_BACKEND") == "jax":
@@ -320,13 +380,14 @@ def summarize(args, wall, echo=True):
 
     rows = _rows(args)
     table = []
-    for ratio in _ratios(args):
+    for ratio, twin in [(r, t) for r in _ratios(args) for t in [None] + _twins(args)]:
+        token = f"r{ratio}" + (f"+lat_{twin}" if twin else "")
         for crit, loss in rows:
             per_seed = []
             for seed in _seeds(args):
                 base = load(_parent_job(crit, seed))
-                prune = load(f"prune-{crit}-r{ratio}-s{seed}")
-                fine = load(f"finetune-{crit}-{loss}-r{ratio}-s{seed}")
+                prune = load(f"prune-{crit}-{token}-s{seed}")
+                fine = load(f"finetune-{crit}-{loss}-{token}-s{seed}")
                 if not (base and prune and fine):
                     continue
                 per_seed.append({
@@ -341,9 +402,12 @@ def summarize(args, wall, echo=True):
                     "macs_unpruned": prune["macs_unpruned"],
                     "train_epochs": base["epochs"], "finetune_epochs": fine["epochs"],
                     "seconds": base["seconds"] + prune["seconds"] + fine["seconds"],
+                    **({"latency": prune["latency"]} if prune.get("latency") else {}),
                 })
             if per_seed:
                 table.append({"ratio": float(ratio), "criterion": crit, "loss": loss,
+                              "widths": (f"latency of r{ratio} ({twin})" if twin
+                                         else "published"),
                               "backbone": f"{args.arch}{'+SE' if crit == 'cap' else ''}",
                               "seeds": per_seed})
     report = {"command": "python tools/reproduce.py " + " ".join(
@@ -388,20 +452,45 @@ def markdown(report):
              + (f" Kept widths rounded {report.get('round_mode')} to multiples of "
                 f"{report.get('round_to')} (not the published widths)."
                 if (report.get("round_to") or 1) > 1 else ""), "",
-             "| ratio | backbone | criterion | loss | params | MACs | unpruned | "
+             "| ratio | widths | backbone | criterion | loss | params | MACs | unpruned | "
              "folded | pruned | +BN recal | fine-tuned | epochs | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes, seen = [], set()
     for row in report["rows"]:
         s = row["seeds"]
         lines.append(
-            f"| {row['ratio']} | {row['backbone']} | {row['criterion']} | "
-            f"{row['loss'].replace('_kd', ' + KD')} | "
-            f"{s[0]['params']:,} | {s[0]['macs']:,} | "
+            f"| {row['ratio']} | {row.get('widths', 'published')} | {row['backbone']} | "
+            f"{row['criterion']} | {row['loss'].replace('_kd', ' + KD')} | "
+            f"{_count([x['params'] for x in s])} | {_count([x['macs'] for x in s])} | "
             f"{_fmt([x['unpruned'] for x in s])} | {_fmt([x['folded'] for x in s])} | "
             f"{_fmt([x['pruned'] for x in s])} | {_fmt([x['recalibrated'] for x in s])} | "
             f"**{_fmt([x['finetuned'] for x in s])}** | "
             f"{s[0]['train_epochs']} + {s[0]['finetune_epochs']} | {len(s)} |")
+        lat = [x["latency"] for x in s if x.get("latency")]
+        note_key = (row.get("widths"), row["criterion"])
+        if lat and note_key not in seen:
+            seen.add(note_key)
+            per_seed = ", ".join(
+                "{:.4g} / {:.4g}{}".format(q["measured_ms"], q["target"],
+                                           "" if q.get("margin_met", q.get("met"))
+                                           else " (not under by the margin)")
+                for q in lat)
+            margins = ", ".join("{:.1f}%".format(100 * (q.get("margin") or 0)) for q in lat)
+            notes.append(
+                f"- {row['widths']}, {row['criterion']}: LiteRT {lat[0]['dtype']}, "
+                f"{lat[0]['threads']} thread(s); per seed, measured in the search side by "
+                f"side with the published-width model (ms, result / published): {per_seed}; "
+                f"noise margin {margins}.")
+    if notes:
+        lines += ["", "Rows 'latency of rR (objective)' are pruned to be no slower than the "
+                  "published widths at ratio R on the runtime (`target_latency_of`), then "
+                  "fine-tuned the same way; params and MACs are means over seeds.", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def _count(values):
+    """A count, or the mean of counts that differ between seeds."""
+    return f"{values[0]:,}" if len(set(values)) == 1 else f"{float(np.mean(values)):,.0f} (mean)"
 
 
 def main(argv=None):
@@ -431,6 +520,11 @@ def main(argv=None):
     p.add_argument("--parallel", type=int, default=1)
     p.add_argument("--out", required=True)
     p.add_argument("--job", default=None, help="run one job (internal)")
+    p.add_argument("--latency_twins", default="",
+                   help="search objectives (importance,macs): also prune every row to be "
+                        "no slower on LiteRT than its ratio model, and fine-tune it")
+    p.add_argument("--latency_dtype", default="int8", choices=["float32", "int8"])
+    p.add_argument("--latency_threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for jobs and reports
