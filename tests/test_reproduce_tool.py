@@ -138,6 +138,12 @@ def test_latency_twins_are_no_slower_than_their_published_row(tmp_path):
     p = cfg.prune
     assert (p.target_latency_of, p.dtype, p.threads, p.objective) == (str(ref), "float32", 1,
                                                                       "macs")
+    prune = reproduce._row_config(args, 0, "l1", "r0.7+lat_macs")
+    fine = reproduce._row_config(args, 0, "l1", "r0.7+lat_macs", loss="ce")
+    assert prune.prune.to_dict() == fine.prune.to_dict()   # fine-tune resumes after prune
+    assert prune.prune.target_latency_of.endswith(
+        os.path.join("runs", "prune-l1-r0.7-s0", "model_pruned.keras"))
+    assert reproduce._row_config(args, 0, "l1", "r0.7").prune.target_latency_of is None
     with pytest.raises(Exception, match="target_latency_of"):
         budget_of(p)                          # an empty file is no model: one clear error
     args.latency_twins = "speed"

@@ -204,6 +204,20 @@ def _config(args, seed, se=None, crit=None, ratio=None, loss=None, twin=None,
     return cfg
 
 
+def _row_config(args, seed, crit, token, loss=None):
+    """The config of a row's prune / fine-tune job at ratio token ``token``
+    (``r0.7``, or a latency twin ``r0.7+lat_macs``: no slower than the
+    model of that row's ``prune-<crit>-r0.7`` job; the fine-tune job carries
+    the same prune settings, so the pipeline resumes after its prune stage)."""
+    ratio, twin = _variant(token)
+    reference = None
+    if twin:
+        published = f"prune-{crit}-{token.partition('+lat_')[0]}-s{seed}"
+        reference = os.path.join(_paths(args, published)[1], "model_pruned.keras")
+    return _config(args, seed, crit=crit, ratio=ratio, loss=loss, twin=twin,
+                   reference=reference)
+
+
 def _run_stages(args, name, cfg, stages, init_model=None):
     """Run ``stages`` of the pipeline in the job's run folder; its ledger."""
     from remotetrimmer_tf.pipeline import Workdir, run_pipeline
@@ -253,12 +267,8 @@ def run_job(args, name):
                       train_history=_last_values(wd, "train"))
     elif kind == "prune":
         crit, token = rest.split("-")[:2]
-        ratio, twin = _variant(token)
-        reference = None
-        if twin:   # no slower than the published-width model of the same row
-            published = f"prune-{crit}-{token.partition('+lat_')[0]}-s{seed}"
-            reference = os.path.join(_paths(args, published)[1], "model_pruned.keras")
-        cfg = _config(args, seed, crit=crit, ratio=ratio, twin=twin, reference=reference)
+        twin = _variant(token)[1]
+        cfg = _row_config(args, seed, crit, token)
         # train (= the parent's model, copied in), attention + fold (CAP), prune, recalibrate
         wd = _run_stages(args, name, cfg, "train,attention,fold,prune,recalibrate",
                          init_model=_trained_model(args, crit, seed))
@@ -280,7 +290,7 @@ def run_job(args, name):
                 "dtype", "threads", "objective", "rounds", "search_s")}
     elif kind == "finetune":
         crit, loss_tag, ratio_s = rest.split("-")[:3]
-        cfg = _config(args, seed, crit=crit, ratio=_variant(ratio_s)[0], loss=loss_tag)
+        cfg = _row_config(args, seed, crit, ratio_s, loss=loss_tag)
         prune_dir = _paths(args, f"prune-{crit}-{ratio_s}-s{seed}")[1]
         if not os.path.exists(folder):   # the pruned run, branched for this loss
             with atomic_path(folder) as tmp:
