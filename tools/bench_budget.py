@@ -122,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=MODEL_TIMING["runs"])
     ap.add_argument("--gap-s", type=float, default=MODEL_TIMING["gap_s"])
     ap.add_argument("--held-out", type=int, default=3)
+    ap.add_argument("--head-to-head", type=int, default=3,
+                    help="fresh side-by-side runs of each latency-budget model vs published")
     ap.add_argument("--cache-dir", default=None,
                     help="latency tables (default ~/.cache/remotetrimmer_tf/latency)")
     ap.add_argument("--machine-note", default="")
@@ -207,6 +209,17 @@ def main(argv=None):
                              "macs_budget_round16": macs_model, "latency_budget": small,
                              "latency_budget_objective_macs": small_macs},
                             threads, dtype, args.rounds, args.runs, args.gap_s)
+        # fresh comparisons, as a user would check the result: each latency-budget
+        # model against the published widths alone, side by side, several times
+        pairs = {name: [a / b for a, b in (
+                     interleaved({"m": m, "ref": published}, threads, dtype, args.rounds,
+                                 args.runs, args.gap_s).values()
+                     for _ in range(args.head_to_head))]
+                 for name, m in (("latency_budget", small),
+                                 ("latency_budget_objective_macs", small_macs))}
+        for name, ratios in pairs.items():
+            log(f"  {name} / published, head to head: "
+                + ", ".join(f"{q:.3f}" for q in ratios))
         full_macs = rt.count_macs(base)
         table = []
         for name, m in (("unpruned", base), ("published_r0.7", published),
@@ -224,7 +237,8 @@ def main(argv=None):
                     "cache_warm": cached, "rerun": warm,
                     "report": {k: v for k, v in r.items() if k != "cache"},
                     "report_objective_macs": {k: v for k, v in r3.items() if k != "cache"},
-                    "prune_s": total, "held_out": ho, "table": table})
+                    "prune_s": total, "held_out": ho, "table": table,
+                    "head_to_head": pairs})
     from remotetrimmer_tf.utils.provenance import provenance
     payload = {**provenance(),
                "machine": machine_key("litert", 1, "-"),
@@ -271,6 +285,7 @@ def markdown(p):
               f"(predicted/measured per round: "
               + ", ".join(f"{h['predicted_ms']:.3f}/{h['measured_ms']:.3f}" for h in r["history"])
               + f"); under the target: {r['met']}.",
+              *_margin_lines(r),
               f"- The same search again with the cached tables: {lat['rerun']['search_s']:.1f} s "
               f"({lat['rerun']['layer_measurements']} new layer timings), measured "
               f"{lat['rerun']['measured_ms']:.3f} ms.",
@@ -317,7 +332,25 @@ def markdown(p):
                      f"(>= 1.25x: {t['macs'] >= 1.25 * pub['macs']}), speed-up / MAC "
                      f"reduction {t['speedup_over_mac_reduction']:.2f} (>= 0.95: "
                      f"{t['speedup_over_mac_reduction'] >= 0.95}).")
+        for name, ratios in (lat.get("head_to_head") or {}).items():
+            L.append(f"- {name}, fresh head-to-head runs against the published widths alone "
+                     f"(latency ratio): {', '.join(f'{q:.3f}' for q in ratios)}; no slower in "
+                     f"{sum(q <= 1 for q in ratios)} of {len(ratios)}.")
     return "\n".join(L)
+
+
+def _margin_lines(r):
+    """How far under the reference the search aimed, and why (its noise probe)."""
+    noise = r.get("comparison_noise")
+    if r.get("margin") is None:
+        return []
+    why = ("" if not noise else
+           f" (twice the noise of one side-by-side comparison: the reference against itself "
+           f"{len(noise['ratios'])} times, ratios "
+           + ", ".join(f"{q:.3f}" for q in noise["ratios"])
+           + f", σ {100 * noise['sigma']:.2f}%)")
+    return [f"- Noise margin: the search aimed {100 * r['margin']:.2f}% under the target, at "
+            f"{r['aim_ms']:.4f} ms{why}; result under the aim: {r['margin_met']}."]
 
 
 def plot(p, path):
