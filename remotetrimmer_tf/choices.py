@@ -35,7 +35,7 @@ EVAL_SPLITS = ("test", "val", "train")
 #: latency budgets: ``Pruner(runtime=..., dtype=..., objective=...)``
 RUNTIMES = ("litert",)
 DTYPES = ("float32", "int8")
-OBJECTIVES = ("importance", "macs")
+OBJECTIVES = ("importance", "macs", "uniform")
 
 
 def importances():

@@ -23,7 +23,10 @@ per group among the runtime's efficient multiples (``block``, 16 by default;
 the group that loses the least normalised importance (``objective=
 "importance"``, each group's scores divided by their mean) or the fewest MACs
 (``objective="macs"``) per predicted millisecond saved, until the prediction fits; then it widens back groups
-while the prediction still fits. The result is built and measured; unless it
+while the prediction still fits. ``objective="uniform"`` keeps the shape of a
+ratio-pruned model instead: one ratio for every group, each width rounded up to
+an allowed multiple, the least ratio whose prediction fits, then groups
+widened back (most MACs per ms) while it still fits. The result is built and measured; unless it
 measures within 3 % under the aim, it joins the fit and the search runs
 again (at most 8 rounds); the best result measured under the aim is returned
 (``met`` False, with a warning, if none was under the target).
@@ -525,7 +528,7 @@ def solve_latency(pruner, budget):
 
     def value(widths):
         """What the search keeps most of: normalised importance, or MACs."""
-        if objective == "macs":
+        if objective in ("macs", "uniform"):   # uniform: its widening keeps MACs
             key = tuple(sorted(widths.items()))
             if key not in macs_memo:
                 macs_memo[key] = float(pl.cost.macs(pl.keep_of(widths)))
@@ -558,6 +561,11 @@ def solve_latency(pruner, budget):
             _, gi, cur, k = best
             pos[gi] = k
             widths[gi] = cands[gi][k]
+        return swaps(*widen(widths, pos, cur, goal), goal)
+
+    def widen(widths, pos, cur, goal):
+        """Widen groups one candidate at a time, the most value per predicted
+        ms first, while the prediction still fits."""
         while True:
             best = None
             for gi in scores:
@@ -572,7 +580,7 @@ def solve_latency(pruner, budget):
                 if best is None or score > best[0]:
                     best = (score, gi, p)
             if best is None:
-                return swaps(widths, pos, cur, goal)
+                return widths, pos, cur
             _, gi, cur = best
             pos[gi] += 1
             widths[gi] = cands[gi][pos[gi]]
@@ -606,6 +614,30 @@ def solve_latency(pruner, budget):
             widths[gi], widths[gj] = cands[gi][k], cands[gj][kk]
         return widths, cur
 
+    # objective="uniform": one ratio for every group (the published shape), each
+    # width rounded up to an allowed multiple; the search is over that ratio
+    breaks = sorted({round(1.0 - w / sizes[gi], 12) for gi, c in cands.items() for w in c})
+
+    def uniform_widths(ratio):
+        return {gi: next((w for w in c if w >= sizes[gi] * (1.0 - ratio) - 1e-9), c[-1])
+                for gi, c in cands.items()}
+
+    def uniform(goal):
+        """The least ratio (widest uniform plan) whose prediction fits
+        ``goal``; then groups widened back (most MACs per ms) while it fits."""
+        w = {gi: c[0] for gi, c in cands.items()}
+        ratio = breaks[-1] if breaks else 0.0
+        for r in breaks:
+            if predict(uniform_widths(r)) <= goal:
+                w, ratio = uniform_widths(r), r
+                break
+        pos = {gi: cands[gi].index(n) for gi, n in w.items()}
+        w, _, p = widen(w, pos, predict(w), goal)
+        uniform_ratio[tuple(sorted(w.items()))] = ratio
+        return w, p
+    uniform_ratio = {}
+
+    search = uniform if objective == "uniform" else greedy
     pl.target_ms = target
     pl.fit()   # the first guess for this target (see PlanLatency.fit)
     narrowest = {gi: c[0] for gi, c in cands.items()}
@@ -626,7 +658,7 @@ def solve_latency(pruner, budget):
     # 8 rounds: with a reference every plan under it is measured twice, and a
     # burst of load on a shared machine can spoil a round (seen: 2x)
     for _ in range(int(budget.get("max_rounds", 8))):
-        widths, cur = greedy(goal)
+        widths, cur = search(goal)
         measured = measure(widths)
         history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
                         "alpha": pl.alpha, "beta": pl.beta})
@@ -664,6 +696,7 @@ def solve_latency(pruner, budget):
             "unpruned_macs": pl.cost.macs({}),
             "widths": {int(gi): int(n) for gi, n in widths.items()},
             "block": int(block), "objective": objective, "rounds": len(history), "history": history,
+            "uniform_ratio": uniform_ratio.get(tuple(sorted(widths.items()))),
             "runtime": lm.runtime, "threads": lm.threads, "dtype": lm.dtype,
             "layer_measurements": lm.measured, "cache": lm.cache_path,
             "fit": {"alpha": pl.alpha, "beta": pl.beta,

@@ -197,6 +197,26 @@ def test_objective_macs_keeps_more_macs_within_the_same_latency(resnet, tmp_path
     assert reps["macs"]["macs"] >= reps["importance"]["macs"]
 
 
+def test_objective_uniform_keeps_one_ratio_for_every_group(resnet, tmp_path):
+    """objective="uniform": every group keeps at least its share at one ratio
+    (rounded up to a multiple of 16), then groups are widened while it fits."""
+    target = 0.3 * fake_model(resnet)
+    p = Pruner(resnet, importance="l1", target_latency_ms=target, objective="uniform",
+               latency_model=_lm(tmp_path))
+    small = p.prune()
+    rep = p.budget_report
+    assert rep["objective"] == "uniform" and rep["met"]
+    assert 0.8 * target < fake_model(small) <= target * (1 + 1e-9)
+    ratio = rep["uniform_ratio"]
+    assert 0.0 < ratio < 1.0
+    floors = []
+    for s in p.summary():
+        need = math.ceil(s["size"] * (1 - ratio) / 16 - 1e-9) * 16
+        floors.append(min(need, s["size"]))
+        assert s["kept"] >= floors[-1] and (s["kept"] % 16 == 0 or s["kept"] == s["size"])
+    assert any(s["kept"] < s["size"] for s in p.summary())
+
+
 def test_bad_objective(resnet, tmp_path):
     with pytest.raises(ValueError, match="objective"):
         Pruner(resnet, importance="l1", target_latency_ms=1.0, objective="speed",
