@@ -170,7 +170,9 @@ def get_config():
     c.prune.runtime = "litert"    # latency target: ai_edge_litert interpreter (XNNPACK)
     c.prune.threads = 1           # latency target: interpreter threads
     c.prune.dtype = "float32"     # latency target: "float32" or "int8"
-    c.prune.objective = "importance"   # latency target: keep the most "importance" or "macs"
+    # latency target: "uniform" (one ratio for all groups, widened by MACs per ms),
+    # or per-group widths keeping the most "importance" or "macs"
+    c.prune.objective = choices.DEFAULT_OBJECTIVE
     # latency target: fraction aimed under it; None = twice the measured noise of a
     # side-by-side comparison with target_latency_of's model (0 for target_latency_ms)
     c.prune.latency_margin = config_dict.placeholder(float)

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from remotetrimmer_tf.choices import DTYPES, OBJECTIVES, RUNTIMES
+from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE, DTYPES, OBJECTIVES, RUNTIMES
 from remotetrimmer_tf.graph.functional_view import graph_of
 from remotetrimmer_tf.metrics import layer_calls, layer_macs
 
@@ -331,7 +331,7 @@ def _positive(name, value, integer):
 
 def resolve_target(ratio, target_macs=None, target_params=None, target_latency_ms=None,
                    runtime="litert", threads=1, dtype="float32", latency_model=None,
-                   objective="importance", target_latency_of=None, latency_margin=None):
+                   objective=DEFAULT_OBJECTIVE, target_latency_of=None, latency_margin=None):
     """Validate the budget arguments of ``Pruner``; ``None`` when pruning by ratio.
 
     Returns:

@@ -17,7 +17,8 @@ Example:
 import sys
 
 __all__ = ["BUILTIN_IMPORTANCES", "REDUCTIONS", "ROUND_MODES", "SCOPES", "QUANTIZE",
-           "EVAL_SPLITS", "RUNTIMES", "DTYPES", "OBJECTIVES", "importances", "reductions"]
+           "EVAL_SPLITS", "RUNTIMES", "DTYPES", "OBJECTIVES",
+           "DEFAULT_OBJECTIVE", "importances", "reductions"]
 
 #: criteria of ``remotetrimmer_tf.importance`` (its registry holds exactly these
 #: at import; tests/test_choices.py checks it)
@@ -36,6 +37,9 @@ EVAL_SPLITS = ("test", "val", "train")
 RUNTIMES = ("litert",)
 DTYPES = ("float32", "int8")
 OBJECTIVES = ("importance", "macs", "uniform")
+#: the default: at equal latency it kept the accuracy of the published widths
+#: (UC Merced, 3 seeds, tools/results/reproduce/ucmerced_resnet18_cpu64_latency.md)
+DEFAULT_OBJECTIVE = "uniform"
 
 
 def importances():

@@ -51,6 +51,7 @@ import weakref
 import numpy as np
 
 from remotetrimmer_tf.budget import PlanCost
+from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE
 
 __all__ = ["LatencyModel", "PlanLatency", "solve_latency", "comparison_noise", "layer_spec",
            "default_cache_dir"]
@@ -522,7 +523,7 @@ def solve_latency(pruner, budget):
         norm = np.where(finite, sc / mean, 1e6) if mean > 0 else np.ones_like(sc)
         prefix[gi] = np.concatenate([[0.0], np.cumsum(-np.sort(-norm))])
     predict = pl.predict
-    objective = budget.get("objective", "importance")
+    objective = budget.get("objective", DEFAULT_OBJECTIVE)
 
     macs_memo = {}
 

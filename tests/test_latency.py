@@ -104,9 +104,11 @@ def test_cache_is_keyed_and_reused(resnet, tmp_path):
     assert len(other) == len(calls)
 
 
-def test_a_misprediction_tightens_the_search(resnet, tmp_path):
+@pytest.mark.parametrize("objective", ["importance", "macs", "uniform"])
+def test_a_misprediction_tightens_the_search(resnet, tmp_path, objective):
     """The runtime is 30 % slower on pruned models than the tables say: the
-    search measures, tightens and still lands under the target."""
+    search measures, tightens and still lands under the target (and, where no
+    plan-specific error moves the goal, the refitted prediction matches)."""
     full = fake_model(resnet)
 
     def slower(model):
@@ -114,14 +116,16 @@ def test_a_misprediction_tightens_the_search(resnet, tmp_path):
         return fake_model(model, extra)
 
     target = 0.4 * full
-    pruner = Pruner(resnet, importance="l1", target_latency_ms=target,
+    pruner = Pruner(resnet, importance="l1", target_latency_ms=target, objective=objective,
                     latency_model=_lm(tmp_path, model_timer=slower))
     pruner.plan()
     rep = pruner.budget_report
     assert rep["rounds"] >= 2 and rep["met"]
     assert rep["history"][0]["measured_ms"] > target      # first round: too slow
-    assert rep["measured_ms"] <= target
-    assert rep["predicted_ms"] == pytest.approx(rep["measured_ms"], rel=0.05)
+    assert 0.8 * target < rep["measured_ms"] <= target
+    if "next_goal_ms" not in rep["history"][-2] or \
+            rep["history"][-2]["next_goal_ms"] >= target * (1 - 1e-9):
+        assert rep["predicted_ms"] == pytest.approx(rep["measured_ms"], rel=0.05)
 
 
 def test_depthwise_model_and_min_channels(tmp_path):

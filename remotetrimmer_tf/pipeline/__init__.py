@@ -221,7 +221,7 @@ def budget_of(prune_cfg):
         return {key: value, "runtime": prune_cfg.get("runtime", "litert"),
                 "threads": int(prune_cfg.get("threads", 1)),
                 "dtype": prune_cfg.get("dtype", "float32"),
-                "objective": prune_cfg.get("objective", "importance"),
+                "objective": prune_cfg.get("objective", choices_lib.DEFAULT_OBJECTIVE),
                 "latency_margin": None if margin is None else float(margin)}
     return {key: int(value)}
 
@@ -270,7 +270,7 @@ def _validate_budget(p):
         threads = p.get("threads")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise _bad("prune.threads", threads, "must be an integer >= 1")
-        if p.get("objective", "importance") not in choices_lib.OBJECTIVES:
+        if p.get("objective", choices_lib.DEFAULT_OBJECTIVE) not in choices_lib.OBJECTIVES:
             raise _bad("prune.objective", p.get("objective"),
                        f"is not one of {', '.join(choices_lib.OBJECTIVES)}")
         margin = p.get("latency_margin")
