@@ -410,3 +410,25 @@ def test_a_plan_specific_misprediction_lowers_the_goal(resnet, tmp_path):
     rep = p.budget_report
     assert rep["met"] and last_stage_slow(small) <= target
     assert any("next_goal_ms" in h for h in rep["history"]), rep["history"]
+
+
+def test_comparison_noise_is_robust_to_one_burst():
+    """One side-by-side run spoiled by a burst of other load (0.92) does not
+    set the noise: the typical spread of the others does (median-based)."""
+    from remotetrimmer_tf.latency import comparison_noise
+
+    class Pairs:
+        def __init__(self, ratios):
+            self.ratios = list(ratios)
+
+        def models_ms(self, models):
+            assert len(models) == 2 and models[0] is models[1]
+            return [self.ratios.pop(0), 1.0]
+
+    spoiled = [1.0, 1.01, 0.99, 0.92, 1.0, 1.005]
+    noise = comparison_noise(Pairs(spoiled), object(), pairs=6)
+    assert noise["ratios"] == pytest.approx(spoiled)
+    assert 0.003 < noise["sigma"] < 0.012
+    rms = float(np.sqrt(np.mean(np.log(spoiled) ** 2)))
+    assert rms > 0.03                                   # what a plain RMS would say
+    assert comparison_noise(Pairs([1.0] * 6), object(), pairs=6)["sigma"] == 0.0
