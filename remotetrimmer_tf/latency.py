@@ -22,12 +22,13 @@ per group among the runtime's efficient multiples (``block``, 16 by default;
 ``round_to`` when given): starting from the full model it repeatedly narrows
 the group that loses the least normalised importance (``objective=
 "importance"``, each group's scores divided by their mean) or the fewest MACs
-(``objective="macs"``) per predicted millisecond saved, until the prediction fits; then it widens back groups
-while the prediction still fits. ``objective="uniform"`` keeps the shape of a
-ratio-pruned model instead: one ratio for every group, each width rounded up to
-an allowed multiple, the least ratio whose prediction fits, then groups
-widened back (most MACs per ms) while it still fits. The result is built and measured; unless it
-measures within 3 % under the aim, it joins the fit and the search runs
+(``objective="macs"``) per predicted millisecond saved, until the prediction
+fits; then it widens back groups while the prediction still fits.
+``objective="uniform"`` (the default) keeps the shape of a ratio-pruned model
+instead: one ratio for every group, each width rounded up to an allowed
+multiple, the least ratio whose prediction fits, then groups widened back
+(most MACs per ms) while it still fits. The result is built and measured;
+unless it measures within 3 % under the aim, it joins the fit and the search runs
 again (at most 8 rounds); the best result measured under the aim is returned
 (``met`` False, with a warning, if none was under the target).
 

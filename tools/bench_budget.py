@@ -4,8 +4,9 @@ a parameter and a measured LiteRT latency budget.
 For each budget it prints the target, the achieved value and the search time;
 for the latency budget (float32 and int8, ``--threads``; the default
 objective, then every other objective with the cached tables) also the
-predicted and measured latency, and the search's noise margin. The comparison: the published ratio-0.7 widths
-(19/19/38/76/153, ``Pruner(ratio=0.7)``), the MACs-budget model at the same
+predicted and measured latency, and the search's noise margin. The
+comparison: the published ratio-0.7 widths (19/19/38/76/153,
+``Pruner(ratio=0.7)``), the MACs-budget model at the same
 MACs (``round_to=16``, global scope) and the latency-budget model at the
 measured latency of the published widths (``target_latency_of=published``:
 every candidate is timed side by side with the published model): latency,
@@ -210,7 +211,8 @@ def main(argv=None):
                                              if k != "cache"}
             log(f"  objective={objective}: predicted {r3['predicted_ms']:.3f} ms, measured "
                 f"{r3['measured_ms']:.3f} ms, MACs {r3['macs']:,}, search "
-                f"{r3['search_s']:.1f}s, widths {widths(others[f'latency_budget_objective_{objective}'])}")
+                f"{r3['search_s']:.1f}s, "
+                f"widths {widths(others[f'latency_budget_objective_{objective}'])}")
         budget_models = {"latency_budget": small, **others}
         ho = held_out(base, lm, args.held_out, 1, r) if args.held_out else []
         models = {"unpruned": base, "published_r0.7": published,
