@@ -229,8 +229,12 @@ def budget_line(rep):
         ref = b.get("reference")
         target = (f"target_latency_of='{ref['name']}' ({b['target']:.4g} ms)" if ref
                   else f"target_latency_ms={b['target']:g}")
+        margin = b.get("margin") or 0.0
+        aim = (f", aimed {100 * margin:.1f}% under it"
+               + ("" if b.get("margin_met", True) else " (not reached)") if margin else "")
         return (f"budget: {target} ({b['runtime']} {b['dtype']}, "
-                f"{b['threads']} thread(s)); measured {b['measured_ms']:.4g} ms, predicted "
+                f"{b['threads']} thread(s), objective {b.get('objective', '?')}{aim}); "
+                f"measured {b['measured_ms']:.4g} ms, predicted "
                 f"{b['predicted_ms']:.4g} ms, unpruned {b['unpruned_ms']:.4g} ms; "
                 f"search {b['search_s']:.1f} s")
     return (f"budget: target_{b['kind']}={b['target']:,}; achieved {b['achieved']:,} "
