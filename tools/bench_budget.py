@@ -367,11 +367,13 @@ def plot(p, path):
     secs = p["latency"]
     fig, axes = plt.subplots(1, len(secs), figsize=(5.2 * len(secs), 4.2), squeeze=False)
     for ax, lat in zip(axes[0], secs):
-        for t in lat["table"]:
+        objective = lat["report"].get("objective", "default")
+        for k, t in enumerate(lat["table"]):
             ax.scatter(t["macs"] / 1e6, t["ms"], s=36)
-            ax.annotate(t["model"].replace("latency_budget", "lat").replace("_objective", ""),
-                        (t["macs"] / 1e6, t["ms"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            name = (f"lat {objective} (default)" if t["model"] == "latency_budget" else
+                    t["model"].replace("latency_budget_objective_", "lat "))
+            ax.annotate(name, (t["macs"] / 1e6, t["ms"]), fontsize=7,
+                        xytext=(4, 3 - 10 * (k % 3)), textcoords="offset points")
         # the bar: the published widths in this same interleaved table
         pub = [t["ms"] for t in lat["table"] if t["model"] == "published_r0.7"]
         ax.axhline(pub[0] if pub else lat["target_ms"], ls="--", lw=0.8, color="grey")
