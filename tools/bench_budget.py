@@ -62,7 +62,8 @@ def all_widths(model):
 
 
 def interleaved(models, threads, dtype, rounds, runs, gap_s):
-    """``{name: ms}``, all timed side by side (``litert_timing.time_interleaved``)."""
+    """``{name: ms}`` of Keras models or ``.tflite`` bytes, all timed side by side
+    (``litert_timing.time_interleaved``)."""
     from remotetrimmer_tf.export.litert_timing import time_interleaved
 
     names = list(models)
@@ -135,7 +136,7 @@ def main(argv=None):
     import keras
 
     import remotetrimmer_tf as rt
-    from remotetrimmer_tf.export.litert_timing import machine_key
+    from remotetrimmer_tf.export.litert_timing import convert, machine_key
     from remotetrimmer_tf.choices import OBJECTIVES
     from remotetrimmer_tf.latency import LatencyModel
 
@@ -217,14 +218,15 @@ def main(argv=None):
         ho = held_out(base, lm, args.held_out, 1, r) if args.held_out else []
         models = {"unpruned": base, "published_r0.7": published,
                   "macs_budget_round16": macs_model, **budget_models}
-        times = interleaved(models, threads, dtype, args.rounds, args.runs, args.gap_s)
+        tflite = {name: convert(m, dtype) for name, m in models.items()}   # converted once
+        times = interleaved(tflite, threads, dtype, args.rounds, args.runs, args.gap_s)
         # fresh comparisons, as a user would check the result: each latency-budget
         # model against the published widths alone, side by side, several times
         pairs = {name: [a / b for a, b in (
-                     interleaved({"m": m, "ref": published}, threads, dtype, args.rounds,
-                                 args.runs, args.gap_s).values()
+                     interleaved({"m": tflite[name], "ref": tflite["published_r0.7"]},
+                                 threads, dtype, args.rounds, args.runs, args.gap_s).values()
                      for _ in range(args.head_to_head))]
-                 for name, m in budget_models.items()}
+                 for name in budget_models}
         for name, ratios in pairs.items():
             log(f"  {name} / published, head to head: "
                 + ", ".join(f"{q:.3f}" for q in ratios))
