@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE, DTYPES, OBJECTIVES, RUNTIMES
+from remotetrimmer_tf.choices import (DEFAULT_OBJECTIVE, DTYPES, LATENCY_MARGIN_MAX,
+                                      OBJECTIVES, RUNTIMES)
 from remotetrimmer_tf.graph.functional_view import graph_of
 from remotetrimmer_tf.metrics import layer_calls, layer_macs
 
@@ -383,9 +384,10 @@ def resolve_target(ratio, target_macs=None, target_params=None, target_latency_m
         if latency_margin is not None and (
                 isinstance(latency_margin, bool)
                 or not isinstance(latency_margin, (int, float, np.integer, np.floating))
-                or not 0.0 <= float(latency_margin) < 0.5):
-            raise ValueError("Pruner: latency_margin must be a fraction in [0, 0.5) (or None: "
-                             f"measured from the timing noise), got {latency_margin!r}.")
+                or not 0.0 <= float(latency_margin) < LATENCY_MARGIN_MAX):
+            raise ValueError(f"Pruner: latency_margin must be a fraction in [0, "
+                             f"{LATENCY_MARGIN_MAX}) (or None: measured from the timing "
+                             f"noise), got {latency_margin!r}.")
         if latency_model is None:
             import importlib.util
             if importlib.util.find_spec("ai_edge_litert") is None:

@@ -18,7 +18,7 @@ import sys
 
 __all__ = ["BUILTIN_IMPORTANCES", "REDUCTIONS", "ROUND_MODES", "SCOPES", "QUANTIZE",
            "EVAL_SPLITS", "RUNTIMES", "DTYPES", "OBJECTIVES",
-           "DEFAULT_OBJECTIVE", "importances", "reductions"]
+           "DEFAULT_OBJECTIVE", "LATENCY_MARGIN_MAX", "importances", "reductions"]
 
 #: criteria of ``remotetrimmer_tf.importance`` (its registry holds exactly these
 #: at import; tests/test_choices.py checks it)
@@ -40,6 +40,8 @@ OBJECTIVES = ("importance", "macs", "uniform")
 #: the default: at equal latency it kept the accuracy of the published widths
 #: (UC Merced, 3 seeds, tools/results/reproduce/ucmerced_resnet18_cpu64_latency.md)
 DEFAULT_OBJECTIVE = "uniform"
+#: ``latency_margin`` (the fraction aimed under a latency target) is in [0, this)
+LATENCY_MARGIN_MAX = 0.5
 
 
 def importances():

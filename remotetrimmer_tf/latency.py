@@ -626,6 +626,8 @@ def solve_latency(pruner, budget):
         return {gi: next((w for w in c if w >= sizes[gi] * (1.0 - ratio) - 1e-9), c[-1])
                 for gi, c in cands.items()}
 
+    uniform_ratio = {}   # plan -> the ratio it was widened from (for the report)
+
     def uniform(goal):
         """The least ratio (widest uniform plan) whose prediction fits
         ``goal``; then groups widened back (most MACs per ms) while it fits."""
@@ -639,7 +641,6 @@ def solve_latency(pruner, budget):
         w, _, p = widen(w, pos, predict(w), goal)
         uniform_ratio[tuple(sorted(w.items()))] = ratio
         return w, p
-    uniform_ratio = {}
 
     search = uniform if objective == "uniform" else greedy
     pl.target_ms = target

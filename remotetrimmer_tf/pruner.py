@@ -16,7 +16,8 @@ from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
 __all__ = ["Pruner"]
 
 
-from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE, ROUND_MODES  # noqa: E402 - the one list (issue 18)
+# the one list (issue 18) and the one default
+from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE, ROUND_MODES  # noqa: E402
 
 
 def _round_width(n, size, round_to, mode="up", floor=1):

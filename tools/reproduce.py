@@ -44,7 +44,7 @@ import time
 
 import numpy as np
 
-from remotetrimmer_tf.choices import ROUND_MODES  # keras-free
+from remotetrimmer_tf.choices import DTYPES, OBJECTIVES, ROUND_MODES  # keras-free
 from remotetrimmer_tf.utils.files import atomic_path, write_json_atomic, write_text_atomic
 from remotetrimmer_tf.utils.provenance import git_commit
 
@@ -90,20 +90,25 @@ def _job_names(args):
                 jobs.setdefault(prune, [base])
                 jobs[f"finetune-{crit}-{loss}-r{ratio}-s{seed}"] = [prune]
                 for objective in _twins(args):   # no slower than `prune`'s model
-                    twin = f"prune-{crit}-r{ratio}+lat_{objective}-s{seed}"
+                    token = _token(ratio, objective)
+                    twin = f"prune-{crit}-{token}-s{seed}"
                     jobs.setdefault(twin, [prune])
-                    jobs[f"finetune-{crit}-{loss}-r{ratio}+lat_{objective}-s{seed}"] = [twin]
+                    jobs[f"finetune-{crit}-{loss}-{token}-s{seed}"] = [twin]
     return jobs
 
 
 def _twins(args):
     """The search objectives of ``--latency_twins`` (``[]``: none)."""
-    from remotetrimmer_tf.choices import OBJECTIVES
     out = [o for o in str(getattr(args, "latency_twins", "") or "").split(",") if o]
     bad = [o for o in out if o not in OBJECTIVES]
     if bad:
         raise SystemExit(f"--latency_twins: {bad[0]!r} is not one of {', '.join(OBJECTIVES)}")
     return out
+
+
+def _token(ratio, twin=None):
+    """A job name's ratio token: ``r0.7``, or ``r0.7+lat_macs`` for a latency twin."""
+    return f"r{ratio}" + (f"+lat_{twin}" if twin else "")
 
 
 def _variant(token):
@@ -391,7 +396,7 @@ def summarize(args, wall, echo=True):
     rows = _rows(args)
     table = []
     for ratio, twin in [(r, t) for r in _ratios(args) for t in [None] + _twins(args)]:
-        token = f"r{ratio}" + (f"+lat_{twin}" if twin else "")
+        token = _token(ratio, twin)
         for crit, loss in rows:
             per_seed = []
             for seed in _seeds(args):
@@ -531,9 +536,9 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--job", default=None, help="run one job (internal)")
     p.add_argument("--latency_twins", default="",
-                   help="search objectives (importance,macs): also prune every row to be "
-                        "no slower on LiteRT than its ratio model, and fine-tune it")
-    p.add_argument("--latency_dtype", default="int8", choices=["float32", "int8"])
+                   help=f"search objectives ({','.join(OBJECTIVES)}): also prune every row "
+                        "to be no slower on LiteRT than its ratio model, and fine-tune it")
+    p.add_argument("--latency_dtype", default="int8", choices=list(DTYPES))
     p.add_argument("--latency_threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true")
     args = p.parse_args(argv)

@@ -276,9 +276,10 @@ def _validate_budget(p):
         margin = p.get("latency_margin")
         if margin is not None and (isinstance(margin, bool)
                                    or not isinstance(margin, (int, float))
-                                   or not 0 <= margin < 0.5):
+                                   or not 0 <= margin < choices_lib.LATENCY_MARGIN_MAX):
             raise _bad("prune.latency_margin", margin,
-                       "must be a fraction in [0, 0.5), e.g. 0.03 (or unset: measured)")
+                       f"must be a fraction in [0, {choices_lib.LATENCY_MARGIN_MAX}), e.g. "
+                       "0.03 (or unset: measured)")
         if importlib.util.find_spec("ai_edge_litert") is None:
             raise PipelineError(f"--config.prune.{key} needs the LiteRT runtime "
                                 "on this machine: pip install ai-edge-litert")
