@@ -6,6 +6,7 @@ is counted like a built-in one."""
 
 from __future__ import annotations
 
+from .errors import PruningError
 import math
 import warnings
 
@@ -18,7 +19,7 @@ def _prod(xs, what):
     p = 1
     for x in xs:
         if x is None:
-            raise ValueError(
+            raise PruningError(
                 f"count_macs needs fixed shapes, but {what} has an unknown "
                 "dimension; build the model with a fixed input shape.")
         p *= int(x)
@@ -105,7 +106,7 @@ def count_macs(model) -> int:
     total = 0
     for op, _, in_shape, out_shape in layer_calls(graph_of(functional_view(model, check=False))):
         if _uncounted(op):
-            raise ValueError(
+            raise PruningError(
                 f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
                 "kernel but no handler, so its multiply-accumulates are unknown. "
                 "Way out: register a handler for it (docs/custom_layers.md).")

@@ -12,7 +12,10 @@ from typing import Dict, Optional, Sequence
 
 import keras
 
+from .errors import PruningError, first_line
 from .graph.dependency_graph import DependencyGraph
+from .first_call import check_first_call
+from .utils.in_process import config_of, from_config
 from .utils.keras_models import custom_objects
 
 __all__ = ["prune_channels"]
@@ -42,6 +45,24 @@ def _get_path(model, path):
     return obj
 
 
+def _settable(layer, key):
+    """False for a read-only property (an RNN's ``kernel_initializer``)."""
+    attr = getattr(type(layer), key, None)
+    return not isinstance(attr, property) or attr.fset is not None
+
+
+def _drop_build_configs(cfg):
+    """Remove every ``build_config`` inside a layer config (a wrapper's inner
+    layer records its old input shape)."""
+    if isinstance(cfg, dict):
+        cfg.pop("build_config", None)
+        for v in cfg.values():
+            _drop_build_configs(v)
+    elif isinstance(cfg, list):
+        for v in cfg:
+            _drop_build_configs(v)
+
+
 def _zero_initializers(model, entries, prefix):
     """Swap ``*_initializer`` entries that mirror layer attributes for Zeros."""
     restore = []
@@ -61,7 +82,7 @@ def _zero_initializers(model, entries, prefix):
         cfg = entry["config"]
         for key, value in list(cfg.items()):
             if key.endswith("_initializer") and value is not None \
-                    and hasattr(layer, key):
+                    and hasattr(layer, key) and _settable(layer, key):
                 restore.append((prefix + name, key, value))
                 cfg[key] = dict(_ZEROS)
     return restore
@@ -101,25 +122,56 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
                          "DependencyGraph(model) for this model or graph=None.")
     model = graph.model      # the plain functional model the graph analysed
     changed = _changed_layers(graph, graph.channel_mask(keep))
-    config = model.get_config()
+    config, objects = _config(model)
     new_weights = {}
     _rewrite(config["layers"], "", changed, new_weights)
     missing = sorted(set(changed) - set(new_weights))
     if missing:
-        raise RuntimeError(
+        raise PruningError(
             f"Internal error: layers {missing[:5]} must change but were not found "
             "in the model config; please report this with the model.")
     # Every weight is overwritten below, so build with cheap zero initializers
     # and put the user's initializers back afterwards (configs stay identical).
     restore = _zero_initializers(model, config["layers"], "")
-    custom = custom_objects(model)
-    with keras.saving.custom_object_scope(custom):
-        new_model = type(model).from_config(config)
+    new_model = _build(model, config, objects)
     for path, key, value in restore:
         layer = _get_path(new_model, path)
         setattr(layer, key, keras.initializers.get(value))
     _set_all(model, new_model, "", new_weights)
+    if changed:
+        check_first_call(model, new_model, graph)
     return new_model
+
+
+def _config(model):
+    """The model's config with Python callables kept in process (lambdas,
+    partials, Lambda functions: ``utils.in_process``)."""
+    try:
+        return config_of(model)
+    except Exception as err:       # name the layer whose get_config fails
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            try:
+                config_of(layer)
+            except Exception as inner:
+                raise PruningError(
+                    f"layer '{layer.name}' ({type(layer).__name__}) cannot write its "
+                    f"config ({type(inner).__name__}: {first_line(inner, 160)}), so "
+                    "the model cannot be rebuilt thinner. Way out: give the layer a "
+                    "get_config() that its from_config() accepts.") from None
+        raise PruningError(f"model '{model.name}' cannot write its config "
+                           f"({type(err).__name__}: {first_line(err, 160)}).") from None
+
+
+def _build(model, config, objects):
+    """``from_config`` of the edited config, errors named and one line."""
+    try:
+        return from_config(type(model), config, objects, custom_objects(model))
+    except Exception as err:
+        raise PruningError(
+            f"the pruned model '{model.name}' cannot be built from its edited config "
+            f"({type(err).__name__}: {first_line(err, 200)}). Way out: pass "
+            "unknown='freeze' or ignore=[...] for the layer named there, or register "
+            "a handler for it (docs/custom_layers.md).") from None
 
 
 def _changed_layers(graph, kept):
@@ -165,6 +217,7 @@ def _rewrite(entries, prefix, changed, new_weights):
         cfg = copy.deepcopy(entry["config"])
         cfg, w = node.handler.prune(node.layer, cfg, _weights(node.layer),
                                     in_masks, out_masks)
+        _drop_build_configs(cfg)
         entry["config"] = cfg
         entry.pop("build_config", None)
         new_weights[name] = w
@@ -188,7 +241,8 @@ def _set_all(old, new, prefix, new_weights):
         try:
             new_layer.set_weights(w)
         except ValueError as e:
-            raise ValueError(
-                f"Surgery produced weights that do not fit layer '{name}' "
-                f"({e}). Its handler's prune() is inconsistent with its "
-                "config; fix or re-register the handler.") from e
+            raise PruningError(
+                f"layer '{name}' ({type(layer).__name__}): the sliced weights do not "
+                f"fit the rebuilt layer ({first_line(e, 160)}); its handler's prune() "
+                "does not match its config. Way out: ignore=[...] its channels, "
+                "unknown='freeze', or fix the handler (docs/custom_layers.md).") from None

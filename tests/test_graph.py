@@ -120,13 +120,24 @@ def test_channel_scrambling_layers_freeze_the_group(make, match):
 
 
 def test_unknown_layer_is_a_clear_error_or_frozen():
+    # a Lambda whose function is not keras.ops cannot be traced: refused or frozen
     inp = keras.Input((4, 4, 3))
     x = L.Conv2D(6, 1, name="c")(inp)
-    x = L.Lambda(lambda t: t[..., ::-1], name="flip_channels")(x)
+    x = L.Lambda(lambda t: np.asarray(t)[..., ::-1], output_shape=(4, 4, 6),
+                 name="flip_channels")(x)
     model = keras.Model(inp, L.Conv2D(2, 1, name="head")(x))
     with pytest.raises(ValueError, match="flip_channels.*register_handler"):
         DependencyGraph(model)
     graph = DependencyGraph(model, unknown="freeze")
+    assert not _group_of(graph, "c").prunable
+
+
+def test_traced_lambda_that_reorders_channels_freezes_them():
+    inp = keras.Input((4, 4, 3))
+    x = L.Conv2D(6, 1, name="c")(inp)
+    x = L.Lambda(lambda t: t[..., ::-1], name="flip_channels")(x)
+    model = keras.Model(inp, L.Conv2D(2, 1, name="head")(x))
+    graph = DependencyGraph(model)
     assert not _group_of(graph, "c").prunable
 
 

@@ -13,6 +13,7 @@ are coupled are always kept or removed together.
 
 from __future__ import annotations
 
+from ..errors import PruningError
 import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -144,7 +145,7 @@ class GraphBuilder:
         cached = self._fresh_cache.get(key)
         if cached is not None:
             if cached.shape[0] != n:
-                raise ValueError(
+                raise PruningError(
                     f"Layer '{node.name}' is shared and used at different widths "
                     f"({cached.shape[0]} vs {n} output channels); a shared layer "
                     "must keep one width. Way out: use separate layers, or "
@@ -173,7 +174,7 @@ class GraphBuilder:
         a = np.asarray(a)
         b = np.asarray(b)
         if a.shape != b.shape:
-            raise ValueError(
+            raise PruningError(
                 f"Layer '{self.current}': cannot couple channel maps of "
                 f"widths {a.shape[0]} and {b.shape[0]}.")
         if a is b or np.array_equal(a, b):

@@ -17,6 +17,7 @@ from typing import Dict, List, Sequence
 import keras
 import numpy as np
 
+from ..errors import PruningError, PruningTypeError, first_line
 from .builder import GraphBuilder, LayerNode, NodeView
 from .channel_group import ChannelGroup, Member
 from .functional_view import composite_reason, functional_view, graph_of
@@ -44,7 +45,7 @@ def check_approximate(approximate):
     approximate = tuple(approximate or ())
     bad = [a for a in approximate if a not in APPROXIMATIONS]
     if bad:
-        raise ValueError(f"approximate: unknown kind(s) {bad}; choose from "
+        raise PruningError(f"approximate: unknown kind(s) {bad}; choose from "
                          f"{list(APPROXIMATIONS)}.")
     return approximate
 
@@ -97,17 +98,18 @@ class DependencyGraph:
     def __init__(self, model, unknown: str = "error", ignore: Sequence[str] = (),
                  approximate: Sequence[str] = ()):
         if unknown not in ("error", "freeze"):
-            raise ValueError(f"unknown must be 'error' or 'freeze', got {unknown!r}.")
+            raise PruningError(f"unknown must be 'error' or 'freeze', got {unknown!r}.")
         approximate = check_approximate(approximate)
+        refuse_quantized(model)
         self.source_model = model
-        self.model = functional_view(model)
+        self.model = _view(model)
         fn = graph_of(self.model)
         b = GraphBuilder(unknown, ignore, approximate)
         in_maps = []
         for t in keras.tree.flatten(fn.inputs):
             c = _shape(t)[-1] if len(_shape(t)) else 1
             if c is None:
-                raise ValueError(
+                raise PruningError(
                     f"Model input '{t.name}' has an unknown channel (last) "
                     f"dimension {_shape(t)}; give the Input a fixed channel count.")
             atoms = b.new_source(int(c), "input", t.name)
@@ -124,7 +126,7 @@ class DependencyGraph:
         tmap = {}
         inputs = keras.tree.flatten(fn.inputs)
         if len(inputs) != len(in_maps):
-            raise ValueError(f"Model '{fn.name}': expected {len(inputs)} inputs.")
+            raise PruningError(f"Model '{fn.name}': expected {len(inputs)} inputs.")
         for t, m in zip(inputs, in_maps):
             tmap[id(t)] = m
             layer = t._keras_history[0]
@@ -142,7 +144,7 @@ class DependencyGraph:
                 try:
                     maps = [tmap[id(t)] for t in ins]
                 except KeyError:
-                    raise ValueError(
+                    raise PruningError(
                         f"Layer '{name}' reads a tensor that is not produced "
                         "inside the model.") from None
                 if _is_functional(op) or isinstance(op, keras.Sequential):
@@ -159,13 +161,13 @@ class DependencyGraph:
     @staticmethod
     def _check_outs(name, outputs, outs):
         if len(outs) != len(outputs):
-            raise ValueError(
+            raise PruningError(
                 f"Handler for '{name}' returned {len(outs)} channel maps "
                 f"for {len(outputs)} outputs.")
         for t, m in zip(outputs, outs):
             c = _shape(t)[-1] if len(_shape(t)) else None
             if m is None or (c is not None and m.shape[0] != c):
-                raise ValueError(
+                raise PruningError(
                     f"Handler for '{name}' returned a channel map of "
                     f"width {None if m is None else m.shape[0]} for an "
                     f"output with {c} channels.")
@@ -184,7 +186,17 @@ class DependencyGraph:
             outs = self._no_handler(b, op, view)
             handler = _FROZEN_HANDLER
         else:
-            outs = handler.propagate(view, b)
+            try:
+                outs = handler.propagate(view, b)
+            except PruningError:
+                raise
+            except Exception as err:     # a handler's bug: one line, the layer named
+                raise PruningError(
+                    f"layer '{name}' ({type(op).__name__}): its channel handler "
+                    f"{type(handler).__name__} failed ({type(err).__name__}: "
+                    f"{first_line(err, 160)}). Way out: unknown='freeze' does not help "
+                    "here; ignore=[...] the layers before it, or fix/replace the handler "
+                    "with register_handler (docs/custom_layers.md).") from None
             outs = [np.asarray(m, dtype=np.int64) for m in outs]
         info = b.nodes.get(name)
         if info is None:
@@ -193,7 +205,7 @@ class DependencyGraph:
             # a shared layer: its weights force equal channels at every call
             for pa, pb in zip(info.in_maps, maps):
                 if pa.shape != pb.shape:
-                    raise ValueError(
+                    raise PruningError(
                         f"Layer '{name}' is shared and used at different "
                         f"widths ({pa.shape[0]} vs {pb.shape[0]} input "
                         "channels). Way out: use separate layers, or exclude "
@@ -212,13 +224,14 @@ class DependencyGraph:
         msg = (f"No channel handler for {kind} '{name}' of type "
                f"{type(op).__module__}.{type(op).__name__}")
         if isinstance(op, keras.layers.Lambda):
-            msg += (" (a Lambda runs opaque Python: its channels cannot be "
-                    "followed, and Keras' safe mode refuses to reload it)")
+            msg += (" (a Lambda whose function cannot run on symbolic tensors: it "
+                    "calls something other than keras.ops, so its channels cannot "
+                    "be followed)")
         elif isinstance(op, keras.layers.Layer) and op._flatten_layers(
                 include_self=False, recursive=False):
             msg += f" (a composite layer that cannot be inlined: {composite_reason(op)})"
         if b.unknown == "error":
-            raise ValueError(
+            raise PruningError(
                 msg + ". Way out: register a handler with "
                 "remotetrimmer_tf.graph.register_handler(<class>, <LayerHandler>) "
                 "(see docs/custom_layers.md); or pass unknown='freeze' to Pruner "
@@ -322,7 +335,7 @@ class DependencyGraph:
         of ``nodes``, ``"outer/inner"`` when nested) reads or writes."""
         node = self.nodes.get(layer)
         if node is None:
-            raise ValueError(f"groups_of: no layer {layer!r} in the graph of "
+            raise PruningError(f"groups_of: no layer {layer!r} in the graph of "
                              f"{self.model.name!r}; names are those of graph.nodes.")
         maps = [m for m in list(node.in_maps) + list(node.out_maps)
                 if m is not None and len(m)]
@@ -341,26 +354,26 @@ class DependencyGraph:
             if isinstance(gi, (bool, np.bool_)) or not isinstance(gi, (int, np.integer)):
                 raise TypeError(f"keep keys must be group indices (int), got {gi!r}.")
             if not 0 <= gi < len(self.groups):
-                raise ValueError(f"keep names group {gi}, but the graph has "
+                raise PruningError(f"keep names group {gi}, but the graph has "
                                  f"{len(self.groups)} groups (0..{len(self.groups) - 1}).")
             g = self.groups[gi]
             idx = np.asarray(idx)
             if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-                raise ValueError(f"keep[{gi}] must be a 1-D sequence of ints.")
+                raise PruningError(f"keep[{gi}] must be a 1-D sequence of ints.")
             idx = idx.astype(np.int64)
             if idx.size == 0:
-                raise ValueError(
+                raise PruningError(
                     f"keep[{gi}] is empty: it would remove every channel of group "
                     f"{gi} (layers {g.layers[:4]}...). Keep at least one channel.")
             if idx.min() < 0 or idx.max() >= g.size:
-                raise ValueError(f"keep[{gi}] has indices out of range [0, {g.size}) "
+                raise PruningError(f"keep[{gi}] has indices out of range [0, {g.size}) "
                                  f"for group {gi} (layers {g.layers[:4]}).")
             if np.any(np.diff(idx) <= 0):
-                raise ValueError(f"keep[{gi}] must be sorted and without duplicates.")
+                raise PruningError(f"keep[{gi}] must be sorted and without duplicates.")
             if idx.size == g.size:
                 continue
             if not g.prunable:
-                raise ValueError(
+                raise PruningError(
                     f"Group {gi} (layers {g.layers[:4]}) is not prunable: "
                     f"{g.reason}. Leave it out of keep (or keep all its channels).")
             drop = np.ones(g.size, dtype=bool)
@@ -399,6 +412,35 @@ class DependencyGraph:
         n = sum(g.prunable for g in self.groups)
         return (f"DependencyGraph(model={self.model.name!r}, groups={len(self.groups)}, "
                 f"prunable={n})")
+
+
+def refuse_quantized(model):
+    """A quantized layer (``model.quantize(...)``) cannot be sliced: say so
+    before any work, with the way out."""
+    layers = [model]
+    if isinstance(model, keras.layers.Layer):
+        layers += list(model._flatten_layers(include_self=False, recursive=True))
+    for layer in layers:
+        mode = getattr(layer, "quantization_mode", None)
+        if mode:
+            raise PruningError(
+                f"layer '{layer.name}' ({type(layer).__name__}) is quantized "
+                f"({mode}); its integer kernel and scales cannot be sliced. Way out: "
+                "prune the float model first, then call model.quantize(...) on the "
+                "pruned model.")
+
+
+def _view(model):
+    """``functional_view(model)``, every failure one ``PruningError`` line."""
+    try:
+        return functional_view(model)
+    except PruningError:
+        raise
+    except TypeError as err:
+        raise PruningTypeError(f"{first_line(err)}") from None
+    except (ValueError, RuntimeError, AttributeError, NotImplementedError) as err:
+        raise PruningError(f"model '{getattr(model, 'name', model)}': "
+                           f"{first_line(err)}") from None
 
 
 def _source_roots(cls, src, n_cls, n_src):

@@ -30,12 +30,14 @@ Example:
 
 from __future__ import annotations
 
+from ..errors import PruningError
 import weakref
 from typing import Dict, Optional
 
 import keras
 import numpy as np
 
+from ..utils.in_process import config_of, from_config
 from .handlers.registry import get_handler
 
 __all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers",
@@ -90,13 +92,23 @@ def _own_weights(layer):
     return [w for w in layer.weights if id(w) not in inner]
 
 
+# layers whose call failed on symbolic tensors: never inlined again
+_UNTRACEABLE = weakref.WeakSet()
+
+
 def composite_reason(layer) -> Optional[str]:
     """Why ``layer`` cannot be inlined as a composite, or None when it can.
 
     A layer is a composite when it has no handler, is not a model, and owns
     sub-layers; it can be inlined when every weight it uses belongs to a
-    sub-layer (its ``call`` then only composes layers and ops).
+    sub-layer (its ``call`` then only composes layers and ops). A ``Lambda``
+    is inlined like a composite: its function runs on the symbolic tensors,
+    so the ``keras.ops`` it composes become nodes the graph follows.
     """
+    if layer in _UNTRACEABLE:
+        return "its call cannot run on symbolic tensors"
+    if isinstance(layer, keras.layers.Lambda):
+        return None
     if not _sublayers(layer):
         return "it has no sub-layers to inline"
     own = _own_weights(layer)
@@ -185,9 +197,10 @@ class _Tracer:
         new = self.copies.get(id(op))
         if new is None:
             try:
-                new = op.__class__.from_config(op.get_config())
+                config, objects = config_of(op)
+                new = from_config(op.__class__, config, objects)
             except Exception as err:
-                raise ValueError(
+                raise PruningError(
                     f"Layer '{op.name}' ({type(op).__name__}) cannot be copied from "
                     f"its config ({type(err).__name__}: {str(err).strip()[:120]}), so "
                     "the model cannot be rebuilt thinner. Way out: give the layer a "
@@ -219,6 +232,20 @@ class _Tracer:
                     new.set_weights(op.get_weights())
             return new, outs
         return op, op(*args, **kwargs)
+
+    def _inline(self, op, args, kwargs):
+        """Run a composite's (a Lambda's) ``call`` on the symbolic tensors; a
+        call that fails there keeps the layer as one opaque node."""
+        try:
+            outs = op.call(*args, **kwargs)
+            if any(not isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(outs)):
+                raise TypeError("its call returns values that are not tensors")
+        except Exception:   # any failure: the layer stays a node of its own
+            _UNTRACEABLE.add(op)
+            return op(*args, **kwargs)
+        self.inlined[op.name] = [x.name for x in op._flatten_layers(
+            include_self=False, recursive=True)] or [op.name]
+        return outs
 
     def _nested(self, op):
         sub = self.copies.get(id(op))
@@ -261,15 +288,12 @@ class _Tracer:
                     else:
                         outs = self._nested(op)(*args, **kwargs)
                 elif _is_composite(op) and not self.clone:
-                    self.inlined[op.name] = [
-                        x.name for x in op._flatten_layers(include_self=False,
-                                                           recursive=True)]
-                    outs = op.call(*args, **kwargs)
+                    outs = self._inline(op, args, kwargs)
                 else:
                     _, outs = self._call(op, args, kwargs)
                 flat = keras.tree.flatten(outs)
                 if len(flat) != len(node.outputs):
-                    raise ValueError(
+                    raise PruningError(
                         f"Layer '{op.name}' returned {len(flat)} tensors when traced "
                         f"again, but {len(node.outputs)} in the model; it cannot be "
                         "analysed (its call depends on more than its inputs).")
@@ -283,7 +307,7 @@ class _Tracer:
 def _refuse_preprocessor(model):
     """keras-hub tasks run a preprocessor outside their graph: refuse it."""
     if getattr(model, "preprocessor", None) is not None:
-        raise ValueError(
+        raise PruningError(
             f"Model '{model.name}' ({type(model).__name__}) has a preprocessor "
             "attached; it runs outside the model's graph, so a pruned model "
             "would silently lose it. Way out: build the task with "
@@ -317,7 +341,7 @@ def _check_same(model, view):
         y = keras.ops.convert_to_numpy(y)
         scale = max(1.0, float(np.max(np.abs(x))))
         if x.shape != y.shape or float(np.max(np.abs(x - y))) > 1e-4 * scale:
-            raise RuntimeError(
+            raise PruningError(
                 f"Internal error: the functional view of model '{model.name}' does "
                 "not compute the same outputs as the model (a composite layer's "
                 "call depends on more than its inputs?). Way out: register a "
@@ -365,7 +389,7 @@ def functional_view(model, check: bool = True):
         for name, subs in tracer.inlined.items():
             inlined.setdefault(name, []).extend(subs)
     else:
-        raise ValueError(
+        raise PruningError(
             f"Model '{model.name}': composite layers nest deeper than "
             f"{_MAX_PASSES} levels; register handlers for them instead.")
     if check:

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from ...errors import PruningError
 from typing import Dict
 
 import keras
@@ -98,7 +99,7 @@ def register_activation(act, kind: str = CHANNELWISE):
         'channelwise'
     """
     if kind not in (CHANNELWISE, MIXING):
-        raise ValueError(f"register_activation: kind must be 'channelwise' or "
+        raise PruningError(f"register_activation: kind must be 'channelwise' or "
                          f"'mixing', got {kind!r}.")
     if isinstance(act, str):
         _KINDS[act.lower()] = kind

@@ -25,6 +25,12 @@ def _axes(layer, **declared):
     return out
 
 
+# LoRA (``layer.enable_lora(r)``): a (*k, in, r) reads the input channels,
+# b (r, out) writes the output channels; kernel + a @ b stays exact when both
+# are sliced with the kernel.
+_LORA = {"lora_kernel_a": WeightAxes(in_axis=-2), "lora_kernel_b": WeightAxes(out_axis=-1)}
+
+
 def _freeze_if_mixing(node, ctx, m):
     """A channel-mixing or unknown ``activation=`` freezes the layer's output."""
     why = activation_problem(node.name, getattr(node.layer, "activation", None))
@@ -39,9 +45,9 @@ class ConvHandler(LayerHandler):
     units_key = "filters"
 
     def weight_axes(self, layer):
-        # kernel (*k, in / groups, out) or (in, out); bias (out,)
+        # kernel (*k, in / groups, out) or (in, out); bias (out,); LoRA a, b
         return _axes(layer, kernel=WeightAxes(out_axis=-1, in_axis=-2, per="output"),
-                     bias=WeightAxes(out_axis=-1))
+                     bias=WeightAxes(out_axis=-1), **_LORA)
 
     def propagate(self, node, ctx):
         (m,) = node.in_maps[:1]

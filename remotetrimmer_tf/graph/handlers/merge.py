@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import PruningError
 import numpy as np
 from keras import layers
 
@@ -28,7 +29,7 @@ def couple_broadcast(node, ctx, maps, shapes, out_c):
         elif m.shape[0] == 1:
             ctx.freeze(m, f"'{node.name}' broadcasts this 1-channel tensor over channels")
         else:
-            raise ValueError(
+            raise PruningError(
                 f"Layer '{node.name}': cannot broadcast {m.shape[0]} channels "
                 f"to {out_c}.")
     return out
@@ -59,7 +60,7 @@ def concat_maps(node, ctx, maps, shapes, axis):
     out = maps[0]
     for m in maps[1:]:
         if m.shape != out.shape:
-            raise ValueError(f"Layer '{node.name}': inputs have different widths.")
+            raise PruningError(f"Layer '{node.name}': inputs have different widths.")
         ctx.couple(out, m)
     return out
 

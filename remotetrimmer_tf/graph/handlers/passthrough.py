@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+import numpy as np
 from keras import layers
 
 from .activations import activation_problem
 from .registry import LayerHandler, register_handler
+
+
+def config_array(value):
+    """A config entry as a numpy array (lists, Keras' ``__numpy__`` form), or
+    None for scalars, strings and other values."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = value.get("config", {}).get("value")
+    if isinstance(value, (list, tuple, np.ndarray)):
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        return arr if arr.ndim else None
+    return None
+
+
+def per_channel_state(node, keys=()):
+    """Why a layer thought weight-free carries per-channel state (weights, or
+    a config vector over the channels other than ``keys``), else None."""
+    layer, c = node.layer, len(node.in_maps[0]) if node.in_maps else 0
+    if getattr(layer, "weights", None):
+        return (f"layer '{node.name}' ({type(layer).__name__}) holds weights that no "
+                "handler slices")
+    try:
+        config = layer.get_config()
+    except Exception:      # no config: nothing in it to slice
+        return None
+    for key, value in config.items():
+        arr = config_array(value)
+        if key not in keys and arr is not None and arr.size > 1 and arr.shape[-1] == c:
+            return (f"layer '{node.name}' ({type(layer).__name__}) has a per-channel "
+                    f"'{key}' that no handler slices")
+    return None
 
 
 class PassThroughHandler(LayerHandler):
@@ -15,7 +49,36 @@ class PassThroughHandler(LayerHandler):
         fmt = getattr(node.layer, "data_format", None)
         if fmt == "channels_first":
             return ctx.opaque(node, f"layer '{node.name}' uses data_format='channels_first'")
+        why = per_channel_state(node)
+        if why:
+            return ctx.opaque(node, why)
         return [node.in_maps[0]]
+
+
+class RescalingHandler(PassThroughHandler):
+    """``Rescaling(scale, offset)``: a scalar or per-channel ``scale`` /
+    ``offset`` (last axis over the channels, or 1); the vectors are sliced."""
+
+    keys = ("scale", "offset")
+
+    def propagate(self, node, ctx):
+        c = len(node.in_maps[0])
+        config = node.layer.get_config()
+        for key in self.keys:
+            arr = config_array(config.get(key))
+            if arr is not None and arr.shape[-1] not in (1, c):
+                return ctx.opaque(node, f"layer '{node.name}' has a '{key}' of shape "
+                                        f"{arr.shape} that does not follow the channels")
+        return [node.in_maps[0]]
+
+    def prune(self, layer, config, weights, in_masks, out_masks):
+        m = in_masks[0]
+        for key in self.keys:
+            arr = config_array(config.get(key))
+            if arr is not None and arr.shape[-1] == m.shape[0] and m.shape[0] > 1:
+                config[key] = {"class_name": "__numpy__",
+                               "config": {"value": arr[..., m].tolist(), "dtype": "float32"}}
+        return config, weights
 
 
 class ActivationHandler(PassThroughHandler):
@@ -52,7 +115,7 @@ _PASS = [
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
     "Cropping1D", "Cropping2D", "Cropping3D",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
-    "Rescaling", "Resizing", "CenterCrop",
+    "Resizing", "CenterCrop",
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
     "RandomContrast", "RandomCrop", "RandomBrightness",
 ]
@@ -61,6 +124,7 @@ for _n in _PASS:
     _c = getattr(layers, _n, None)
     if _c is not None:
         register_handler(_c, PassThroughHandler())
+register_handler(layers.Rescaling, RescalingHandler())
 register_handler(layers.Activation, ActivationHandler())
 register_handler(layers.Softmax, SoftmaxHandler())
 register_handler("keras.src.applications.convnext.StochasticDepth", PassThroughHandler())

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+from ...errors import PruningError
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -47,13 +48,19 @@ class WeightAxes(NamedTuple):
 
 
 def weight_index(layer, attribute: str) -> Optional[int]:
-    """Position of ``getattr(layer, attribute)`` in ``layer.weights``, or None."""
-    var = getattr(layer, attribute, None)
-    if var is None:
-        return None
-    for i, w in enumerate(layer.weights):
-        if w is var:
-            return i
+    """Position of ``getattr(layer, attribute)`` in ``layer.weights``, or None.
+
+    Keras keeps the variable itself as ``_<attribute>`` when the public
+    attribute is computed (a LoRA-enabled kernel is ``_kernel + a @ b``):
+    that variable is the one found then.
+    """
+    for name in (attribute, "_" + attribute):
+        var = getattr(layer, name, None)
+        if var is None:
+            continue
+        for i, w in enumerate(layer.weights):
+            if w is var:
+                return i
     return None
 
 
@@ -78,11 +85,11 @@ def axis_mask(mask, length: int, where: Optional[str] = None) -> np.ndarray:
         if where is None:
             return local.any(axis=0)
         if not (local == local[:1]).all():
-            raise ValueError(
+            raise PruningError(
                 f"layer '{where}': its {n // length} channel groups keep different "
                 "channels; a grouped kernel needs the same local channels in every group.")
         return local[0]
-    raise ValueError(f"layer '{where}': a weight axis of {length} entries cannot carry "
+    raise PruningError(f"layer '{where}': a weight axis of {length} entries cannot carry "
                      f"{n} channels.")
 
 
