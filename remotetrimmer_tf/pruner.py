@@ -12,6 +12,7 @@ import numpy as np
 
 from remotetrimmer_tf.importance import get_importance
 from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
+from remotetrimmer_tf.shortfall import Shortfall, Summary
 
 __all__ = ["Pruner"]
 
@@ -237,6 +238,7 @@ class Pruner:
         self.skipped = {}
         self.folded_model = None
         self._keep = None
+        self.shortfall = None
         self._is_cap = importance == "cap" or self.importance is get_importance("cap")
         if self._is_cap:
             _check_gated(model)
@@ -328,6 +330,10 @@ class Pruner:
                 f"(approximate={self.approximate}): {self.approximate_groups[approx[0]]}"
                 "; the pruned model is not equivalent to the original even for "
                 "dead channels, so fine-tune it.", stacklevel=2)
+        self.shortfall = Shortfall.of(graph, self._keep, None if self.budget else self.ratio,
+                                      self.skipped)
+        if self.shortfall.short:
+            warnings.warn("Pruner: " + self.shortfall.message(), stacklevel=2)
         return dict(self._keep)
 
     def _cover_sections(self, graph, gi, kept):
@@ -460,10 +466,12 @@ class Pruner:
         return prune_channels(self.graph.model, keep, graph=self.graph)
 
     def summary(self):
-        """``[{group, layers, size, kept}]`` of the last plan."""
+        """``[{group, layers, size, kept}]`` of the last plan; its
+        ``.shortfall`` (``remotetrimmer_tf.shortfall.Shortfall``) says how much
+        was removed against the request and which frozen groups held it back."""
         if self.graph is None:
             raise ValueError("Pruner.summary(): call plan() or prune() first.")
-        out = []
+        out = Summary(shortfall=self.shortfall)
         for g in self.graph.groups:
             if g.index in self.scores or g.index in self.skipped:
                 kept = len(self._keep.get(g.index, range(g.size)))

@@ -29,6 +29,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from ..errors import PruningError
 from .dependency_graph import DependencyGraph
 from .handlers.registry import get_handler
 from .handlers.weight_axes import axis_mask
@@ -72,6 +73,25 @@ def _rows_on_axis(dropped, rows, length):
         return np.unique(rows % length)
 
 
+def _zero_grouped(w, in_axis, out_axis, channels, width):
+    """A grouped kernel (``groups = width / L`` blocks, ``L`` rows each): input
+    channel ``c`` is row ``c mod L`` of group ``c // L`` only, which writes
+    that group's block of outputs; zero exactly that block (a depthwise kernel
+    written as ``Conv(groups=C)`` has ``L = 1``)."""
+    rows = w.shape[in_axis]
+    groups = width // rows
+    if out_axis is None or w.shape[out_axis] % groups:
+        raise PruningError(f"a grouped kernel of shape {w.shape} does not split into "
+                           f"{groups} groups along axis {out_axis}.")
+    block = w.shape[out_axis] // groups
+    for c in np.asarray(channels).tolist():
+        g, j = divmod(int(c), rows)
+        sel = [slice(None)] * w.ndim
+        sel[in_axis] = j
+        sel[out_axis] = slice(g * block, (g + 1) * block)
+        w[tuple(sel)] = 0
+
+
 def silence_in_place(copy, keep, graph):
     """Zero, in ``copy`` (a model with ``graph.model``'s layer names, e.g. its
     no-op rebuild), the weights that read the channels ``keep`` drops."""
@@ -93,8 +113,13 @@ def silence_in_place(copy, keep, graph):
             dropped = np.zeros(max(width, int(rows.max(initial=-1)) + 1), dtype=bool)
             dropped[rows] = True
             weights = layer.get_weights()
+            declared = handler.weight_axes(layer)
             for wi, axis in axes.items():
                 w = weights[wi]
+                if 0 < w.shape[axis] < dropped.shape[0]:
+                    _zero_grouped(w, axis, declared[wi].out_axis, np.nonzero(dropped)[0],
+                                  dropped.shape[0])
+                    continue
                 sel = [slice(None)] * w.ndim
                 sel[axis] = _rows_on_axis(dropped, rows, w.shape[axis])
                 w[tuple(sel)] = 0

@@ -242,6 +242,16 @@ def budget_line(rep):
             f"{b['unpruned']:,}); search {b['search_s']:.2f} s")
 
 
+def shortfall_line(rep):
+    """One line when the prune stage removed much less than asked, or None."""
+    s = (rep.get("stages", {}).get("prune") or {}).get("shortfall")
+    if not s or not s.get("short"):
+        return None
+    why = "; ".join(f"{r['reason']} ({r['channels']} channels)" for r in s["reasons"][:3])
+    return (f"pruned less than asked: {100 * s['removed']:.0f}% of {s['channels']} "
+            f"channels removed for {100 * s['asked']:.0f}% asked; frozen: {why}")
+
+
 def format_table(rep):
     """The plain-text summary table printed at the end of a run."""
     rows = [HEADER] + table_rows(rep)
@@ -258,8 +268,9 @@ def format_table(rep):
         lines.append(f"params removed {100 * red['params_removed']:.1f}%, "
                      f"MACs removed {100 * red['macs_removed']:.1f}% "
                      f"(accuracy on the {_split_words(rep)})")
-    if budget_line(rep):
-        lines.append(budget_line(rep))
+    for extra in (budget_line(rep), shortfall_line(rep)):
+        if extra:
+            lines.append(extra)
     return "\n".join(lines)
 
 
@@ -294,6 +305,8 @@ def format_markdown(rep):
                     f"Accuracies on the {_split_words(rep)}."]
     if budget_line(rep):
         out += ["", "B" + budget_line(rep)[1:] + "."]
+    if shortfall_line(rep):
+        out += ["", "**P" + shortfall_line(rep)[1:] + ".**"]
     acc = rep.get("accuracy", {})
     if acc:
         out += ["", "## Accuracy by stage", "", "| stage | accuracy |",

@@ -529,6 +529,7 @@ def prune(run):
         "groups_pruned": sum(1 for v in kept.values()
                              if v["size"] is not None and len(v["kept"]) < v["size"]),
         **({"budget": pruner.budget_report} if budget else {}),
+        **({"shortfall": pruner.shortfall.as_dict()} if pruner.shortfall else {}),
         "metrics": run.accuracy(pruned)}
 
 
