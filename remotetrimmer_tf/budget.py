@@ -34,7 +34,7 @@ import numpy as np
 from remotetrimmer_tf.choices import (DEFAULT_OBJECTIVE, DTYPES, LATENCY_MARGIN_MAX,
                                       OBJECTIVES, RUNTIMES)
 from remotetrimmer_tf.graph.functional_view import graph_of
-from remotetrimmer_tf.metrics import layer_calls, layer_macs
+from remotetrimmer_tf.metrics import channels_of, layer_calls, layer_macs
 
 __all__ = ["PlanCost", "solve_budget", "BUDGET_KINDS"]
 
@@ -82,8 +82,8 @@ class PlanCost:
                 self._mac_records.append((layer, in_shape, out_shape, None, None, full))
                 continue
             mi, mo = info.in_maps[0], info.out_maps[0]
-            ii = map_id(mi) if len(mi) == in_shape[-1] else None
-            oo = map_id(mo) if len(mo) == out_shape[-1] else None
+            ii = map_id(mi) if len(mi) == channels_of(layer, in_shape) else None
+            oo = map_id(mo) if len(mo) == channels_of(layer, out_shape) else None
             self._mac_records.append((layer, in_shape, out_shape, ii, oo, full))
         # ---- parameters: per trainable weight, its affine axes
         trainable = {id(w) for w in self.model.trainable_weights}
@@ -168,11 +168,11 @@ class PlanCost:
                 total += full
                 continue
             groups = int(getattr(layer, "groups", 1) or 1)
-            n_out = kept[oo] if oo is not None else out_shape[-1]
+            n_out = kept[oo] if oo is not None else channels_of(layer, out_shape)
             if groups > 1:   # depthwise written as Conv(groups=C): groups follow C
-                total += full // int(out_shape[-1]) * n_out
+                total += full // channels_of(layer, out_shape) * n_out
                 continue
-            n_in = kept[ii] if ii is not None else in_shape[-1]
+            n_in = kept[ii] if ii is not None else channels_of(layer, in_shape)
             total += layer_macs(layer, in_shape, out_shape, n_in, n_out)
         return int(total)
 

@@ -33,6 +33,13 @@ def _positions(layer, shape, what):
     return _prod(shape[1:-1], what)
 
 
+def channels_of(layer, shape) -> int:
+    """The channel count of a tensor of ``shape`` that ``layer`` reads or
+    writes (axis 1 for a channels_first layer, else the last axis)."""
+    first = getattr(layer, "data_format", None) == "channels_first" and len(shape) >= 3
+    return int(shape[1] if first else shape[-1])
+
+
 def layer_macs(layer, in_shape, out_shape, in_kept=None, out_kept=None) -> int:
     """Multiply-accumulates of one call of ``layer`` (batch of one).
 
@@ -68,7 +75,7 @@ def layer_macs(layer, in_shape, out_shape, in_kept=None, out_kept=None) -> int:
             cuts.append((ax.in_axis, in_kept, in_shape))
         for axis, kept, full in cuts:
             if axis is not None and kept is not None:
-                shape[axis] = shape[axis] * int(kept) // int(full[-1])
+                shape[axis] = shape[axis] * int(kept) // channels_of(layer, full)
         where = in_shape if ax.per == "input" else out_shape
         total += _positions(layer, where, layer.name) * math.prod(shape)
     return total

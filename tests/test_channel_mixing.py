@@ -179,12 +179,13 @@ def test_lambda_layer_error_explains_itself():
     assert "lam" in str(err.value) and "keras.ops" in str(err.value)
 
 
-def test_channels_first_reason_reaches_the_pruner_message():
+def test_channels_first_conv_chain_prunes_on_axis_1():
+    # was refused; the channel axis now comes from each layer's data_format
     inp = keras.Input((3, 8, 8))
     x = L.Conv2D(6, 3, padding="same", data_format="channels_first", name="c1")(inp)
     model = keras.Model(inp, L.Conv2D(4, 1, data_format="channels_first", name="c2")(x))
-    with pytest.raises(ValueError, match="channels_first"):
-        rt.Pruner(model, importance="l1", ratio=0.5).plan()
+    keep = rt.Pruner(model, importance="l1", ratio=0.5).plan()
+    assert [len(v) for v in keep.values()] == [3]
 
 
 def test_pad_split_and_grouped_conv_prune_exactly():

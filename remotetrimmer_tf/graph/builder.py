@@ -32,13 +32,17 @@ class NodeView:
         in_shapes / out_shapes: shapes (batch axis included) of inputs/outputs.
         args / kwargs: the call's arguments; ``constants`` the non-tensor ones.
         node_index: how many calls of this layer came before this one.
+        channel_axis: where the first input holds its channels in the real
+            tensor (-1, or 1 for channels_first); the shapes above are
+            always channels-last (``graph.layout``).
     """
 
     __slots__ = ("layer", "name", "in_maps", "in_shapes", "out_shapes",
-                 "args", "kwargs", "constants", "node_index")
+                 "args", "kwargs", "constants", "node_index", "channel_axis")
 
     def __init__(self, layer, name, in_maps, in_shapes, out_shapes, args,
-                 kwargs, constants, node_index):
+                 kwargs, constants, node_index, channel_axis=-1):
+        self.channel_axis = channel_axis
         self.layer = layer
         self.name = name
         self.in_maps = in_maps
@@ -48,6 +52,12 @@ class NodeView:
         self.kwargs = kwargs
         self.constants = constants
         self.node_index = node_index
+
+    def axis(self, raw_axis):
+        """A layer's ``axis`` argument as an axis of the channels-last shapes."""
+        from .layout import view_axis
+        rank = len(self.in_shapes[0]) if self.in_shapes else 0
+        return view_axis(raw_axis, rank, self.channel_axis)
 
     def out_channels(self, i=0) -> int:
         """Channels (last-axis size) of output ``i``; 0 when unknown."""

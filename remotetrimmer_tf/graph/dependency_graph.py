@@ -22,6 +22,7 @@ from .builder import GraphBuilder, LayerNode, NodeView
 from .channel_group import ChannelGroup, Member
 from .functional_view import composite_reason, functional_view, graph_of
 from .handlers.registry import get_handler
+from .layout import LAST, input_axes, node_axes, to_last
 
 __all__ = ["DependencyGraph", "APPROXIMATIONS", "check_approximate"]
 
@@ -106,8 +107,9 @@ class DependencyGraph:
         fn = graph_of(self.model)
         b = GraphBuilder(unknown, ignore, approximate)
         in_maps = []
-        for t in keras.tree.flatten(fn.inputs):
-            c = _shape(t)[-1] if len(_shape(t)) else 1
+        axes = input_axes(fn)
+        for t, ax in zip(keras.tree.flatten(fn.inputs), axes):
+            c = to_last(_shape(t), ax)[-1] if len(_shape(t)) else 1
             if c is None:
                 raise PruningError(
                     f"Model input '{t.name}' has an unknown channel (last) "
@@ -115,20 +117,21 @@ class DependencyGraph:
             atoms = b.new_source(int(c), "input", t.name)
             b.freeze(atoms, f"model input '{t.name}'")
             in_maps.append(atoms)
-        out_maps = self._run(b, fn, in_maps, prefix="")
+        out_maps = self._run(b, fn, in_maps, prefix="", in_axes=axes)
         for t, m in zip(keras.tree.flatten(fn.outputs), out_maps):
             b.freeze(m, f"model output '{getattr(t, 'name', t)}'")
         self.nodes: Dict[str, LayerNode] = b.nodes
         self._finish(b)
 
     # --------------------------------------------------------------- walk
-    def _run(self, b, fn, in_maps, prefix):
-        tmap = {}
+    def _run(self, b, fn, in_maps, prefix, in_axes=None):
+        tmap, taxis = {}, {}
         inputs = keras.tree.flatten(fn.inputs)
         if len(inputs) != len(in_maps):
             raise PruningError(f"Model '{fn.name}': expected {len(inputs)} inputs.")
-        for t, m in zip(inputs, in_maps):
+        for t, m, ax in zip(inputs, in_maps, in_axes or [LAST] * len(inputs)):
             tmap[id(t)] = m
+            taxis[id(t)] = ax
             layer = t._keras_history[0]
             if prefix:  # the InputLayer of a nested model: its shape may shrink
                 b.nodes.setdefault(prefix + layer.name,
@@ -147,41 +150,52 @@ class DependencyGraph:
                     raise PruningError(
                         f"Layer '{name}' reads a tensor that is not produced "
                         "inside the model.") from None
+                axes = [taxis.get(id(t), LAST) for t in ins]
                 if _is_functional(op) or isinstance(op, keras.Sequential):
-                    outs = self._run(b, graph_of(op), maps, prefix=name + "/")
+                    outs = self._run(b, graph_of(op), maps, prefix=name + "/",
+                                     in_axes=axes)
+                    out_axes = self._nested_axes
                     b.nodes.setdefault(name, LayerNode(op, None, maps, outs, nested=True))
                 else:
-                    outs = self._call_handler(b, op, node, name, maps, ins)
-                self._check_outs(name, node.outputs, outs)
-                for t, m in zip(node.outputs, outs):
+                    outs, out_axes = self._call_handler(b, op, node, name, maps, ins, axes)
+                self._check_outs(name, node.outputs, outs, out_axes)
+                for t, m, ax in zip(node.outputs, outs, out_axes):
                     tmap[id(t)] = m
+                    taxis[id(t)] = ax
                 b.touch.append((name, list(maps) + list(outs)))
-        return [tmap[id(t)] for t in keras.tree.flatten(fn.outputs)]
+        outputs = keras.tree.flatten(fn.outputs)
+        self._nested_axes = [taxis.get(id(t), LAST) for t in outputs]
+        return [tmap[id(t)] for t in outputs]
 
     @staticmethod
-    def _check_outs(name, outputs, outs):
+    def _check_outs(name, outputs, outs, out_axes):
         if len(outs) != len(outputs):
             raise PruningError(
                 f"Handler for '{name}' returned {len(outs)} channel maps "
                 f"for {len(outputs)} outputs.")
-        for t, m in zip(outputs, outs):
-            c = _shape(t)[-1] if len(_shape(t)) else None
+        for t, m, ax in zip(outputs, outs, out_axes):
+            c = to_last(_shape(t), ax)[-1] if len(_shape(t)) else None
             if m is None or (c is not None and m.shape[0] != c):
                 raise PruningError(
                     f"Handler for '{name}' returned a channel map of "
                     f"width {None if m is None else m.shape[0]} for an "
                     f"output with {c} channels.")
 
-    def _call_handler(self, b, op, node, name, maps, ins):
+    def _call_handler(self, b, op, node, name, maps, ins, in_axes):
         handler = get_handler(op)
         args = node.arguments.args
         kwargs = node.arguments.kwargs
         consts = [a for a in keras.tree.flatten((args, kwargs))
                   if not isinstance(a, keras.KerasTensor)]
-        view = NodeView(op, name, maps, [_shape(t) for t in ins],
-                        [_shape(t) for t in node.outputs], args, kwargs, consts,
-                        b.calls.get(name, 0))
+        out_axes, problem = node_axes(op, handler, in_axes, [len(_shape(t)) for t in ins],
+                                      [len(_shape(t)) for t in node.outputs], name)
+        view = NodeView(op, name, maps, [to_last(_shape(t), a) for t, a in zip(ins, in_axes)],
+                        [to_last(_shape(t), a) for t, a in zip(node.outputs, out_axes)],
+                        args, kwargs, consts, b.calls.get(name, 0),
+                        channel_axis=in_axes[0] if in_axes else LAST)
         b.calls[name] = view.node_index + 1
+        if problem is not None:
+            return b.opaque(view, problem), out_axes
         if handler is None:
             outs = self._no_handler(b, op, view)
             handler = _FROZEN_HANDLER
@@ -214,7 +228,7 @@ class DependencyGraph:
             for pa, pb in zip(info.out_maps, outs):
                 if pa.shape == pb.shape:
                     b.couple(pa, pb)
-        return outs
+        return outs, out_axes
 
     @staticmethod
     def _no_handler(b, op, view):

@@ -10,11 +10,6 @@ from .registry import LayerHandler, register_handler
 from .weight_axes import WeightAxes, weight_index
 
 
-def _channels_last(node):
-    fmt = getattr(node.layer, "data_format", "channels_last")
-    return fmt in (None, "channels_last")
-
-
 def _axes(layer, **declared):
     """``{weight index: WeightAxes}`` from ``attribute=WeightAxes`` pairs."""
     out = {}
@@ -53,8 +48,6 @@ class ConvHandler(LayerHandler):
         (m,) = node.in_maps[:1]
         layer = node.layer
         groups = int(getattr(layer, "groups", 1) or 1)
-        if not _channels_last(node):
-            return ctx.opaque(node, f"layer '{node.name}' uses data_format='channels_first'")
         if groups != 1 and groups == m.shape[0] == node.out_channels(0):
             ctx.channelwise(node, m)       # depthwise written as Conv(groups=C)
             return [_freeze_if_mixing(node, ctx, m)]
@@ -86,6 +79,7 @@ class ConvHandler(LayerHandler):
 
 class DenseHandler(ConvHandler):
     units_key = "units"
+    follows_channels_first = False      # a Dense reads the real last axis
 
 
 class ConvTransposeHandler(ConvHandler):
@@ -112,9 +106,7 @@ class DepthwiseConvHandler(LayerHandler):
     def propagate(self, node, ctx):
         m = node.in_maps[0]
         mult = int(getattr(node.layer, "depth_multiplier", 1))
-        if not _channels_last(node):
-            why = f"layer '{node.name}' uses data_format='channels_first'"
-        elif mult != 1:
+        if mult != 1:
             why = f"depthwise layer '{node.name}' has depth_multiplier={mult} > 1"
         else:
             ctx.channelwise(node, m)

@@ -38,6 +38,8 @@ def couple_broadcast(node, ctx, maps, shapes, out_c):
 class CouplingHandler(LayerHandler):
     """Add / Subtract / Multiply / Average / Maximum / Minimum layers."""
 
+    follows_channels_first = True
+
     def propagate(self, node, ctx):
         out_c = node.out_channels(0)
         return [couple_broadcast(node, ctx, node.in_maps, node.in_shapes, out_c)]
@@ -46,8 +48,10 @@ class CouplingHandler(LayerHandler):
 class ConcatenateHandler(LayerHandler):
     """Concatenate: along the last axis the output map is the input maps joined."""
 
+    follows_channels_first = True
+
     def propagate(self, node, ctx):
-        axis = getattr(node.layer, "axis", -1)
+        axis = node.axis(getattr(node.layer, "axis", -1))
         return [concat_maps(node, ctx, node.in_maps, node.in_shapes, axis)]
 
 

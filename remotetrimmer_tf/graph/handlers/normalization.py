@@ -52,11 +52,19 @@ class ChannelwiseHandler(LayerHandler):
 
 
 class AxisChannelwiseHandler(ChannelwiseHandler):
-    """BatchNormalization / LayerNormalization: only when normalising the last axis."""
+    """BatchNormalization / LayerNormalization: only when normalising the
+    channel axis (the last one, or axis 1 of a channels_first tensor)."""
+
+    follows_channels_first = True
 
     def check(self, node):
         rank = len(node.in_shapes[0])
-        if not _last_axis(getattr(node.layer, "axis", -1), rank):
+        axis = getattr(node.layer, "axis", -1)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if isinstance(axis, int):
+            axis = node.axis(axis)
+        if not _last_axis(axis, rank):
             return (f"layer '{node.name}' normalises over axis "
                     f"{node.layer.axis}, not only the channel (last) axis")
         return None

@@ -37,6 +37,8 @@ def _array_constants(node):
 class ElementwiseOpHandler(LayerHandler):
     """Unary or n-ary elementwise op: couples tensor operands, broadcasting ok."""
 
+    follows_channels_first = True
+
     def propagate(self, node, ctx):
         out_c = node.out_channels(0)
         consts = [s for s in _array_constants(node) if len(s) and s[-1] not in (1,)]

@@ -45,10 +45,9 @@ def per_channel_state(node, keys=()):
 class PassThroughHandler(LayerHandler):
     """Output channel ``c`` is input channel ``c``; nothing to slice."""
 
+    follows_channels_first = True
+
     def propagate(self, node, ctx):
-        fmt = getattr(node.layer, "data_format", None)
-        if fmt == "channels_first":
-            return ctx.opaque(node, f"layer '{node.name}' uses data_format='channels_first'")
         why = per_channel_state(node)
         if why:
             return ctx.opaque(node, why)
@@ -60,6 +59,7 @@ class RescalingHandler(PassThroughHandler):
     ``offset`` (last axis over the channels, or 1); the vectors are sliced."""
 
     keys = ("scale", "offset")
+    follows_channels_first = False   # its vectors broadcast over the real last axis
 
     def propagate(self, node, ctx):
         c = len(node.in_maps[0])
@@ -91,7 +91,7 @@ class ActivationHandler(PassThroughHandler):
         return [node.in_maps[0]]
 
 
-class SoftmaxHandler(LayerHandler):
+class SoftmaxHandler(LayerHandler):  # over the real axes: channels-last only
     """Softmax over the channel axis couples all channels: freeze them."""
 
     def propagate(self, node, ctx):

@@ -52,6 +52,12 @@ class LayerHandler:
         [0.0, 2.0]
     """
 
+    #: True when the handler does not depend on where a tensor keeps its
+    #: channels: it is then used on channels_first tensors too, seeing every
+    #: shape channels-last (``graph.layout``). Layers with a ``data_format``
+    #: follow it whatever this says.
+    follows_channels_first = False
+
     def propagate(self, node, ctx) -> List[np.ndarray]:
         """Return the channel maps of ``node``'s outputs.
 

@@ -30,9 +30,9 @@ def reshape_map(node, ctx, m, in_shape, out_shape):
 
 
 class FlattenHandler(LayerHandler):
+    # Flatten(data_format="channels_first") moves the channels last before
+    # flattening: in the channels-last view it is a plain flatten
     def propagate(self, node, ctx):
-        if getattr(node.layer, "data_format", "channels_last") == "channels_first":
-            return ctx.opaque(node, f"Flatten '{node.name}' uses data_format='channels_first'")
         return [reshape_map(node, ctx, node.in_maps[0], node.in_shapes[0], node.out_shapes[0])]
 
 
