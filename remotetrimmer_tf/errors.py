@@ -11,7 +11,7 @@ Example:
 """
 from __future__ import annotations
 
-__all__ = ["PruningError", "PruningTypeError", "first_line"]
+__all__ = ["PruningError", "PruningTypeError", "first_line", "error_text"]
 
 
 class PruningError(ValueError):
@@ -31,3 +31,13 @@ def first_line(text, limit: int = 400) -> str:
     lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
     line = lines[0] if lines else str(text).strip()
     return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def error_text(err, limit: int = 200) -> str:
+    """The informative line of an exception from Keras / TensorFlow: Keras
+    wraps a layer's error as "Exception encountered when calling X.call()."
+    followed by the real message; that message is taken."""
+    lines = [l.strip() for l in str(err).strip().splitlines() if l.strip()]
+    skip = ("Exception encountered", "Arguments received", "\u2022")
+    useful = [l for l in lines if not l.startswith(skip)]
+    return first_line(useful[0] if useful else (lines[0] if lines else repr(err)), limit)

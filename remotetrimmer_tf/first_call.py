@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .errors import PruningError, first_line
+from .errors import PruningError, error_text
 
 __all__ = ["check_first_call", "probe_batch"]
 
@@ -104,6 +104,6 @@ def check_first_call(model, new_model, graph):
     way = (f"ignore={producers!r} (keeps the channels it reads), " if producers else "")
     raise PruningError(
         f"the pruned model fails on its first call at layer '{name}' ({kind}): "
-        f"{type(err).__name__}: {first_line(err, 160)}. Its channels were not "
+        f"{type(err).__name__}: {error_text(err, 160)}. Its channels were not "
         f"sliced consistently. Way out: {way}or register a handler for {kind} "
         "(docs/custom_layers.md); please report the model.")

@@ -12,6 +12,7 @@ import numpy as np
 
 from remotetrimmer_tf.importance import get_importance
 from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
+from remotetrimmer_tf.errors import PruningError
 from remotetrimmer_tf.shortfall import Shortfall, Summary
 
 __all__ = ["Pruner"]
@@ -312,7 +313,7 @@ class Pruner:
                     f"group {group.index} (layers {group.layers[:4]}).")
             self.scores[group.index] = scores
         if not self.scores:
-            raise ValueError(self._nothing_scored(graph, target))
+            raise PruningError(self._nothing_scored(graph, target))
         self.approximate_groups = {
             gi: graph.groups[gi].approximate for gi in self.scores
             if graph.groups[gi].approximate}

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 import keras
 
-from .errors import PruningError, first_line
+from .errors import PruningError, error_text, first_line
 from .graph.dependency_graph import DependencyGraph
 from .first_call import check_first_call
 from .utils.in_process import config_of, from_config
@@ -133,7 +133,7 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
     # Every weight is overwritten below, so build with cheap zero initializers
     # and put the user's initializers back afterwards (configs stay identical).
     restore = _zero_initializers(model, config["layers"], "")
-    new_model = _build(model, config, objects)
+    new_model = _build(model, config, objects, changed)
     for path, key, value in restore:
         layer = _get_path(new_model, path)
         setattr(layer, key, keras.initializers.get(value))
@@ -162,16 +162,30 @@ def _config(model):
                            f"({type(err).__name__}: {first_line(err, 160)}).") from None
 
 
-def _build(model, config, objects):
+def _build(model, config, objects, changed):
     """``from_config`` of the edited config, errors named and one line."""
     try:
         return from_config(type(model), config, objects, custom_objects(model))
     except Exception as err:
+        where = _failing_layer(model, err, changed)
         raise PruningError(
-            f"the pruned model '{model.name}' cannot be built from its edited config "
-            f"({type(err).__name__}: {first_line(err, 200)}). Way out: pass "
-            "unknown='freeze' or ignore=[...] for the layer named there, or register "
-            "a handler for it (docs/custom_layers.md).") from None
+            f"the pruned model '{model.name}' cannot be built{where}: "
+            f"{type(err).__name__}: {error_text(err, 200)}. Way out: pass "
+            "ignore=[...] for the layers before it, or register a handler for it "
+            "(docs/custom_layers.md).") from None
+
+
+def _failing_layer(model, err, changed):
+    """`` at layer 'x' (Cls)`` from a Keras call error, preferring a changed layer."""
+    import re
+    found = re.search(r"calling (\w+)\.call\(\)", str(err))
+    if not found:
+        return ""
+    cls = found.group(1)
+    names = [n for n, layer in ((l.name, l) for l in model._flatten_layers(
+        include_self=False, recursive=True)) if type(layer).__name__ == cls]
+    names = [n for n in names if n in changed or n.split("/")[-1] in changed] or names
+    return f" at layer '{names[0]}' ({cls})" if names else f" at a {cls} layer"
 
 
 def _changed_layers(graph, kept):

@@ -197,6 +197,8 @@ _ELEMENTWISE_NUMPY = [
     "Exp2", "Log", "Log1p", "Log2", "Log10", "Sqrt", "Square", "Reciprocal",
     "Clip", "Sign", "Floor", "Ceil", "Round", "Tanh", "Sin", "Cos", "Copy",
     "Fmax", "Fmin", "Cbrt", "Where", "Erf", "Mod", "FloorDivide",
+    "Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual",
+    "LogicalAnd", "LogicalOr", "LogicalNot", "LogicalXor", "IsNan", "IsInf", "IsFinite",
 ]
 _ELEMENTWISE_NN = [
     "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu",
@@ -210,7 +212,7 @@ for _n in _ELEMENTWISE_NUMPY:
 for _n in _ELEMENTWISE_NN:
     if hasattr(_nn, _n):
         register_handler(getattr(_nn, _n), ElementwiseOpHandler())
-for _n in ("Mean", "Sum", "Max", "Min", "Amax", "Amin", "Prod", "Var", "Std"):
+for _n in ("Mean", "Sum", "Max", "Min", "Amax", "Amin", "Prod", "Var", "Std", "Any", "All"):
     if hasattr(_np_ops, _n):
         register_handler(getattr(_np_ops, _n), ReductionOpHandler())
 register_handler(_np_ops.Concatenate, ConcatenateOpHandler())

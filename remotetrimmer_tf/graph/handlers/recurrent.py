@@ -50,12 +50,16 @@ class RecurrentHandler(LayerHandler):
                 for i in range(len(node.out_shapes))]
 
 
-class OpaqueRecurrentHandler(LayerHandler):
-    """``keras.layers.RNN`` over any cell: its cell is not known; frozen."""
+class GenericRNNHandler(RecurrentHandler):
+    """``keras.layers.RNN(cell)``: followed over a Keras cell (LSTMCell,
+    GRUCell, SimpleRNNCell); over any other cell (a user's, stacked cells)
+    the channels around it are frozen."""
 
-    def propagate(self, node, ctx):
-        return ctx.opaque(node, f"layer '{node.name}' is a generic RNN over cell "
-                                f"{type(getattr(node.layer, 'cell', None)).__name__}")
+    def _problem(self, node):
+        cell = type(getattr(node.layer, "cell", None)).__name__
+        if cell not in ("LSTMCell", "GRUCell", "SimpleRNNCell"):
+            return f"layer '{node.name}' is an RNN over cell {cell}, which is not known"
+        return super()._problem(node)
 
 
 _KNOWN = ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
@@ -75,4 +79,4 @@ class BidirectionalHandler(RecurrentHandler):
 
 
 register_handler(layers.Bidirectional, BidirectionalHandler())
-register_handler(layers.RNN, OpaqueRecurrentHandler())
+register_handler(layers.RNN, GenericRNNHandler())
