@@ -53,13 +53,19 @@ def activation_name(act) -> str:
     return getattr(act, "__name__", None) or type(act).__name__
 
 
+# the same functions under the same names in the frameworks Keras runs on
+# (``activation=tf.nn.relu`` in Keras-2-era code, ``jax.nn.gelu``...)
+_FRAMEWORKS = ("keras.", "tensorflow.", "jax.", "jax._src.", "torch.")
+
+
 def _keras_name(act):
-    """The registered Keras name of a built-in activation function, or None."""
+    """The Keras name of a built-in activation function (Keras', or the same
+    function of TensorFlow / JAX / PyTorch), or None."""
     if isinstance(act, str):
         return act.lower()
     name = getattr(act, "__name__", None)
     module = getattr(act, "__module__", "") or ""
-    if name and module.startswith("keras.") and name in _KINDS:
+    if name and module.startswith(_FRAMEWORKS) and name in _KINDS:
         return name
     return None
 
