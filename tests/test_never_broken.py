@@ -424,3 +424,25 @@ def test_channels_first_prunes_exactly_on_jax():
     out = subprocess.run([sys.executable, "-c", CHANNELS_FIRST], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_time_distributed_uses_the_wrapped_layers_handler():
+    inp = keras.Input((3, 8, 8, 4))
+    x = L.TimeDistributed(L.Conv2D(16, 3, padding="same"), name="td1")(inp)
+    x = L.TimeDistributed(L.BatchNormalization(), name="tdbn")(x)
+    x = L.TimeDistributed(L.Conv2D(8, 3, padding="same"), name="td2")(x)
+    x = L.TimeDistributed(L.GlobalAveragePooling2D(), name="tdg")(x)
+    model = keras.Model(inp, L.Dense(3)(L.LSTM(4)(x)))
+    x5 = np.random.default_rng(2).standard_normal((2, 3, 8, 8, 4)).astype("float32")
+    pruner, thin = assert_exact(model, x=x5)
+    assert thin.get_layer("td1").layer.filters == 8 and thin.get_layer("td2").layer.filters == 4
+    assert rt.count_macs(thin) < rt.count_macs(model)
+
+
+def test_tf_activation_functions_are_known_by_name():
+    tf = pytest.importorskip("tensorflow")
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", activation=tf.nn.relu, name="c1")(inp)
+    x = L.Conv2D(16, 3, padding="same", activation=tf.nn.swish, name="c1b")(x)
+    pruner, thin = assert_exact(keras.Model(inp, _tail(x)))
+    assert thin.get_layer("c1").filters == 8 and thin.get_layer("c1b").filters == 8
