@@ -178,7 +178,8 @@ def _build(model, config, objects, changed):
 def _failing_layer(model, err, changed):
     """`` at layer 'x' (Cls)`` from a Keras call error, preferring a changed layer."""
     import re
-    found = re.search(r"calling (\w+)\.call\(\)", str(err))
+    found = (re.search(r"calling (\w+)\.call\(\)", str(err))
+             or re.search(r"<class '(?:[\w]+\.)*(\w+)'>", str(err)))
     if not found:
         return ""
     cls = found.group(1)
