@@ -192,3 +192,16 @@ def test_fresh_process_loads_the_pruned_preset(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     cls, diff = proc.stdout.split()[-2:]
     assert cls == "PrunedResNetImageClassifier" and float(diff) <= 1e-6
+
+
+def test_cli_refuses_a_preset_folder_as_init_model(tmp_path):
+    """--init_model=<preset folder>: one line naming the class and the fix."""
+    from remotetrimmer_tf.pipeline.stages import check_keras_file
+    from remotetrimmer_tf.pipeline.workdir import PipelineError
+    thin = _prune(zoo.backbone("VGG"))
+    thin.save_to_preset(str(tmp_path / "p"))
+    with pytest.raises(PipelineError) as err:
+        check_keras_file(str(tmp_path / "p"))
+    msg = str(err.value)
+    assert "PrunedVGGBackbone" in msg and "--init_model=m.keras" in msg
+    assert "\n" not in msg

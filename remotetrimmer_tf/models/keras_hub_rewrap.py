@@ -18,7 +18,9 @@ pruned model computes. A model that is not a keras-hub ``Backbone`` / task
 comes back unchanged, and keras-hub is never imported for it.
 
 Example:
-    >>> small = as_source_class(user_model, graph.model, plain)  # doctest: +SKIP
+    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> keras_hub_kind(m) is None and as_source_class(m, m, m) is m
+    True
 """
 
 from __future__ import annotations

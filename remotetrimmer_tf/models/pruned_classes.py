@@ -22,9 +22,12 @@ a pruned preset after ``import remotetrimmer_tf``; call
 subclass. keras-hub is imported only when a function here runs.
 
 Example:
-    >>> import keras_hub                                        # doctest: +SKIP
-    >>> pruned_class(keras_hub.models.ResNetBackbone).__name__  # doctest: +SKIP
-    'PrunedResNetBackbone'
+    >>> import keras_hub
+    >>> cls = pruned_class(keras_hub.models.ResNetBackbone)
+    >>> cls.__name__, issubclass(cls, keras_hub.models.ResNetBackbone)
+    ('PrunedResNetBackbone', True)
+    >>> pruned_class(keras_hub.models.ResNetImageClassifier).backbone_cls is cls
+    True
 """
 
 from __future__ import annotations

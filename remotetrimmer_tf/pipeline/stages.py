@@ -83,6 +83,14 @@ def check_keras_file(path, flag="--init_model"):
            "(Keras 3 format), or leave out the flag to train one")
     if not os.path.exists(path):
         raise PipelineError(f"{flag}={path}: no such file; {fix}")
+    if os.path.isdir(path) and _preset_class(path):
+        cls, task = _preset_class(path)
+        how = (f"keras_hub.models.ImageClassifier.from_preset('{path}').save('m.keras')"
+               if task else "build keras_hub.models.ImageClassifier(backbone=keras_hub."
+               f"models.Backbone.from_preset('{path}'), num_classes=N) and .save('m.keras')")
+        raise PipelineError(
+            f"{flag}={path} is a keras-hub preset folder of {cls}, not a .keras "
+            f"classifier; {how} and pass --init_model=m.keras")
     if not os.path.isfile(path):
         raise PipelineError(f"{flag}={path} is not a file; {fix}")
     if not str(path).endswith(".keras"):
@@ -98,6 +106,21 @@ def check_keras_file(path, flag="--init_model"):
     if bad is not None or "config.json" not in names:
         what = f"damaged member {bad}" if bad else "no config.json inside"
         raise PipelineError(f"{flag}={path} is corrupt ({what}); {fix}")
+
+
+def _preset_class(folder):
+    """``(class name, is a task)`` of a keras-hub preset folder (task.json,
+    else config.json), or None for a folder that is no preset."""
+    import json
+    for name in ("task.json", "config.json"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict) and cfg.get("class_name"):
+            return str(cfg["class_name"]), name == "task.json"
+    return None
 
 
 # ----------------------------------------------------------------- run state
