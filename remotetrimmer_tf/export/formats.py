@@ -33,14 +33,14 @@ import dataclasses
 import importlib.util
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
 from remotetrimmer_tf.export import _io
 from remotetrimmer_tf.export.parity import compare, keras_outputs
 from remotetrimmer_tf.utils.batches import as_sample_array
-from remotetrimmer_tf.utils.files import atomic_path, remove_quietly
+from remotetrimmer_tf.utils.files import (atomic_path, remove_quietly, replace_atomic,
+                                          temp_sibling)
 
 __all__ = ["FORMATS", "ALIASES", "REQUIREMENTS", "FormatExport", "ExportFormatError",
            "resolve_format", "parse_formats", "missing_packages", "export_format"]
@@ -215,14 +215,15 @@ def _write(model, path, fmt, x, atol):
             parity = None if x is None else compare(
                 model, x, RUNNERS[fmt](tmp, x), atol=atol, label=label, ref=ref)
         return parity
-    folder = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    folder = temp_sibling(path)
+    os.mkdir(folder)
     try:            # model.xml + model.bin: both checked, then both moved
         xml = os.path.join(folder, os.path.basename(path))
         _export(model, xml, fmt)
         parity = None if x is None else compare(
             model, x, RUNNERS[fmt](xml, x), atol=atol, label=label, ref=ref)
-        os.replace(xml[:-4] + ".bin", path[:-4] + ".bin")
-        os.replace(xml, path)
+        replace_atomic(xml[:-4] + ".bin", path[:-4] + ".bin")
+        replace_atomic(xml, path)
         return parity
     finally:
         remove_quietly(folder)
