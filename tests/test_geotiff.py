@@ -148,3 +148,9 @@ def test_tfds_eurosat_all_offline(tmp_path):
     with pytest.raises(uf.UserDataError, match="out of range"):
         tfds_any.open_builder("tfds:eurosat/all", tfds_data_dir=tmp_path / "tfds",
                               bands=(13,))
+
+
+def test_single_band_uint8_tile_stays_one_band(tmp_path):
+    write_tiles(tmp_path, n=2, size=8, bands=1, dtype="uint8")
+    src = uf.open_folder(tmp_path)
+    assert (src.kind, src.channels) == ("array", 1)

@@ -64,17 +64,22 @@ def _hwc_shape(shape, axes):
 
 
 def tiff_info(path):
-    """``(bands, dtype)`` of a TIFF, from its header (no pixels read)."""
+    """``(bands, dtype, palette)`` of a TIFF, from its header (no pixels read);
+    ``palette``: the pixels are colour-table indices."""
     tf = _tifffile()
     if tf is not None:
         with tf.TiffFile(path) as tif:
             series = tif.series[0]
-            return _hwc_shape(series.shape, series.axes)[-1], np.dtype(series.dtype)
+            palette = int(tif.pages[0].photometric) == 3       # PHOTOMETRIC.PALETTE
+            return (_hwc_shape(series.shape, series.axes)[-1], np.dtype(series.dtype),
+                    palette)
     rio = _rasterio()
     if rio is None:
         raise ImportError("no TIFF reader: pip install tifffile")
     with rio.open(path) as src:
-        return int(src.count), np.dtype(src.dtypes[0])
+        palette = src.count == 1 and bool(src.colorinterp) and \
+            src.colorinterp[0].name == "palette"
+        return int(src.count), np.dtype(src.dtypes[0]), palette
 
 
 def read_tiff(path) -> np.ndarray:

@@ -16,9 +16,10 @@ Supported files:
   per band with the train split's mean / std of the raw values.
 - GeoTIFF tiles (`data.geotiff`, ``tifffile`` or ``rasterio``): any band
   count and dtype (uint16 reflectances, float) are band arrays, every band
-  kept (a 4-band R, G, B, NIR tile stays 4 bands); an 8-bit 1- or 3-band
-  TIFF is an ordinary image. Without a TIFF reader only the latter are read
-  (Pillow) and the others are refused naming ``pip install tifffile``.
+  kept (a 4-band R, G, B, NIR tile stays 4 bands, a 1-band tile 1 band); an
+  8-bit RGB or palette TIFF is an ordinary image. Without a TIFF reader only
+  the latter are read (Pillow) and the others are refused naming
+  ``pip install tifffile``.
 
 ``bands=(3, 2, 1)`` keeps those bands of every array tile, in that order
 (0-based indices; ``--config.data.bands``). A tile with NaN / infinite
@@ -266,10 +267,11 @@ def check_class_sizes(files, train_fraction=0.7, val_fraction=0.0):
 
 
 def _tiff_kind(path):
-    """A TIFF: an 8-bit 1- or 3-band one is an image, any other a band array."""
+    """A TIFF: an 8-bit 3-band (RGB) or palette one is an image, any other a
+    band array (every band kept)."""
     if tiff_reader_available():
-        bands, dtype = geotiff.tiff_info(path)
-        if dtype == np.uint8 and bands in (1, 3):
+        bands, dtype, palette = geotiff.tiff_info(path)
+        if palette or (dtype == np.uint8 and bands == 3):
             return "image", 3
         return "array", int(bands)
     from PIL import Image
@@ -277,8 +279,8 @@ def _tiff_kind(path):
         img.verify()
     with Image.open(path) as img:
         mode = img.mode
-    if mode not in ("L", "RGB", "P"):
-        raise OSError(f"a {mode} TIFF is read with all its bands only by a TIFF reader")
+    if mode not in ("RGB", "P"):
+        raise OSError(f"a {mode} TIFF is read as band tiles only by a TIFF reader")
     return "image", 3
 
 
