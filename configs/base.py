@@ -17,7 +17,8 @@ Sections:
   recalibrate BN-statistics re-estimation after pruning (steps, 0 = off).
   finetune    fine-tuning recipe of the pruned model (Adaptive Mining Loss).
   evaluate    which split the accuracies are measured on.
-  export      LiteRT files to write and whether to check them against Keras.
+  export      formats (LiteRT, SavedModel, ONNX, OpenVINO) and LiteRT quantisations
+              to write, and whether to check them against Keras.
 
 Example:
   python -m remotetrimmer_tf.prune --config=configs/eurosat_resnet18_modern.py \
@@ -129,6 +130,9 @@ def get_config():
     c.data.mean = config_dict.placeholder(str)     # "m1,m2,m3"; None: measured
     c.data.std = config_dict.placeholder(str)      # on the train split
     c.data.download = False   # tfds:<builder> only: let TFDS download it
+    # Band tiles (GeoTIFF / .npy folders, tfds:eurosat/all): the bands to keep,
+    # 0-based, in this order ("3,2,1"); None: every band.
+    c.data.bands = config_dict.placeholder(tuple)
 
     c.model = config_dict.ConfigDict()
     c.model.arch = "resnet18"
@@ -187,7 +191,10 @@ def get_config():
     c.evaluate.steps = config_dict.placeholder(int)      # None: whole split
 
     c.export = config_dict.ConfigDict()
-    c.export.quantize = ("none", "int8")
+    c.export.quantize = ("none", "int8")   # the LiteRT files (litert format)
+    # Formats written by the export stage: litert (the .tflite files above),
+    # saved_model (tf_saved_model), onnx, openvino; "litert,onnx" or repeated.
+    c.export.formats = ("litert",)
     c.export.check = True
     c.export.representative_steps = 8   # training batches for int8 calibration
     c.export.check_samples = 512        # test images the LiteRT files are checked on

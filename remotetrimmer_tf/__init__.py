@@ -51,6 +51,7 @@ _EXPORTS = {
     "register_importance": "remotetrimmer_tf.importance",
     "run_pipeline": "remotetrimmer_tf.pipeline",
     "Pruner": "remotetrimmer_tf.pruner",
+    "prune_in_rounds": "remotetrimmer_tf.iterative",
     "PlanCost": "remotetrimmer_tf.budget",
     "LatencyModel": "remotetrimmer_tf.latency",
     "recalibrate_bn": "remotetrimmer_tf.training.bn_recalibration",

@@ -10,6 +10,12 @@ registers the classes as soon as Keras is imported:
 - otherwise a one-shot import hook runs :func:`register_keras_objects`
   right after ``import keras`` finishes.
 
+The same holds for keras-hub: the ``Pruned*`` subclass of every keras-hub
+class (``models.pruned_classes``: what a pruned keras-hub model's preset
+names) is registered as soon as ``keras_hub`` is imported, so
+``keras_hub.models.Backbone.from_preset(pruned_dir)`` works after
+``import remotetrimmer_tf`` in a fresh process.
+
 This module imports neither Keras nor TensorFlow.
 """
 import importlib
@@ -17,7 +23,8 @@ import importlib.abc
 import sys
 import warnings
 
-__all__ = ["SERIALIZABLE_MODULES", "register_keras_objects", "install"]
+__all__ = ["SERIALIZABLE_MODULES", "register_keras_objects", "register_keras_hub_objects",
+           "install"]
 
 # Every module that defines a @keras.saving.register_keras_serializable class.
 SERIALIZABLE_MODULES = [
@@ -42,11 +49,23 @@ def register_keras_objects():
             raise
 
 
+def register_keras_hub_objects():
+    """Register the ``Pruned*`` class of every keras-hub class (keras-hub
+    is imported by then)."""
+    from remotetrimmer_tf.models.pruned_classes import register_pruned_classes
+    register_pruned_classes()
+
+
 class _AfterKerasImport(importlib.abc.MetaPathFinder):
-    """Wraps the loader of the top-level ``keras`` module (one shot)."""
+    """Wraps the loader of a top-level module (``keras``, then ``keras_hub``;
+    one shot each) so that ``register`` runs right after it is imported."""
+
+    def __init__(self, module="keras", register=None):
+        self.module = module
+        self.register = register or register_keras_objects
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname != self.module:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -56,16 +75,17 @@ class _AfterKerasImport(importlib.abc.MetaPathFinder):
                 break
         else:
             return None
-        _remove_hook()
+        _remove_hook(self.module)
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
         original = loader.exec_module
+        register = self.register
 
         def exec_module(module):
             original(module)
             try:
-                register_keras_objects()
+                register()
             except Exception as e:  # never break `import keras`
                 warnings.warn(f"remotetrimmer_tf: could not register Keras classes "
                               f"({type(e).__name__}: {e}); import remotetrimmer_tf.losses "
@@ -75,15 +95,26 @@ class _AfterKerasImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _remove_hook():
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterKerasImport)]
+def _remove_hook(module="keras"):
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if not (isinstance(f, _AfterKerasImport) and f.module == module)]
+
+
+def _install_one(module, register):
+    if hasattr(sys.modules.get(module), "models"):     # keras_hub fully imported
+        register()
+        return
+    if not any(isinstance(f, _AfterKerasImport) and f.module == module
+               for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasImport(module, register))
 
 
 def install():
-    """Register now if Keras is loaded, else right after ``import keras``."""
+    """Register now if Keras (keras-hub) is loaded, else right after its import."""
     keras_module = sys.modules.get("keras")
     if keras_module is not None and hasattr(keras_module, "saving"):
         register_keras_objects()
-        return
-    if not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    elif not any(isinstance(f, _AfterKerasImport) and f.module == "keras"
+                 for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterKerasImport())
+    _install_one("keras_hub", register_keras_hub_objects)

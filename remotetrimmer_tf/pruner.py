@@ -153,10 +153,11 @@ class Pruner:
             ``summary()``, and a warning says so. Default: none (those groups
             are frozen).
 
-    Models: functional, Sequential, keras-hub ``Backbone`` / task models
-    (``preprocessor=None``), functional subclasses, nested backbones and
-    composite layers (see ``graph.functional_view``); a model that is not
-    plain functional is pruned into a plain functional ``keras.Model``.
+    Models: functional, Sequential, keras-hub ``Backbone`` / task models,
+    functional subclasses, nested backbones and composite layers (see
+    ``graph.functional_view``). A keras-hub model comes back as its class
+    (preprocessor carried over; presets work: docs/ecosystem.md); any other
+    model that is not plain functional as a plain functional ``keras.Model``.
 
     Attributes (after ``plan``): ``graph``, ``scores`` (``{group: scores}``),
     ``skipped`` (``{group: reason}`` for groups left whole), ``attention``,

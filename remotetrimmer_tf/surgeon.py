@@ -102,13 +102,16 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
 
     Returns:
         A new ``keras.Model`` with the same layer names, dtypes, trainability
-        and outputs, thinner where channels were removed. A model that is not
-        a plain functional one (a keras-hub Backbone or task, a functional
-        subclass, one with composite layers) comes back as a *plain
-        functional* ``keras.Model`` built from its ``functional_view``:
-        composite layers are replaced by their sub-layers and ops, nested
-        backbones become nested plain models of the same name. It saves to
-        ``.keras`` and reloads with the layers' own registrations only.
+        and outputs, thinner where channels were removed. A keras-hub
+        ``Backbone`` / task comes back as its own class (a registered
+        ``Pruned*`` subclass: ``save_to_preset`` / ``from_preset`` work; see
+        ``models.keras_hub_rewrap``). Any other model that is not a plain
+        functional one (a functional subclass, one with composite layers)
+        comes back as a *plain functional* ``keras.Model`` built from its
+        ``functional_view``: composite layers are replaced by their sub-layers
+        and ops, nested backbones become nested plain models of the same
+        name. It saves to ``.keras`` and reloads with the layers' own
+        registrations only.
 
     Example:
         >>> g = DependencyGraph(model)                         # doctest: +SKIP
@@ -140,7 +143,8 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
     _set_all(model, new_model, "", new_weights)
     if changed:
         check_first_call(model, new_model, graph)
-    return new_model
+    from .models.keras_hub_rewrap import as_source_class
+    return as_source_class(graph.source_model, model, new_model)
 
 
 def _config(model):

@@ -103,14 +103,18 @@ def test_ignore_reaches_inner_and_composite_layers():
         rt.Pruner(bb, importance="l1", ratio=0.5, ignore=("no_such_layer",)).plan()
 
 
-def test_task_with_preprocessor_is_refused():
+def test_task_with_preprocessor_keeps_it():
+    """(issue 29: was refused) the preprocessor is carried over to the pruned
+    task; tests/test_keras_hub_presets.py checks its presets."""
     bb = zoo.backbone("VGG")
     pre = keras_hub.models.ImageClassifierPreprocessor(
         image_converter=keras_hub.layers.ImageConverter(image_size=(64, 64)))
     task = keras_hub.models.VGGImageClassifier(backbone=bb, num_classes=3,
                                                preprocessor=pre)
-    with pytest.raises(ValueError, match="preprocessor=None"):
-        rt.Pruner(task, importance="l1", ratio=0.5).plan()
+    thin = rt.Pruner(task, importance="l1", ratio=0.5).prune()
+    assert isinstance(thin, keras_hub.models.VGGImageClassifier)
+    assert thin.preprocessor.get_config()["image_converter"]["config"]["image_size"] \
+        == [64, 64] or tuple(thin.preprocessor.image_converter.image_size) == (64, 64)
 
 
 def test_transformer_backbone_is_refused_with_a_reason():

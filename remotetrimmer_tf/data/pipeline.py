@@ -74,23 +74,27 @@ def _decode_map(kind: str, image_size: int):
     return fn
 
 
-def normalize_batch(images, norm):
-    """uint8 batch -> float32, normalised with ``norm = (mean, std)`` or raw 0..255."""
+def normalize_batch(images, norm, scale=255.0):
+    """uint8 batch -> float32, normalised with ``norm = (mean, std)`` or raw 0..255.
+
+    ``scale``: what ``mean`` / ``std`` are relative to (255: pixels on 0..1;
+    1: raw band values, ``(x - mean) / std``)."""
     import tensorflow as tf
 
     x = tf.cast(images, tf.float32)
     if norm is None:
         return x
     mean, std = norm
-    scale = tf.constant(1.0 / (255.0 * np.asarray(std, np.float32)), tf.float32)
+    scale = tf.constant(1.0 / (float(scale) * np.asarray(std, np.float32)), tf.float32)
     shift = tf.constant(np.asarray(mean, np.float32) / np.asarray(std, np.float32),
                         tf.float32)
     return x * scale - shift
 
 
 def finish(ds, *, num_examples: int, batch_size: int, shuffle: bool, seed: int,
-           cache, norm, drop_remainder: bool, shuffle_buffer=None):
-    """Cache, shuffle, batch, normalise and prefetch a (uint8 image, label) dataset."""
+           cache, norm, drop_remainder: bool, shuffle_buffer=None, scale=255.0):
+    """Cache, shuffle, batch, normalise and prefetch a (uint8 image, label)
+    dataset (float32 band arrays with ``scale=1``)."""
     import tensorflow as tf
 
     if cache:
@@ -100,7 +104,7 @@ def finish(ds, *, num_examples: int, batch_size: int, shuffle: bool, seed: int,
         ds = ds.shuffle(buf, seed=int(seed), reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(lambda x, y: (normalize_batch(x, norm), y),
+    ds = ds.map(lambda x, y: (normalize_batch(x, norm, scale), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -14,13 +14,22 @@ Supported files:
 - band arrays: ``.npy`` tiles of shape ``(H, W)`` or ``(H, W, N)`` — any
   number of bands, any numeric dtype; the model sees N channels, normalised
   per band with the train split's mean / std of the raw values.
-- multi-band GeoTIFF: read as band arrays only when ``tifffile`` is
-  importable (``pip install tifffile``); Pillow reads 1-, 3- and 4-band TIFFs
-  as images but not multispectral ones. ``rasterio`` is not used.
+- GeoTIFF tiles (`data.geotiff`, ``tifffile`` or ``rasterio``): any band
+  count and dtype (uint16 reflectances, float) are band arrays, every band
+  kept (a 4-band R, G, B, NIR tile stays 4 bands, a 1-band tile 1 band); an
+  8-bit RGB or palette TIFF is an ordinary image. Without a TIFF reader only
+  the latter are read (Pillow) and the others are refused naming
+  ``pip install tifffile``.
 
-All files of a folder must be one kind (images, or arrays with one band
-count). Every problem is raised as `UserDataError` (a ``ValueError``) whose
-first line names the file or folder and the fix.
+``bands=(3, 2, 1)`` keeps those bands of every array tile, in that order
+(0-based indices; ``--config.data.bands``). A tile with NaN / infinite
+values or pixels equal to its declared nodata value is refused. All files of
+a folder must be one kind (images, or arrays with one band count): the tile
+whose band count differs from the others is named. A folder that only wraps
+the class folders (one subfolder and no files, as archives unpack:
+``EuroSAT_MS/ds/.../tif/<Class>/``) is descended into. Every problem is raised
+as `UserDataError` (a ``ValueError``) whose first line names the file, folder
+or flag and the fix.
 
 Example:
 
@@ -36,12 +45,14 @@ x, y = user_folder.load_numpy(src, "test", image_size=64, norm=norm)
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import pathlib
 
 import numpy as np
 
+from remotetrimmer_tf.data import geotiff
 from remotetrimmer_tf.data import splits as splits_lib
 from remotetrimmer_tf.data.registry import IMAGE_EXTENSIONS
 
@@ -64,7 +75,10 @@ class FolderSource:
         class_names: the classes, in label order.
         files: sorted relative paths ``"<class>/<file>"`` of every sample.
         kind: ``"image"`` (decoded to RGB uint8) or ``"array"`` (band arrays).
-        channels: 3 for images, the band count for arrays.
+        channels: what the model sees: 3 for images, the selected band count
+            for arrays.
+        bands: the selected band indices (0-based), or None for every band.
+        file_channels: the band count of the files.
     """
 
     root: pathlib.Path
@@ -72,6 +86,8 @@ class FolderSource:
     files: tuple
     kind: str
     channels: int
+    bands: tuple = None
+    file_channels: int = None
 
     @property
     def num_classes(self) -> int:
@@ -79,12 +95,8 @@ class FolderSource:
 
 
 def tiff_reader_available() -> bool:
-    """Whether multi-band TIFFs can be read (``tifffile`` importable)."""
-    try:
-        import tifffile  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    """Whether multi-band TIFFs can be read (``tifffile`` or ``rasterio``)."""
+    return geotiff.reader_available()
 
 
 def parse_classes(classes):
@@ -101,6 +113,76 @@ def parse_classes(classes):
         raise UserDataError(f"--config.data.classes lists {dup} twice; "
                             "name every class once")
     return tuple(names) or None
+
+
+def parse_bands(bands):
+    """``"3,2,1"`` / a sequence / an int / None -> tuple of 0-based band
+    indices, or None (every band).
+
+    Raises:
+        UserDataError: naming ``--config.data.bands`` (not whole numbers >= 0,
+            or a band listed twice).
+    """
+    if bands is None or bands == "" or bands == ():
+        return None
+    items = str(bands).strip("()[] ").split(",") if isinstance(bands, str) else \
+        (list(bands) if isinstance(bands, (list, tuple)) else [bands])
+    try:
+        out = tuple(int(str(b).strip()) for b in items if str(b).strip() != "")
+        if any(isinstance(b, float) and b != int(b) for b in items):
+            raise ValueError
+    except ValueError:
+        raise UserDataError(f"--config.data.bands={bands!r} is not a list of band "
+                            "indices; pass 0-based indices, e.g. "
+                            "--config.data.bands=3,2,1") from None
+    if not out or min(out) < 0:
+        raise UserDataError(f"--config.data.bands={bands!r}: band indices are "
+                            "0-based and >= 0; pass e.g. --config.data.bands=3,2,1")
+    dup = sorted({b for b in out if out.count(b) > 1})
+    if dup:
+        raise UserDataError(f"--config.data.bands lists band {dup[0]} twice; "
+                            "name every band once")
+    return out
+
+
+def check_bands(bands, kind, channels, where):
+    """The selected bands exist in tiles of ``channels`` bands.
+
+    Raises:
+        UserDataError: naming ``--config.data.bands``, the band count and the
+            valid range (or, for RGB images, that there is nothing to select).
+    """
+    if bands is None:
+        return
+    flag = f"--config.data.bands={','.join(str(b) for b in bands)}"
+    if kind == "image":
+        raise UserDataError(
+            f"{flag}: the files in {where} are RGB images, not band tiles; leave "
+            "--config.data.bands out (it selects bands of .tif / .npy tiles)")
+    bad = [b for b in bands if b >= channels]
+    if bad:
+        raise UserDataError(
+            f"{flag}: band {bad[0]} is out of range; the tiles in {where} have "
+            f"{channels} bands, indices 0-{channels - 1}")
+
+
+def find_class_root(root):
+    """``root``, or the folder it only wraps: while it holds one subfolder
+    (itself holding folders) and no file, that subfolder (``EuroSAT_MS/ds/
+    images/.../tif`` as the archive unpacks)."""
+    root = pathlib.Path(os.fspath(root)).expanduser()
+    for _ in range(8):
+        if not root.is_dir():
+            return root
+        entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+        dirs = [e for e in entries if e.is_dir()]
+        if len(dirs) != 1 or len(entries) != 1:
+            return root
+        inner = root / dirs[0].name
+        if not any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(inner)):
+            return root
+        root = inner
+    return root
 
 
 def discover_classes(root, classes=None) -> tuple:
@@ -184,6 +266,24 @@ def check_class_sizes(files, train_fraction=0.7, val_fraction=0.0):
             "or leave it out with --config.data.classes")
 
 
+def _tiff_kind(path):
+    """A TIFF: an 8-bit 3-band (RGB) or palette one is an image, any other a
+    band array (every band kept)."""
+    if tiff_reader_available():
+        bands, dtype, palette = geotiff.tiff_info(path)
+        if palette or (dtype == np.uint8 and bands == 3):
+            return "image", 3
+        return "array", int(bands)
+    from PIL import Image
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        mode = img.mode
+    if mode not in ("RGB", "P"):
+        raise OSError(f"a {mode} TIFF is read as band tiles only by a TIFF reader")
+    return "image", 3
+
+
 def _file_kind(path):
     """``("image", 3)`` or ``("array", bands)`` from a file's header."""
     ext = os.path.splitext(str(path))[1].lower()
@@ -193,22 +293,30 @@ def _file_kind(path):
             raise ValueError(f"expected a numeric (H, W) or (H, W, bands) "
                              f"array, got shape {arr.shape} dtype {arr.dtype}")
         return "array", 1 if arr.ndim == 2 else int(arr.shape[-1])
+    if ext in TIFF_EXTENSIONS:
+        return _tiff_kind(path)
     from PIL import Image
+    with Image.open(path) as img:
+        img.verify()
+    return "image", 3
+
+
+def _says(kind):
+    return "an RGB image" if kind[0] == "image" else f"a {kind[1]}-band array"
+
+
+def _header(root, f):
     try:
-        with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
-            bands = len(img.getbands())
-            if ext in TIFF_EXTENSIONS and bands not in (1, 3, 4):
-                raise OSError(f"{bands}-band TIFF")
-        return "image", 3
-    except OSError:
-        if ext in TIFF_EXTENSIONS and tiff_reader_available():
-            import tifffile
-            with tifffile.TiffFile(path) as tif:
-                shape = tif.series[0].shape
-            return "array", 1 if len(shape) == 2 else int(shape[-1])
-        raise
+        return _file_kind(root / f)
+    except (OSError, ValueError, SyntaxError, ImportError) as e:
+        hint = ""
+        if os.path.splitext(f)[1].lower() in TIFF_EXTENSIONS and \
+                not tiff_reader_available():
+            hint = " (multi-band TIFFs need `pip install tifffile`)"
+        raise UserDataError(
+            f"{root / f}: unreadable ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})"
+            f"{hint}; replace or remove the file") from None
 
 
 def check_file_headers(root, files):
@@ -218,58 +326,79 @@ def check_file_headers(root, files):
         ``(kind, channels)`` shared by all files.
 
     Raises:
-        UserDataError: naming the first unreadable file, or two files of
-            different kinds / band counts.
+        UserDataError: naming the first unreadable file, or the first file
+            whose kind / band count differs from most files'.
     """
     root = pathlib.Path(root)
-    first = None
-    for f in files:
-        try:
-            kind = _file_kind(root / f)
-        except (OSError, ValueError, SyntaxError) as e:
-            hint = ""
-            if os.path.splitext(f)[1].lower() in TIFF_EXTENSIONS and \
-                    not tiff_reader_available():
-                hint = " (multi-band TIFFs need `pip install tifffile`)"
-            raise UserDataError(
-                f"{root / f}: unreadable ({type(e).__name__}: "
-                f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})"
-                f"{hint}; replace or remove the file") from None
-        if first is None:
-            first = (f, kind)
-        elif kind != first[1]:
-            def _says(k):
-                return "an RGB image" if k[0] == "image" else f"a {k[1]}-band array"
-            raise UserDataError(
-                f"{root / f} is {_says(kind)} but {root / first[0]} is "
-                f"{_says(first[1])}; a folder must hold one kind of file with "
-                "one band count")
-    return first[1] if first else ("image", 3)
+    kinds = {f: _header(root, f) for f in files}
+    if not kinds:
+        return "image", 3
+    counts = collections.Counter(kinds.values())
+    common, n = counts.most_common(1)[0]
+    odd = next((f for f in files if kinds[f] != common), None)
+    if odd is not None:
+        example = next(f for f in files if kinds[f] == common)
+        raise UserDataError(
+            f"{root / odd} is {_says(kinds[odd])} but {n} other file(s) are "
+            f"{_says(common)} (e.g. {root / example}); a folder must hold one kind "
+            "of file with one band count: replace or remove it")
+    return common
 
 
-def open_folder(root, classes=None, check_headers=True) -> FolderSource:
+def _value_problem(path):
+    arr = read_raw(path)
+    nodata = geotiff.nodata_of(path) if str(path).lower().endswith(TIFF_EXTENSIONS) \
+        else None
+    return geotiff.value_problem(arr, nodata)
+
+
+def check_array_values(root, files, num_workers=None):
+    """Every band tile's values are usable (no NaN / infinite / nodata).
+
+    Raises:
+        UserDataError: naming the first bad tile, what is wrong and the fix.
+    """
+    import concurrent.futures
+    paths = [pathlib.Path(root) / f for f in files]
+    workers = num_workers or min(8, 2 * (os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+        problems = list(pool.map(_value_problem, paths))
+    for p, problem in zip(paths, problems):
+        if problem:
+            raise UserDataError(f"{p}: {problem}; fill those pixels (e.g. with the "
+                                "band's mean) or remove the tile")
+
+
+def open_folder(root, classes=None, check_headers=True, bands=None) -> FolderSource:
     """Lists and checks a user folder.
 
     Args:
-        root: folder holding ``<class>/`` subfolders.
+        root: folder holding ``<class>/`` subfolders (or a folder that only
+            wraps it, see `find_class_root`).
         classes: class names in label order (list or ``"a,b,c"``), or None
             for the sorted subfolder names.
-        check_headers: open every file's header now (unreadable or mixed
-            files fail before any training).
+        check_headers: open every file's header now, and read every band
+            tile's values (unreadable, mixed, NaN / nodata files fail before
+            any training).
+        bands: 0-based band indices to keep of every band tile (list or
+            ``"3,2,1"``), or None for every band.
 
     Returns:
         A `FolderSource`.
     """
-    root = pathlib.Path(os.fspath(root)).expanduser().resolve()
+    bands = parse_bands(bands)
+    root = find_class_root(pathlib.Path(os.fspath(root)).expanduser().resolve())
     names, files = list_class_files(root, classes)
     if check_headers:
         kind, channels = check_file_headers(root, files)
     else:
-        ext = os.path.splitext(files[0])[1].lower()
-        kind, channels = ("array", _file_kind(root / files[0])[1]) \
-            if ext in ARRAY_EXTENSIONS else ("image", 3)
+        kind, channels = _header(root, files[0])
+    check_bands(bands, kind, channels, root)
+    if check_headers and kind == "array":
+        check_array_values(root, files)
     return FolderSource(root=root, class_names=tuple(names), files=tuple(files),
-                        kind=kind, channels=int(channels))
+                        kind=kind, channels=len(bands) if bands else int(channels),
+                        bands=bands, file_channels=int(channels))
 
 
 def split(source: FolderSource, split="train", seed=0, train_fraction=0.7,
@@ -305,22 +434,49 @@ def _resize_bands(arr, size):
     return out
 
 
-def read_array(path, image_size):
-    """One band-array file -> float32 (image_size, image_size, bands)."""
+def read_raw(path):
+    """A band tile as stored: ``(H, W, bands)`` of its own dtype."""
     ext = os.path.splitext(str(path))[1].lower()
     try:
-        if ext in ARRAY_EXTENSIONS:
-            arr = np.load(path, allow_pickle=False)
-        else:
-            import tifffile
-            arr = tifffile.imread(path)
-    except (OSError, ValueError) as e:
+        arr = np.load(path, allow_pickle=False) if ext in ARRAY_EXTENSIONS \
+            else geotiff.read_tiff(path)
+    except (OSError, ValueError, ImportError) as e:
         raise UserDataError(f"{path}: unreadable ({e}); replace or remove "
                             "the file") from None
-    arr = np.asarray(arr, np.float32)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    return _resize_bands(arr, int(image_size))
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_array(path, image_size, bands=None, expect=None):
+    """One band tile -> float32 ``(image_size, image_size, len(bands))``.
+
+    Args:
+        path: a ``.npy`` or TIFF tile.
+        image_size: output height and width (bilinear per band).
+        bands: 0-based indices to keep (None: every band).
+        expect: the band count the tile must have (None: any).
+
+    Raises:
+        UserDataError: naming the file: unreadable, another band count,
+            NaN / infinite / nodata values.
+    """
+    arr = read_raw(path)
+    if expect is not None and arr.shape[-1] != expect:
+        raise UserDataError(
+            f"{path} has {arr.shape[-1]} bands but the folder's tiles have "
+            f"{expect}; a folder must hold one band count: replace or remove it")
+    nodata = geotiff.nodata_of(path) if str(path).lower().endswith(TIFF_EXTENSIONS) \
+        else None
+    problem = geotiff.value_problem(arr, nodata)
+    if problem:
+        raise UserDataError(f"{path}: {problem}; fill those pixels (e.g. with the "
+                            "band's mean) or remove the tile")
+    if bands is not None:
+        if max(bands) >= arr.shape[-1]:
+            raise UserDataError(
+                f"{path} has {arr.shape[-1]} bands; --config.data.bands="
+                f"{','.join(str(b) for b in bands)} asks for band {max(bands)}")
+        arr = arr[..., list(bands)]
+    return _resize_bands(np.asarray(arr, np.float32), int(image_size))
 
 
 def decode(source: FolderSource, files, image_size, num_workers=None):
@@ -336,12 +492,8 @@ def decode(source: FolderSource, files, image_size, num_workers=None):
     out = np.empty((len(paths), int(image_size), int(image_size),
                     source.channels), np.float32)
     for i, p in enumerate(paths):
-        arr = read_array(p, image_size)
-        if arr.shape[-1] != source.channels:
-            raise UserDataError(
-                f"{p} has {arr.shape[-1]} bands but the folder's files have "
-                f"{source.channels}; a folder must hold one band count")
-        out[i] = arr
+        out[i] = read_array(p, image_size, source.bands,
+                            source.file_channels or source.channels)
     return out
 
 

@@ -1,4 +1,6 @@
-"""Deployment: LiteRT/TFLite and SavedModel export, quantisation-aware training.
+"""Deployment: every Keras export format (LiteRT, SavedModel, ONNX, OpenVINO) with
+a parity check each (``export_format``), LiteRT quantisation, quantisation-aware
+training.
 
 TensorFlow, ai_edge_litert, tf_keras and tfmot are imported lazily inside the
 functions, so importing this package imports none of them.
@@ -29,6 +31,12 @@ from remotetrimmer_tf.export.litert import (
     to_litert,
     top1_agreement,
 )
+from remotetrimmer_tf.export.formats import (
+    FORMATS,
+    ExportFormatError,
+    FormatExport,
+    export_format,
+)
 from remotetrimmer_tf.export.qat import qat_available, qat_to_litert
 from remotetrimmer_tf.export.saved_model import SavedModelExport, to_saved_model
 from remotetrimmer_tf.export.tfmot_baseline import (
@@ -37,6 +45,10 @@ from remotetrimmer_tf.export.tfmot_baseline import (
 )
 
 __all__ = [
+    "FORMATS",
+    "ExportFormatError",
+    "FormatExport",
+    "export_format",
     "QUANTIZE_MODES",
     "LiteRTExport",
     "LiteRTRunner",

@@ -120,6 +120,7 @@ class LiteRTRunner:
                 "`model` must be a .tflite path or the model's bytes, got "
                 f"{type(model).__name__}."
             )
+        self._kwargs = kwargs
         self.interpreter = litert.Interpreter(**kwargs)
         self.interpreter.allocate_tensors()
         inputs = self.interpreter.get_input_details()
@@ -132,6 +133,7 @@ class LiteRTRunner:
         self._in = inputs[0]
         self._out = outputs[0]
         self._batch = int(self._in["shape"][0])
+        self._exported_batch = max(1, self._batch)
 
     @property
     def input_shape(self):
@@ -198,6 +200,23 @@ class LiteRTRunner:
                 f"Input of shape {x.shape} does not match the model's input "
                 f"rank {len(self._in['shape'])} (shape {self.input_shape})."
             )
+        try:
+            return self._chunks(x, batch_size)
+        except RuntimeError:
+            if batch_size == self._exported_batch:
+                raise
+        # XNNPACK cannot reshape some graphs to another batch (feature maps
+        # of 1x1 in a ResNet at 16-32 px): a fresh interpreter at the
+        # exported batch size runs them unchanged
+        from ai_edge_litert import interpreter as litert
+        self.interpreter = litert.Interpreter(**self._kwargs)
+        self.interpreter.allocate_tensors()
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self._batch = int(self._in["shape"][0])
+        return self._chunks(x, self._exported_batch)
+
+    def _chunks(self, x, batch_size):
         outs = []
         for start in range(0, len(x), batch_size):
             chunk = x[start : start + batch_size]

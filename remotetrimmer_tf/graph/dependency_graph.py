@@ -57,7 +57,7 @@ class DependencyGraph:
     Args:
         model: a built Keras 3 model with a functional graph: functional,
             Sequential with an Input, a keras-hub ``Backbone`` or task model
-            (``preprocessor=None``), any ``keras.Model`` subclass built
+            (its preprocessor runs outside the graph), any ``keras.Model`` subclass built
             functionally, with nested models and composite layers (see
             ``functional_view``). Never modified.
         unknown: what to do with a layer type that has no handler: ``"error"``

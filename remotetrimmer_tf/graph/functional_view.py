@@ -41,7 +41,7 @@ from ..utils.in_process import config_of, from_config
 from .handlers.registry import get_handler
 
 __all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers",
-           "graph_of"]
+           "graph_of", "view_tensor"]
 
 _MAX_PASSES = 8
 
@@ -192,6 +192,7 @@ class _Tracer:
         self.copies: Dict[int, object] = {}
         self.inlined: Dict[str, list] = {}   # composite name -> sub-layer names
         self.pairs: list = []                # (user's layer, its copy)
+        self.maps: Dict[int, tuple] = {}     # id(model traced) -> (tensor map, new model)
 
     def _copy(self, op):
         new = self.copies.get(id(op))
@@ -300,19 +301,10 @@ class _Tracer:
                 for t, n in zip(node.outputs, flat):
                     tmap[id(t)] = n
         outputs = keras.tree.map_structure(lambda t: tmap[id(t)], fn.outputs)
-        return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
-                           name=model.name)
-
-
-def _refuse_preprocessor(model):
-    """keras-hub tasks run a preprocessor outside their graph: refuse it."""
-    if getattr(model, "preprocessor", None) is not None:
-        raise PruningError(
-            f"Model '{model.name}' ({type(model).__name__}) has a preprocessor "
-            "attached; it runs outside the model's graph, so a pruned model "
-            "would silently lose it. Way out: build the task with "
-            "preprocessor=None (apply the preprocessor to the data yourself), "
-            "or prune its backbone.")
+        new = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
+                          name=model.name)
+        self.maps[id(model)] = (tmap, new)
+        return new
 
 
 def _probe_inputs(model, seed=0):
@@ -365,7 +357,6 @@ def functional_view(model, check: bool = True):
         again from the model on every call (so training in between is seen).
     """
     fn = graph_of(model)
-    _refuse_preprocessor(model)
     if is_plain_functional(model):
         return model
     if not _has_composite(fn) and not _has_non_plain_nested(fn):
@@ -381,11 +372,13 @@ def functional_view(model, check: bool = True):
     first = _Tracer(clone=True)
     view = first.model(model)
     inlined: Dict[str, list] = {}
+    maps = [first.maps]
     for _ in range(_MAX_PASSES):
         if not _has_composite(view) and not _has_identity(view):
             break
         tracer = _Tracer(clone=False)
         view = tracer.model(view)
+        maps.append(tracer.maps)
         for name, subs in tracer.inlined.items():
             inlined.setdefault(name, []).extend(subs)
     else:
@@ -395,12 +388,42 @@ def functional_view(model, check: bool = True):
     if check:
         _check_same(model, view)
     _INLINED[view] = inlined
+    _TRACES[view] = maps
     _VIEWS[model] = (view, first.pairs)
     return view
 
 
 _INLINED = weakref.WeakKeyDictionary()
 _VIEWS = weakref.WeakKeyDictionary()      # user's model -> (traced view, copies)
+_TRACES = weakref.WeakKeyDictionary()     # traced view -> [per pass {id(model): (map, new)}]
+
+
+def view_tensor(view, model, tensor):
+    """Where ``tensor`` of ``model`` lives in ``view``.
+
+    Args:
+        view: what ``functional_view`` returned for a model.
+        model: that model, or a model nested in it (a keras-hub task's backbone).
+        tensor: a symbolic tensor of ``model``'s graph (e.g. one of a keras-hub
+            backbone's ``pyramid_outputs``).
+
+    Returns:
+        ``(tensor, holder)``: the view's tensor computing the same values and
+        the model of the view whose graph holds it (``view``, or the plain
+        model that replaced ``model`` when it is nested). A view that shares
+        ``model``'s graph returns ``(tensor, model)``.
+
+    Raises:
+        KeyError: ``tensor`` is not computed by the view (it does not lead to
+            any output of the model).
+    """
+    holder = model
+    for maps in _TRACES.get(view, ()):
+        entry = maps.get(id(holder))
+        if entry is not None:
+            tmap, holder = entry
+            tensor = tmap[id(tensor)]
+    return tensor, holder
 
 
 def inlined_layers(view) -> Dict[str, list]:

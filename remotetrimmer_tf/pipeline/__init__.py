@@ -186,6 +186,7 @@ def validate_config(cfg, init_model=None):
         if q not in choices_lib.QUANTIZE:
             raise _bad("export.quantize", q, f"is not one of "
                        f"{', '.join(choices_lib.QUANTIZE)}; repeat the flag for several")
+    _validate_export_formats(cfg.export)   # issue 29
     # (cap on a model without SE gates inserts and trains gates: issue 13)
     for path in ("data.skip_bad_files", "deterministic"):
         try:
@@ -199,6 +200,23 @@ def validate_config(cfg, init_model=None):
                    "is not a folder; pass the folder holding the dataset")
     if user_data.is_user_dataset(cfg.data.name):   # issue 13: list + check files
         user_data.validate(cfg)
+
+
+def _validate_export_formats(e):
+    """``export.formats`` names known formats whose packages are installed."""
+    from remotetrimmer_tf.export.formats import (ExportFormatError, missing_packages,
+                                                 parse_formats)
+    given = ",".join(str(v) for v in (e.get("formats") or ()))
+    try:
+        formats = parse_formats(e.get("formats") or ())
+    except ExportFormatError as err:
+        raise _bad("export.formats", given, f"names an {first_line(err)}; pass e.g. "
+                   "--config.export.formats=litert,onnx,saved_model") from None
+    for fmt in formats:
+        missing = missing_packages(fmt)
+        if missing:
+            raise _bad("export.formats", given, f"needs {', '.join(missing)} for {fmt}: "
+                       f"pip install {' '.join(missing)} (or leave {fmt} out)")
 
 
 _BUDGETS = ("target_macs", "target_params", "target_latency_ms", "target_latency_of")

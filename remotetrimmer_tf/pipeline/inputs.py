@@ -118,14 +118,14 @@ def _check_user_data(cfg):
     user_data.validate(cfg)
     if d.name != "folder":
         return {"source": "tfds", "num_classes": int(src.num_classes)}
-    bad = checks.find_bad_images([os.path.join(src.root, f) for f in src.files
-                                  if not f.lower().endswith(".npy")])
+    bad = {} if src.kind == "array" else checks.find_bad_images(   # tiles: read whole
+        [os.path.join(src.root, f) for f in src.files])              # by open_folder
     if bad:
         if bool(d.get("skip_bad_files", False)):
             raise PipelineError(
                 f"{_where(d)}: --config.data.skip_bad_files is not supported for "
                 f"--config.data.name=folder; remove the unreadable file(s) "
-                f"({os.path.relpath(bad[0], src.root)}...) from the folder")
+                f"({os.path.relpath(sorted(bad)[0], src.root)}...) from the folder")
         raise PipelineError(str(checks.BadImageError(bad)))
     fp = data_fingerprint(src.root, src.files)
     fp.update({"source": "folder", "root": str(src.root),

@@ -83,6 +83,14 @@ def check_keras_file(path, flag="--init_model"):
            "(Keras 3 format), or leave out the flag to train one")
     if not os.path.exists(path):
         raise PipelineError(f"{flag}={path}: no such file; {fix}")
+    if os.path.isdir(path) and _preset_class(path):
+        cls, task = _preset_class(path)
+        how = (f"keras_hub.models.ImageClassifier.from_preset('{path}').save('m.keras')"
+               if task else "build keras_hub.models.ImageClassifier(backbone=keras_hub."
+               f"models.Backbone.from_preset('{path}'), num_classes=N) and .save('m.keras')")
+        raise PipelineError(
+            f"{flag}={path} is a keras-hub preset folder of {cls}, not a .keras "
+            f"classifier; {how} and pass --init_model=m.keras")
     if not os.path.isfile(path):
         raise PipelineError(f"{flag}={path} is not a file; {fix}")
     if not str(path).endswith(".keras"):
@@ -98,6 +106,21 @@ def check_keras_file(path, flag="--init_model"):
     if bad is not None or "config.json" not in names:
         what = f"damaged member {bad}" if bad else "no config.json inside"
         raise PipelineError(f"{flag}={path} is corrupt ({what}); {fix}")
+
+
+def _preset_class(folder):
+    """``(class name, is a task)`` of a keras-hub preset folder (task.json,
+    else config.json), or None for a folder that is no preset."""
+    import json
+    for name in ("task.json", "config.json"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict) and cfg.get("class_name"):
+            return str(cfg["class_name"]), name == "task.json"
+    return None
 
 
 # ----------------------------------------------------------------- run state
@@ -581,24 +604,66 @@ def evaluate(run):
     return ["metrics.json"], {"metrics": final}
 
 
+#: file / folder names of the export formats in the run folder
+EXPORT_NAMES = {"tf_saved_model": "model_saved_model", "onnx": "model.onnx",
+                "openvino": "model_openvino.xml"}
+
+
 def export(run):
-    """LiteRT files of the fine-tuned model (+ a parity/accuracy check)."""
+    """The fine-tuned model in every ``export.formats`` (LiteRT files per
+    ``export.quantize``; SavedModel, ONNX, OpenVINO through ``model.export``),
+    each checked against Keras on test images."""
     import keras
+    from remotetrimmer_tf.export.formats import parse_formats
     e = run.cfg.export
+    formats = parse_formats(e.get("formats", ("litert",)))
     if keras.backend.backend() != "tensorflow":
-        return [], {"skipped": "LiteRT export needs KERAS_BACKEND=tensorflow"}
-    from remotetrimmer_tf.export import litert
+        return [], {"skipped": "export needs KERAS_BACKEND=tensorflow"}
     from remotetrimmer_tf.utils.batches import as_xy
     model = run.load_model("model_finetuned.keras")
+    check_x, check_y = as_xy(run.data(run.cfg.evaluate.split),
+                             limit=int(e.check_samples)) if e.check else (None, None)
+    artifacts, info = [], {}
+    if "litert" in formats:
+        artifacts, info = _export_litert(run, model, check_x, check_y)
+    for fmt in formats:
+        if fmt == "litert":
+            continue
+        name = EXPORT_NAMES[fmt]
+        artifacts += _export_one(run, model, fmt, name, check_x, info)
+    if not artifacts:
+        return [], {"skipped": "export.formats=litert with an empty export.quantize"}
+    return artifacts, {"files": info, "formats": formats}
+
+
+def _export_one(run, model, fmt, name, check_x, info):
+    """One ``model.export`` format, checked; its artifact names."""
+    from remotetrimmer_tf.export.formats import export_format
+    res = export_format(model, str(run.wd / name), fmt, check=check_x is not None,
+                        check_data=check_x,
+                        num_check=len(check_x) if check_x is not None else 8,
+                        overwrite=True)
+    names = [name] + ([name[:-4] + ".bin"] if fmt == "openvino" else [])
+    for n in names:
+        run.wd.track(n)
+        if (run.wd / n).is_file():
+            _readable(run.wd / n)
+    entry = dict(res.as_dict())
+    entry["path"] = name
+    info[fmt] = entry
+    return names
+
+
+def _export_litert(run, model, check_x, check_y):
+    """The LiteRT files of ``export.quantize`` (+ accuracy on the check images)."""
+    from remotetrimmer_tf.export import litert
+    from remotetrimmer_tf.utils.batches import as_xy
+    e = run.cfg.export
     modes = [m for m in e.quantize if m]
-    if not modes:
-        return [], {"skipped": "export.quantize is empty"}
     rep = None
     if "int8" in modes:
         rep = as_xy(_take(run.data("train"), e.representative_steps,
-                           int(run.cfg.data.batch_size)))[0]
-    check_x, check_y = as_xy(run.data(run.cfg.evaluate.split),
-                             limit=int(e.check_samples))
+                          int(run.cfg.data.batch_size)))[0]
     artifacts, info = [], {}
     for mode in modes:
         name = "model.tflite" if mode == "none" else f"model_{mode}.tflite"
@@ -618,7 +683,7 @@ def export(run):
         entry["path"] = name
         info[mode] = entry
         artifacts.append(name)
-    return artifacts, {"files": info}
+    return artifacts, info
 
 
 def _readable(path):

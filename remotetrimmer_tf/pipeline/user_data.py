@@ -10,10 +10,15 @@ module serves the two generic sources of `remotetrimmer_tf.data`:
   (`data.tfds_any`); ``data_dir`` is its manual dir, and it is downloaded
   only with ``--config.data.download=True``.
 
+Bands: ``--config.data.bands=3,2,1`` keeps those bands (0-based indices, in
+that order) of multi-band tiles (GeoTIFF / ``.npy`` folders, TFDS builders
+with a band-array feature such as ``eurosat/all``).
+
 Normalisation: ``--config.data.mean`` / ``--config.data.std`` (comma lists,
-one value per channel) when given, else measured on the train split and
-cached in the run folder as ``normalization.json`` (reused while the data
-config and the file list are unchanged).
+one value per channel) when given, else measured per band on the train split
+and recorded in the run folder as ``normalization.json`` (mean, std, the
+bands, the scale; reused while the data config and the file list are
+unchanged).
 
 Example:
   info = describe(cfg)                 # {"num_classes", "class_names", "channels"}
@@ -45,6 +50,7 @@ def check_name(cfg):
             raise PipelineError(
                 "--config.data.name=folder needs --config.data.data_dir="
                 "<folder holding one subfolder per class>")
+        check_bands_flag(cfg)
         return
     raise PipelineError(
         f"--config.data.name={name!r} is not a dataset; pass eurosat, "
@@ -62,7 +68,29 @@ def _user_error(d, e):
 
 def _source_key(d):
     return (d.name, os.path.abspath(os.path.expanduser(d.data_dir))
-            if d.data_dir else None, d.get("classes"), bool(d.get("download")))
+            if d.data_dir else None, d.get("classes"), bool(d.get("download")),
+            _bands_text(d))
+
+
+def _bands_text(d):
+    bands = d.get("bands")
+    return None if bands in (None, (), "") else str(bands)
+
+
+def check_bands_flag(cfg):
+    """``--config.data.bands`` is for band tiles of your own data (no I/O)."""
+    from remotetrimmer_tf.data import user_folder
+    d = cfg.data
+    if _bands_text(d) is None:
+        return None
+    if not is_user_dataset(d.name):
+        raise PipelineError(
+            f"--config.data.bands is for band tiles (--config.data.name=folder or "
+            f"tfds:<builder>); {d.name} is RGB: leave --config.data.bands out")
+    try:
+        return user_folder.parse_bands(d.get("bands"))
+    except user_folder.UserDataError as e:
+        raise PipelineError(first_line(e)) from None
 
 
 def source(cfg):
@@ -82,11 +110,13 @@ def source(cfg):
                 raise PipelineError(
                     "--config.data.name=folder needs --config.data.data_dir="
                     "<folder holding one subfolder per class>")
-            src = user_folder.open_folder(d.data_dir, d.get("classes"))
+            src = user_folder.open_folder(d.data_dir, d.get("classes"),
+                                          bands=check_bands_flag(cfg))
         else:
             from remotetrimmer_tf.data import tfds_any
             src = tfds_any.open_builder(d.name, manual_dir=d.data_dir,
-                                        download=bool(d.get("download")))
+                                        download=bool(d.get("download")),
+                                        bands=check_bands_flag(cfg))
             if d.get("classes"):
                 raise PipelineError(
                     "--config.data.classes is for --config.data.name=folder; "
@@ -155,6 +185,7 @@ def _norm_key(cfg, src):
     for f in listing:
         h.update(str(f).encode() + b"\n")
     return {"name": d.name, "classes": list(src.class_names),
+            "bands": None if getattr(src, "bands", None) is None else list(src.bands),
             "image_size": int(d.image_size), "seed": int(d.seed),
             "train_fraction": float(d.train_fraction),
             "val_fraction": float(d.val_fraction), "files_sha256": h.hexdigest()[:16]}
@@ -186,11 +217,14 @@ def normalization(cfg, workdir=None):
         mean, std = tfds_any.measure_normalization(
             src, int(d.image_size), d.seed, d.train_fraction, d.val_fraction)
     if workdir is not None:
+        bands = getattr(src, "bands", None)
         workdir.write_json(NORM_FILE, {
             "mean": list(mean), "std": list(std),
             "measured_on": "train split",
             "scale": "pixel/255" if getattr(src, "kind", "image") == "image"
             else "raw band values",
+            "channels": int(src.channels),
+            "bands": list(bands) if bands is not None else "all",
             "key": key})
     return mean, std
 

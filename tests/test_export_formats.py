@@ -1,0 +1,115 @@
+"""Every Keras export format with a parity check (issue 29): a pruned model
+through ``model.export(format=...)`` for litert, tf_saved_model, onnx (and
+openvino where its package is installed), each run by its own runtime and
+compared with Keras; bad formats, missing packages and a wrong artifact are
+refused in one line, nothing written.
+"""
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import remotetrimmer_tf as rt
+from remotetrimmer_tf.export import formats as fm
+from remotetrimmer_tf.export.litert import ParityError
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="the converters run on the TensorFlow backend")
+
+AVAILABLE = [f for f in fm.FORMATS if not fm.missing_packages(f)]
+
+
+def _pruned(channels=5):
+    """A small BN/residual CNN with any input band count, pruned by half."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((16, 16, channels))
+    x = L.Conv2D(16, 3, padding="same", name="c1")(inp)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU(name="r1")(x)
+    y = L.Conv2D(16, 3, padding="same", name="c2")(x)
+    y = L.BatchNormalization(name="bn2")(y)
+    x = L.ReLU(name="r2")(L.Add(name="add")([x, y]))
+    x = L.SeparableConv2D(24, 3, strides=2, padding="same", name="sep")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(4, name="head")(x)
+    model = keras.Model(inp, out)
+    return rt.Pruner(model, importance="l1", ratio=0.5).prune()
+
+
+PATHS = {"litert": "m.tflite", "tf_saved_model": "sm", "onnx": "m.onnx",
+         "openvino": "m.xml"}
+
+
+@pytest.mark.parametrize("fmt", AVAILABLE)
+def test_pruned_model_exports_and_matches(fmt, tmp_path):
+    model = _pruned(channels=13)
+    x = np.random.default_rng(3).standard_normal((6, 16, 16, 13)).astype("float32")
+    res = fm.export_format(model, tmp_path / PATHS[fmt], fmt, check_data=x)
+    assert res.format == fmt and res.num_checked == 6 and res.size_bytes > 0
+    assert res.max_abs_diff <= 1e-4
+    assert os.path.exists(res.path)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    again = fm.RUNNERS[fmt](res.path, x)          # the file on disk, run again
+    np.testing.assert_allclose(again, np.asarray(model(x)), atol=1e-4)
+
+
+def test_saved_model_and_tflite_aliases(tmp_path):
+    assert fm.parse_formats(("litert,onnx", "saved_model", "tflite")) == \
+        ["litert", "onnx", "tf_saved_model"]
+    with pytest.raises(fm.ExportFormatError) as err:
+        fm.parse_formats("litert,pdf")
+    assert "'pdf'" in str(err.value) and "onnx" in str(err.value)
+
+
+def test_keras_hub_backbone_exports_to_onnx(tmp_path):
+    pytest.importorskip("keras_hub")
+    if fm.missing_packages("onnx"):
+        pytest.skip("onnx packages not installed")
+    spec = importlib.util.spec_from_file_location(
+        "keras_hub_zoo", os.path.join(os.path.dirname(__file__), "..", "tools",
+                                      "keras_hub_zoo.py"))
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    thin = rt.Pruner(zoo.backbone("ResNetV1 basic"), importance="l1", ratio=0.5).prune()
+    res = fm.export_format(thin, tmp_path / "bb.onnx", "onnx", num_check=2)
+    assert res.max_abs_diff <= 1e-4
+
+
+def test_a_wrong_artifact_is_refused_and_nothing_written(tmp_path, monkeypatch):
+    model = _pruned()
+    fmt = AVAILABLE[0]
+    real = fm.RUNNERS[fmt]
+    monkeypatch.setitem(fm.RUNNERS, fmt, lambda path, x: real(path, x) + 0.5)
+    with pytest.raises(ParityError, match="nothing was written"):
+        fm.export_format(model, tmp_path / PATHS[fmt], fmt)
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_package_and_bad_path_are_one_line(tmp_path, monkeypatch):
+    model = _pruned()
+    monkeypatch.setattr(fm.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else object())
+    with pytest.raises(fm.ExportFormatError) as err:
+        fm.export_format(model, tmp_path / "m.onnx", "onnx")
+    assert "pip install onnxruntime" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.undo()
+    with pytest.raises(fm.ExportFormatError, match=".tflite"):
+        fm.export_format(model, tmp_path / "m.onnx", "litert")
+    (tmp_path / "m.tflite").write_bytes(b"user's file")
+    with pytest.raises(fm.ExportFormatError, match="already exists"):
+        fm.export_format(model, tmp_path / "m.tflite", "litert")
+    assert (tmp_path / "m.tflite").read_bytes() == b"user's file"
+
+
+def test_dynamic_input_needs_check_data(tmp_path):
+    inp = keras.Input((None, None, 3))
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(2, 1)(inp)))
+    with pytest.raises(fm.ExportFormatError, match="check_data"):
+        fm.export_format(model, tmp_path / "sm", "tf_saved_model")
+    x = np.ones((2, 8, 8, 3), "float32")
+    res = fm.export_format(model, tmp_path / "sm", "tf_saved_model", check_data=x)
+    assert res.max_abs_diff <= 1e-5
