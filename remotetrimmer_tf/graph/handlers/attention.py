@@ -278,9 +278,7 @@ class GroupedQueryAttentionHandler(MultiHeadAttentionHandler):
         return roles["query"]
 
     def set_output(self, layer, config, n_query_in, n_out):
-        if n_out != n_query_in:
-            raise ValueError(f"GroupQueryAttention '{layer.name}': its output keeps the "
-                             "query's width.")
+        """Nothing to set: the output's width follows the query's (one map)."""
 
 
 register_handler(keras.layers.MultiHeadAttention, MultiHeadAttentionHandler())
