@@ -334,3 +334,97 @@ def test_layernorm_residual_stream_is_an_opt_in_approximation():
     assert approx.approximate_groups
     assert small.get_layer("embed").units == WIDTH // 2
     assert math.isfinite(float(np.asarray(small(X)).sum()))
+
+
+# ------------------------------------------------------------------ random graphs
+N_GRAPHS = int(os.environ.get("RT_PROPERTY_GRAPHS_TRANSFORMERS", "40"))
+
+
+class _Gen:
+    """Random transformer stacks from every supported block (seeded)."""
+
+    BLOCKS = ("pre", "post", "bare", "gqa", "mlp", "gated", "cls", "einsum", "cross")
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+        self.blocks = [str(b) for b in self.rng.choice(self.BLOCKS, int(self.rng.integers(2, 5)))]
+        self.n = 0
+
+    def name(self, kind):
+        self.n += 1
+        return f"{kind}{self.n}"
+
+    def pick(self, *xs):
+        return xs[int(self.rng.integers(len(xs)))]
+
+    def mha(self, q, kv=None):
+        heads, kd = self.pick(2, 3, 4), self.pick(2, 3)
+        return L.MultiHeadAttention(heads, kd, value_dim=self.pick(None, 2, 5),
+                                    use_gate=bool(self.rng.random() < 0.3),
+                                    name=self.name("mha"))(q, q if kv is None else kv)
+
+    def ln(self, x):
+        return L.LayerNormalization(name=self.name("ln"))(x)
+
+    def block(self, kind, x):
+        if kind == "pre":
+            return x + self.mha(self.ln(x))
+        if kind == "post":
+            return self.ln(x + self.mha(x))
+        if kind == "bare":               # no norm: the residual stream is prunable
+            return L.Add(name=self.name("add"))([x, self.mha(x)])
+        if kind == "gqa":
+            y = L.GroupQueryAttention(self.pick(2, 3), 4, self.pick(1, 2),
+                                      name=self.name("gqa"))(self.ln(x), self.ln(x))
+            return x + y
+        if kind in ("mlp", "gated"):
+            return x + mlp(x, "gated" if kind == "gated" else "plain", self.name("mlp"),
+                           hidden=self.pick(8, 12))
+        if kind == "cls":
+            return PositionEmbedding(name=self.name("pos"))(ClassToken(name=self.name("cls"))(x))
+        if kind == "einsum":
+            y = L.EinsumDense("abc,cd->abd", output_shape=(x.shape[1], 12),
+                              activation="relu", name=self.name("ein"))(x)
+            return x + L.Dense(WIDTH, name=self.name("back"))(y)
+        other = L.Dense(self.pick(6, 10), name=self.name("ctx"))(x)    # cross
+        return x + self.mha(x, other)
+
+    def model(self):
+        inp = keras.Input((TOKENS, 8))
+        x = L.Dense(WIDTH, name="embed")(inp)
+        for kind in self.blocks:
+            x = self.block(kind, x)
+        x = L.GlobalAveragePooling1D(name="gap")(x)
+        return keras.Model(inp, L.Dense(3, name="head")(x), name=f"rand{self.n}")
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_random_transformer_graphs_prune_exactly(chunk):
+    from remotetrimmer_tf.graph.dead_channels import silence_in_place
+    for seed in range(chunk, N_GRAPHS, 4):
+        keras.utils.set_random_seed(seed)
+        gen = _Gen(seed)
+        model = gen.model()
+        ref = model(X)
+        pruner = rt.Pruner(model, importance="random", ratio=0.9, seed=seed)
+        try:
+            keep = pruner.plan()
+        except ValueError as err:     # every group frozen (norms, single heads)
+            assert "could be scored" in str(err), (seed, err)
+            continue
+        graph = pruner.graph
+        quiet = prune_channels(model, {}, graph=graph)
+        assert _close(ref, quiet(X)), f"no-op, seed {seed} {gen.blocks}"
+        silence_in_place(quiet, keep, graph)
+        small = prune_channels(quiet, keep)
+        assert _close(quiet(X), small(X)), f"dead channels, seed {seed} {gen.blocks}"
+        assert PlanCost(graph).macs(keep) == rt.count_macs(small), (seed, gen.blocks)
+        for g in _heads(graph):
+            if g.index in keep:
+                kept = np.isin(g.units, keep[g.index])
+                assert (kept.all(axis=1) | ~kept.any(axis=1)).all() and kept.any()
+
+
+def test_transformer_generator_covers_every_block():
+    used = {b for seed in range(N_GRAPHS) for b in _Gen(seed).blocks}
+    assert used == set(_Gen.BLOCKS)
