@@ -226,7 +226,7 @@ def _hook_records(model, nodes, map_id):
     handler counts their MACs itself (``LayerHandler.macs``: attention...)."""
     from remotetrimmer_tf.graph.handlers.registry import get_handler
     out = []
-    for layer, name, node in layer_nodes(graph_of(model)):
+    for layer, name, node in layer_nodes(graph_of(model), ops=True):
         handler = get_handler(layer)
         view = call_view(layer, name, node)
         if handler is None or handler.macs(layer, view) is None:

@@ -106,8 +106,9 @@ def count_macs(model) -> int:
     """
     from .graph.functional_view import functional_view, graph_of
     total = 0
-    for op, name, node in layer_nodes(graph_of(functional_view(model, check=False))):
-        if _uncounted(op):
+    for op, name, node in layer_nodes(graph_of(functional_view(model, check=False)),
+                                      ops=True):
+        if isinstance(op, keras.layers.Layer) and _uncounted(op):
             raise ValueError(
                 f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
                 "kernel but no handler, so its multiply-accumulates are unknown. "
@@ -134,14 +135,17 @@ def call_macs(layer, call, kept=None) -> int:
     n = handler.macs(layer, call, kept) if handler is not None else None
     if n is not None:
         return int(n)
+    if not isinstance(layer, keras.layers.Layer):
+        return 0          # a keras.ops node whose handler counts nothing
     in_kept, out_kept = (None, None) if kept is None else (kept[0][0], kept[1][0])
     return layer_macs(layer, call.in_shapes[0], call.out_shapes[0], in_kept, out_kept)
 
 
-def layer_nodes(fn, prefix=""):
+def layer_nodes(fn, prefix="", ops=False):
     """``(layer, name, keras node)`` of every layer call of the functional
     graph ``fn`` with tensor inputs and outputs, nested models walked (names
-    ``"outer/inner"``)."""
+    ``"outer/inner"``); with ``ops``, the keras.ops nodes too (a matmul of
+    hand-written attention costs MACs)."""
     from .graph.functional_view import graph_of
     for depth in fn._nodes_by_depth:
         for node in fn._nodes_by_depth[depth]:
@@ -149,9 +153,9 @@ def layer_nodes(fn, prefix=""):
             if isinstance(op, keras.layers.InputLayer):
                 continue
             if isinstance(op, keras.Model):
-                yield from layer_nodes(graph_of(op), prefix + op.name + "/")
+                yield from layer_nodes(graph_of(op), prefix + op.name + "/", ops)
                 continue
-            if not isinstance(op, keras.layers.Layer):
+            if not ops and not isinstance(op, keras.layers.Layer):
                 continue
             if not node.arguments.keras_tensors or not node.outputs:
                 continue

@@ -113,11 +113,6 @@ def test_task_with_preprocessor_is_refused():
         rt.Pruner(task, importance="l1", ratio=0.5).plan()
 
 
-def test_transformer_backbone_is_refused_with_a_reason():
-    with pytest.raises(ValueError, match="hierarchical_encoder"):
-        DependencyGraph(zoo.backbone("MiT (SegFormer encoder)"))
-
-
 def test_functional_subclass_built_in_init():
     class Tiny(keras.Model):
         def __init__(self, width=8, **kw):

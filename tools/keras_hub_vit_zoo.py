@@ -136,9 +136,10 @@ def nested(bb, num_classes=NUM_CLASSES):
     tokens (or feature map) pooled, a Dense head."""
     inp = keras.Input(keras.tree.flatten(bb.inputs)[0].shape[1:])
     x = _features(bb, inp)
-    pool = keras.layers.GlobalAveragePooling1D if len(x.shape) == 3 else \
-        keras.layers.GlobalAveragePooling2D
-    x = pool(name="gap")(x)
+    if len(x.shape) > 2:          # tokens or a feature map; a pooled output as it is
+        pool = keras.layers.GlobalAveragePooling1D if len(x.shape) == 3 else \
+            keras.layers.GlobalAveragePooling2D
+        x = pool(name="gap")(x)
     out = keras.layers.Dense(num_classes, name="head")(x)
     return keras.Model(inp, out, name="transfer")
 

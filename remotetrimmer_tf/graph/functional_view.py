@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Dict, Optional
 
@@ -37,6 +38,8 @@ import keras
 import numpy as np
 
 from .handlers.registry import get_handler
+from .inline import Proxy, call_kwargs, swapped
+from .rebuilt import NotCopyable, rebuild
 
 __all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers",
            "graph_of"]
@@ -172,11 +175,18 @@ def _has_non_plain_nested(fn) -> bool:
     return False
 
 
+class _Refusal(ValueError):
+    """A layer the view cannot trace (one line, raised as it is)."""
+
+
 class _Tracer:
     """Runs a functional graph again on new tensors (copies or reuses layers)."""
 
-    def __init__(self, clone: bool):
+    def __init__(self, clone: bool, retrace: bool = False):
         self.clone = clone
+        self.retrace = retrace                # nested models traced again (new shapes)
+        self.owners: list = []               # composites being inlined (innermost last)
+        self.names: set = set()              # layer names taken in the view
         self.copies: Dict[int, object] = {}
         self.inlined: Dict[str, list] = {}   # composite name -> sub-layer names
         self.pairs: list = []                # (user's layer, its copy)
@@ -186,15 +196,49 @@ class _Tracer:
         if new is None:
             try:
                 new = op.__class__.from_config(op.get_config())
-            except Exception as err:
-                raise ValueError(
-                    f"Layer '{op.name}' ({type(op).__name__}) cannot be copied from "
-                    f"its config ({type(err).__name__}: {str(err).strip()[:120]}), so "
-                    "the model cannot be rebuilt thinner. Way out: give the layer a "
-                    "get_config() that from_config() accepts, or register a handler "
-                    "for the layer that contains it.") from None
+            except Exception as err:   # issue 28: by its constructor arguments
+                new = rebuild(op, err)
+            self._rename(new)
             self.copies[id(op)] = new
         return new
+
+    def _rename(self, new):
+        """Copies of layers inside inlined composites get unique names."""
+        if not self.owners:
+            return
+        base, i = new.name, 1
+        while new.name in self.names:
+            new.name = f"{self.owners[-1]}_{base}" + (f"_{i}" if i > 1 else "")
+            i += 1
+        self.names.add(new.name)
+        for owner in self.owners:
+            self.inlined.setdefault(owner, []).append(new.name)
+
+    def _inline(self, op, args, kwargs):
+        """Issue 28: run composite ``op``'s call with its sub-layers standing
+        in (copies called as nodes, composites inlined in turn); ``op`` is
+        neither copied nor called."""
+        def run(sub, a, k):
+            if _is_graph_model(sub):
+                return self._nested(sub)(*a, **k)
+            if _is_composite(sub):
+                return self._inline(sub, a, k)
+            return self._call(sub, a, k)[1]
+        self.owners.append(op.name)
+        self.inlined.setdefault(op.name, [])
+        try:
+            with swapped(op, lambda sub: Proxy(sub, run)):
+                return op.call(*args, **call_kwargs(op, kwargs))
+        except (_Refusal, NotCopyable):
+            raise
+        except Exception as err:   # noqa: BLE001 - one line naming the layer
+            raise _Refusal(
+                f"Composite layer '{op.name}' ({type(op).__name__}) cannot be traced on "
+                f"symbolic tensors ({type(err).__name__}: {str(err).strip()[:160]}): its "
+                "call needs sizes known only when it runs. Way out: register a handler "
+                "for it (docs/custom_layers.md).") from None
+        finally:
+            self.owners.pop()
 
     def _plain_identity(self, op):
         """keras-hub builds Identity(dtype=<DTypePolicy>), whose get_config()
@@ -212,11 +256,13 @@ class _Tracer:
         if isinstance(op, keras.layers.Layer) and self.clone:
             new = self._copy(op)
             first = not new.built
+            if first and self.owners and op.built:
+                _build_like(op, new)     # inside a composite: the shapes it was built at
             outs = new(*args, **kwargs)
             if first:
                 self.pairs.append((op, new))
                 if op.weights:
-                    new.set_weights(op.get_weights())
+                    _set_copied(op, new)
             return new, outs
         return op, op(*args, **kwargs)
 
@@ -245,6 +291,7 @@ class _Tracer:
         """A plain Functional equal to ``model``, on fresh ``keras.Input``s."""
         fn = graph_of(model)
         self._unique_names(fn)
+        self.names.update(op.name for _, op in _node_ops(fn))
         old_inputs = keras.tree.flatten(fn.inputs)
         inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
                               name=t._keras_history[0].name) for t in old_inputs]
@@ -256,11 +303,13 @@ class _Tracer:
                     continue
                 args, kwargs = node.arguments.fill_in(tmap)
                 if _is_graph_model(op):
-                    if is_plain_functional(op) and not self.clone:
+                    if is_plain_functional(op) and not self.clone and not self.retrace:
                         outs = op(*args, **kwargs)
                     else:
                         outs = self._nested(op)(*args, **kwargs)
-                elif _is_composite(op) and not self.clone:
+                elif _is_composite(op) and self.clone:
+                    outs = self._inline(op, args, kwargs)
+                elif _is_composite(op):
                     self.inlined[op.name] = [
                         x.name for x in op._flatten_layers(include_self=False,
                                                            recursive=True)]
@@ -278,6 +327,70 @@ class _Tracer:
         outputs = keras.tree.map_structure(lambda t: tmap[id(t)], fn.outputs)
         return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
                            name=model.name)
+
+
+def _dynamic_reshapes(fn):
+    """Issue 28: an inlined ``call`` that reshapes by ``ops.shape(x)`` traced
+    ``None`` (the batch size) into the new shape. When the first entry is
+    that ``None`` and the input's other sizes are known, the first entry is
+    the batch: it becomes ``-1`` (a ``-1`` elsewhere is then computed); the
+    op's config follows."""
+    from keras.src.ops.numpy import Reshape
+    fixed = 0
+    for node, op in _node_ops(fn):
+        if _is_graph_model(op):
+            fixed += _dynamic_reshapes(graph_of(op))
+            continue
+        shape = getattr(op, "newshape", None) if isinstance(op, Reshape) else None
+        if not isinstance(shape, (list, tuple)) or not shape or shape[0] is not None:
+            continue
+        new = _batch_first_shape(tuple(node.arguments.keras_tensors[0].shape), tuple(shape))
+        if new is None:
+            continue
+        op.newshape = new
+        auto = getattr(op, "_auto_config", None)
+        if auto is not None and "newshape" in auto.config:
+            auto.config["newshape"] = new
+        fixed += 1
+    return fixed
+
+
+def _batch_first_shape(in_shape, shape):
+    """``shape`` with its leading ``None`` as ``-1`` and any other ``-1``
+    resolved from ``in_shape`` (batch first, other sizes known), or None."""
+    rest = list(shape[1:])
+    if any(d is None for d in rest) or any(d is None for d in in_shape[1:]) or \
+            rest.count(-1) > 1:
+        return None
+    if -1 in rest:
+        known = math.prod(d for d in rest if d != -1)
+        total = math.prod(in_shape[1:])
+        if not known or total % known:
+            return None
+        rest[rest.index(-1)] = total // known
+    return (-1,) + tuple(rest)
+
+
+def _build_like(op, new):
+    """Build ``new`` at the shapes ``op`` was built at (a composite may build its
+    sub-layers at shapes its symbolic call no longer knows)."""
+    try:
+        config = op.get_build_config()
+        if config:
+            new.build_from_config(config)
+    except Exception:   # noqa: BLE001 - then it builds when called, as usual
+        pass
+
+
+def _set_copied(op, new):
+    """The copy gets the original's weights (same shapes, else one line)."""
+    try:
+        new.set_weights(op.get_weights())
+    except ValueError as err:
+        raise ValueError(
+            f"Layer '{op.name}' ({type(op).__name__}) cannot be copied: a copy built "
+            f"from its config has other weights ({str(err).strip()[:120]}). Way out: "
+            "give the layer a get_config() that holds every constructor argument.") from None
 
 
 def _refuse_preprocessor(model):
@@ -311,7 +424,14 @@ def _check_same(model, view):
         a = keras.tree.flatten(model(arg, training=False))
     except Exception:   # a fixed-size input we guessed wrong: nothing to compare
         return
-    b = keras.tree.flatten(view(arg, training=False))
+    try:
+        b = keras.tree.flatten(view(arg, training=False))
+    except Exception as err:   # noqa: BLE001 - one line naming the model
+        raise ValueError(
+            f"Model '{model.name}': its traced functional view fails when run "
+            f"({type(err).__name__}: {str(err).strip()[:160]}): a composite layer's call "
+            "needs sizes known only when it runs. Way out: register a handler for that "
+            "layer (docs/custom_layers.md).") from None
     for x, y in zip(a, b):
         x = keras.ops.convert_to_numpy(x)
         y = keras.ops.convert_to_numpy(y)
@@ -356,11 +476,12 @@ def functional_view(model, check: bool = True):
         return view
     first = _Tracer(clone=True)
     view = first.model(model)
-    inlined: Dict[str, list] = {}
+    inlined: Dict[str, list] = {k: list(v) for k, v in first.inlined.items()}
     for _ in range(_MAX_PASSES):
-        if not _has_composite(view) and not _has_identity(view):
+        reshaped = _dynamic_reshapes(view)
+        if not reshaped and not _has_composite(view) and not _has_identity(view):
             break
-        tracer = _Tracer(clone=False)
+        tracer = _Tracer(clone=False, retrace=reshaped > 0)
         view = tracer.model(view)
         for name, subs in tracer.inlined.items():
             inlined.setdefault(name, []).extend(subs)
