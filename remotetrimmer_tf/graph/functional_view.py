@@ -123,6 +123,9 @@ def _node_ops(fn):
 
 def is_plain_functional(model) -> bool:
     """True when the graph and surgeon can use ``model`` as it is."""
+    if isinstance(model, keras.Model) and not _is_graph_model(model):
+        check_subclassed(model)       # traced (issue 28), or one line
+        return False
     fn = graph_of(model)
     if isinstance(model, keras.Sequential):
         pass
@@ -173,6 +176,29 @@ def _has_non_plain_nested(fn) -> bool:
         if _is_graph_model(op) and not is_plain_functional(op):
             return True
     return False
+
+
+def check_subclassed(model):
+    """Issue 28: a subclassed model (``call`` written in Python) is traced like a
+    composite layer when it is built on one input and owns no weights of its
+    own; else TypeError, one line naming its class and why."""
+    why = None
+    config = model.get_build_config() if model.built else None
+    shape = (config or {}).get("input_shape")
+    if not model.built or shape is None:
+        why = "it has not been built on an input shape (call it once, or build(shape))"
+    elif not (isinstance(shape, (list, tuple)) and shape and
+              all(d is None or isinstance(d, int) for d in shape)):
+        why = f"it takes several inputs ({shape}); only one input can be traced"
+    else:
+        why = composite_reason(model) if _sublayers(model) else "it has no layers"
+    if why:
+        raise TypeError(
+            f"Model '{model.name}' of class {type(model).__name__} is subclassed (its "
+            f"call() is Python) and cannot be traced: {why}. Way out: build it "
+            "functionally (keras.Model(inputs, outputs)), or move its own weights into "
+            "a layer with a handler (docs/custom_layers.md).")
+    return tuple(shape)
 
 
 class _Refusal(ValueError):
@@ -287,8 +313,17 @@ class _Tracer:
                     sub.name = f"{op.name}_{sub.name}"
                 seen.add(sub.name)
 
+    def _subclassed(self, model):
+        """A subclassed model's call inlined on an Input of its built shape."""
+        inp = keras.Input(batch_shape=check_subclassed(model), name=f"{model.name}_input")
+        self.names.add(inp.name)
+        outs = self._inline(model, (inp,), {})
+        return keras.Model(inp, outs, name=model.name)
+
     def model(self, model):
         """A plain Functional equal to ``model``, on fresh ``keras.Input``s."""
+        if not _is_graph_model(model):
+            return self._subclassed(model)
         fn = graph_of(model)
         self._unique_names(fn)
         self.names.update(op.name for _, op in _node_ops(fn))
@@ -416,7 +451,7 @@ def _probe_inputs(model, seed=0):
 
 
 def _check_same(model, view):
-    xs = _probe_inputs(model)
+    xs = _probe_inputs(view if not _is_graph_model(model) else model)
     if xs is None:
         return
     arg = xs if len(xs) > 1 else xs[0]
@@ -460,12 +495,15 @@ def functional_view(model, check: bool = True):
         A traced view is built once per model and reused, its weights copied
         again from the model on every call (so training in between is seen).
     """
-    fn = graph_of(model)
-    _refuse_preprocessor(model)
-    if is_plain_functional(model):
-        return model
-    if not _has_composite(fn) and not _has_non_plain_nested(fn):
-        return keras.Model(fn.inputs, fn.outputs, name=model.name)
+    if isinstance(model, keras.Model) and not _is_graph_model(model):
+        check_subclassed(model)          # issue 28: traced below
+    else:
+        fn = graph_of(model)
+        _refuse_preprocessor(model)
+        if is_plain_functional(model):
+            return model
+        if not _has_composite(fn) and not _has_non_plain_nested(fn):
+            return keras.Model(fn.inputs, fn.outputs, name=model.name)
     cached = _VIEWS.get(model)
     if cached is not None:        # same graph: bring the copies' weights up to date
         view, pairs = cached
