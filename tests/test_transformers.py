@@ -428,3 +428,66 @@ def test_random_transformer_graphs_prune_exactly(chunk):
 def test_transformer_generator_covers_every_block():
     used = {b for seed in range(N_GRAPHS) for b in _Gen(seed).blocks}
     assert used == set(_Gen.BLOCKS)
+
+
+# ------------------------------------------------------------------ subclassed
+class _Block(L.Layer):
+    def __init__(self, dim, heads, **kw):
+        super().__init__(**kw)
+        self.ln1, self.ln2 = L.LayerNormalization(), L.LayerNormalization()
+        self.attn = L.MultiHeadAttention(heads, dim // heads)
+        self.fc1, self.fc2 = L.Dense(dim * 2, activation="gelu"), L.Dense(dim)
+
+    def call(self, x):
+        h = self.ln1(x)
+        x = x + self.attn(h, h)
+        return x + self.fc2(self.fc1(self.ln2(x)))
+
+
+class _SubclassedViT(keras.Model):
+    """``class MyViT(keras.Model)``: the call composes layers and keras.ops."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.patch = L.Conv2D(16, 4, strides=4)
+        self.blocks = [_Block(16, 4) for _ in range(2)]
+        self.norm, self.head = L.LayerNormalization(), L.Dense(3)
+
+    def call(self, x):
+        x = self.patch(x)
+        x = keras.ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(keras.ops.mean(self.norm(x), axis=1))
+
+
+def test_subclassed_vit_is_traced_and_prunes_exactly():
+    keras.utils.set_random_seed(10)
+    model = _SubclassedViT()
+    xs = np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype("float32")
+    model(xs)
+    pruner = rt.Pruner(model, importance="l1", ratio=0.5)
+    keep = pruner.plan()
+    assert len([g for g in pruner.graph.groups if g.units is not None and g.index in keep]) == 2
+    small = pruner.prune()
+    assert [layer.num_heads for layer in small.layers
+            if isinstance(layer, L.MultiHeadAttention)] == [2, 2]
+    quiet = silence_dropped(model, keep, graph=pruner.graph)
+    assert _close(quiet(xs), prune_channels(quiet, keep)(xs))
+    assert _close(model(xs), prune_channels(model, {}, graph=pruner.graph)(xs))
+
+
+def test_subclassed_model_with_its_own_weights_is_refused_in_one_line():
+    class OwnWeights(keras.Model):
+        def build(self, shape):
+            self.scale = self.add_weight(shape=(shape[-1],))
+            self.fc = L.Dense(2)
+
+        def call(self, x):
+            return self.fc(x * self.scale)
+
+    model = OwnWeights()
+    model(np.ones((1, 3), "float32"))
+    with pytest.raises(TypeError) as err:
+        rt.Pruner(model, importance="l1", ratio=0.5)
+    assert "OwnWeights" in str(err.value) and "owns weights" in str(err.value)

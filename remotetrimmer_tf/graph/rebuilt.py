@@ -139,6 +139,13 @@ def rebuild(layer, why=None):
     """A ``Rebuilt`` copy of ``layer`` (not yet built: call it, then set the
     weights); ``why``: the error its own config gave, for the refusal."""
     args = constructor_arguments(layer)
+    lambdas = [k for k, v in args.items()
+               if isinstance(v, types.FunctionType) and v.__name__ == "<lambda>"]
+    if lambdas:
+        raise NotCopyable(
+            f"Layer '{layer.name}' ({type(layer).__name__}) cannot be copied: its "
+            f"argument {lambdas[0]!r} is a Python lambda, which Keras rebuilds only "
+            "with safe_mode=False. Way out: use a named (registered) function.")
     try:
         return Rebuilt(_class_path(type(layer)), args, name=layer.name,
                        trainable=layer.trainable, dtype=layer.dtype_policy.name)
