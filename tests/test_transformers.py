@@ -431,7 +431,7 @@ def test_transformer_generator_covers_every_block():
 
 
 # ------------------------------------------------------------------ subclassed
-class _Block(L.Layer):
+class ViTBlock(L.Layer):
     def __init__(self, dim, heads, **kw):
         super().__init__(**kw)
         self.ln1, self.ln2 = L.LayerNormalization(), L.LayerNormalization()
@@ -444,13 +444,13 @@ class _Block(L.Layer):
         return x + self.fc2(self.fc1(self.ln2(x)))
 
 
-class _SubclassedViT(keras.Model):
+class SubclassedViT(keras.Model):
     """``class MyViT(keras.Model)``: the call composes layers and keras.ops."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.patch = L.Conv2D(16, 4, strides=4)
-        self.blocks = [_Block(16, 4) for _ in range(2)]
+        self.blocks = [ViTBlock(16, 4) for _ in range(2)]
         self.norm, self.head = L.LayerNormalization(), L.Dense(3)
 
     def call(self, x):
@@ -463,7 +463,7 @@ class _SubclassedViT(keras.Model):
 
 def test_subclassed_vit_is_traced_and_prunes_exactly():
     keras.utils.set_random_seed(10)
-    model = _SubclassedViT()
+    model = SubclassedViT()
     xs = np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype("float32")
     model(xs)
     pruner = rt.Pruner(model, importance="l1", ratio=0.5)
