@@ -491,3 +491,37 @@ def test_subclassed_model_with_its_own_weights_is_refused_in_one_line():
     with pytest.raises(TypeError) as err:
         rt.Pruner(model, importance="l1", ratio=0.5)
     assert "OwnWeights" in str(err.value) and "owns weights" in str(err.value)
+
+
+# ------------------------------------------------------------------ keras.io ViT
+def _keras_vits():
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        "keras_vits", pathlib.Path(__file__).resolve().parents[1] / "tools" / "keras_vits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_keras_io_vit_example_prunes_exactly_and_reloads(tmp_path):
+    """Patches (weightless, traced), PatchEncoder (its position embedding is
+    called on ops.arange: kept a layer, ConstantCall), a Flatten head."""
+    kv = _keras_vits()
+    keras.utils.set_random_seed(11)
+    model = kv.keras_io_vit()
+    xs = np.random.default_rng(4).standard_normal((2, kv.SIZE, kv.SIZE, 3)).astype("float32")
+    pruner = rt.Pruner(model, importance="l1", ratio=0.5)
+    keep = pruner.plan()
+    graph = pruner.graph
+    assert _close(model(xs), prune_channels(model, {}, graph=graph)(xs))
+    quiet = silence_dropped(model, keep, graph=graph)
+    assert _close(quiet(xs), prune_channels(quiet, keep)(xs))
+    small = pruner.prune()
+    assert [layer.num_heads for layer in small.layers
+            if isinstance(layer, L.MultiHeadAttention)] == [2, 2]
+    table = [w for w in small.weights if "embeddings" in w.path]
+    assert table and all(w.trainable for w in table)      # still a trained weight
+    path = os.path.join(tmp_path, "vit.keras")
+    small.save(path)
+    assert _close(small(xs), keras.saving.load_model(path)(xs), tol=1e-6)

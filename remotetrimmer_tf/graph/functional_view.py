@@ -39,6 +39,7 @@ import numpy as np
 
 from .handlers.registry import get_handler
 from .inline import Proxy, call_kwargs, swapped
+from .constant_call import ConstantCall
 from .rebuilt import NotCopyable, rebuild
 
 __all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers",
@@ -101,6 +102,8 @@ def composite_reason(layer) -> Optional[str]:
     sub-layer (its ``call`` then only composes layers and ops).
     """
     if not _sublayers(layer):
+        if not layer.weights and not type(layer).__module__.startswith("keras."):
+            return None   # issue 28: a weightless user layer; its call composes keras.ops
         return "it has no sub-layers to inline"
     own = _own_weights(layer)
     if own:
@@ -212,6 +215,7 @@ class _Tracer:
         self.clone = clone
         self.retrace = retrace                # nested models traced again (new shapes)
         self.owners: list = []               # composites being inlined (innermost last)
+        self.anchors: list = []              # their first symbolic input each
         self.names: set = set()              # layer names taken in the view
         self.copies: Dict[int, object] = {}
         self.inlined: Dict[str, list] = {}   # composite name -> sub-layer names
@@ -245,12 +249,17 @@ class _Tracer:
         in (copies called as nodes, composites inlined in turn); ``op`` is
         neither copied nor called."""
         def run(sub, a, k):
+            if sub.weights and not any(isinstance(t, keras.KerasTensor)
+                                       for t in keras.tree.flatten((a, k))):
+                return self._constant_call(op, sub, a, k)
             if _is_graph_model(sub):
                 return self._nested(sub)(*a, **k)
             if _is_composite(sub):
                 return self._inline(sub, a, k)
             return self._call(sub, a, k)[1]
         self.owners.append(op.name)
+        self.anchors.append(next((t for t in keras.tree.flatten((args, kwargs))
+                                  if isinstance(t, keras.KerasTensor)), None))
         self.inlined.setdefault(op.name, [])
         try:
             with swapped(op, lambda sub: Proxy(sub, run)):
@@ -265,6 +274,29 @@ class _Tracer:
                 "for it (docs/custom_layers.md).") from None
         finally:
             self.owners.pop()
+            self.anchors.pop()
+
+    def _constant_call(self, op, sub, args, kwargs):
+        """``sub`` called on constants inside composite ``op`` (positions from
+        ``ops.arange``): a ``ConstantCall`` node holding a copy of ``sub``."""
+        anchor = self.anchors[-1]
+        if kwargs or anchor is None:
+            raise _Refusal(
+                f"Layer '{sub.name}' inside '{op.name}' ({type(op).__name__}) is called "
+                "on constants in a way that cannot be traced. Way out: register a "
+                f"handler for {type(op).__name__} (docs/custom_layers.md).")
+        copy = self._copy(sub)
+        node = self.copies.get(("constant", id(sub)))
+        if node is None:
+            node = ConstantCall(copy, [keras.ops.convert_to_numpy(x) for x in args],
+                                name=copy.name)
+            self.copies[("constant", id(sub))] = node
+        first = not copy.built
+        out = node(anchor)
+        if first:
+            self.pairs.append((sub, copy))
+            _set_copied(sub, copy)
+        return out
 
     def _plain_identity(self, op):
         """keras-hub builds Identity(dtype=<DTypePolicy>), whose get_config()

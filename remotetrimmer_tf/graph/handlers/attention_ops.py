@@ -8,7 +8,8 @@
 - ``dot_product_attention(q, k, v)``: the output's channels are ``v``'s; ``q``
   and ``k`` are contracted together and scaled by ``1/sqrt(their width)``,
   so they stay whole (frozen);
-- ``einsum`` of tensors: frozen (its equation may mix anything).
+- ``einsum`` of tensors, ``image.extract_patches``: frozen (they mix the
+  channels with other axes).
 
 Example:
     >>> a, b = keras.Input((4, 6)), keras.Input((6, 5))
@@ -84,3 +85,5 @@ register_handler(_nn.DotProductAttention, DotProductAttentionHandler())
 for _n in ("Einsum", "Tensordot", "Dot", "Inner", "Outer"):
     if hasattr(_np_ops, _n):
         register_handler(getattr(_np_ops, _n), FrozenOpHandler())
+# image patches flattened into vectors (a ViT's patchify): pixels and channels mixed
+register_handler("keras.src.ops.image.ExtractPatches", FrozenOpHandler())
