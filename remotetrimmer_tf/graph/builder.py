@@ -48,6 +48,13 @@ class NodeView:
         self.constants = constants
         self.node_index = node_index
 
+    def replace(self, **changes) -> "NodeView":
+        """A copy with some attributes replaced (a handler that delegates to
+        another layer's handler: ``node.replace(layer=inner)``)."""
+        values = {k: getattr(self, k) for k in self.__slots__}
+        values.update(changes)
+        return NodeView(**values)
+
     def out_channels(self, i=0) -> int:
         """Channels (last-axis size) of output ``i``; 0 when unknown."""
         shape = self.out_shapes[i]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..builder import NodeView
 from .registry import LayerHandler, get_handler, register_handler
 from .weight_axes import WeightAxes
 
@@ -44,11 +43,11 @@ class ConstantCallHandler(LayerHandler):
         maps = [ctx.fresh(node, int(c.shape[-1]) if c.ndim else 1,
                           frozen=f"'{node.name}' calls its layer on constants", out_index=f"c{i}")
                 for i, c in enumerate(consts)]
+        view = node.replace(layer=inner, in_maps=maps, in_shapes=[c.shape for c in consts],
+                            args=tuple(consts), kwargs={}, constants=list(consts))
         if handler is None:
-            return ctx.opaque(NodeView(inner, node.name, maps, [c.shape for c in consts],
-                                       node.out_shapes, (), {}, [], 0), "no handler")
-        return handler.propagate(NodeView(inner, node.name, maps, [c.shape for c in consts],
-                                          node.out_shapes, tuple(consts), {}, [], 0), ctx)
+            return ctx.opaque(view, f"'{node.name}' ({type(inner).__name__}) has no handler")
+        return handler.propagate(view, ctx)
 
     def weight_axes(self, layer):
         handler = get_handler(layer.inner)

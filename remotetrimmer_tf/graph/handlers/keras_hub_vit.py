@@ -163,14 +163,13 @@ class AttentionPoolingHandler(LayerHandler):
 
     def macs(self, layer, call, kept=None):
         import keras
-        from ..builder import NodeView
         from .attention import MultiHeadAttentionHandler
         tokens = call.in_shapes[0]
         width = int(layer.probe.shape[-1])
         probe = keras.KerasTensor((tokens[0], 1, width))
         value = keras.KerasTensor(tuple(tokens))
-        view = NodeView(layer.attention, layer.attention.name, None, [], [(tokens[0], 1, width)],
-                        (probe, value, value), {}, [], 0)
+        view = call.replace(layer=layer.attention, out_shapes=[(tokens[0], 1, width)],
+                            args=(probe, value, value), kwargs={})
         mlp = sum(int(math.prod(d.kernel.shape)) for d in (layer.mlp.fc1, layer.mlp.fc2))
         return MultiHeadAttentionHandler().macs(layer.attention, view) + mlp
 

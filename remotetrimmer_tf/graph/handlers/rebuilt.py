@@ -8,14 +8,11 @@ way that handler edits a config.
 
 from __future__ import annotations
 
-from ..builder import NodeView
 from .registry import LayerHandler, get_handler, register_handler
 
 
 def _inner_view(node):
-    return NodeView(node.layer.inner, node.name, node.in_maps, node.in_shapes,
-                    node.out_shapes, node.args, node.kwargs, node.constants,
-                    node.node_index)
+    return node.replace(layer=node.layer.inner)
 
 
 class RebuiltHandler(LayerHandler):
