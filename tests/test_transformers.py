@@ -525,3 +525,19 @@ def test_keras_io_vit_example_prunes_exactly_and_reloads(tmp_path):
     path = os.path.join(tmp_path, "vit.keras")
     small.save(path)
     assert _close(small(xs), keras.saving.load_model(path)(xs), tol=1e-6)
+
+
+def test_the_docs_example_runs():
+    """docs/vision_transformers.md: its python block runs and prints what it says."""
+    import contextlib
+    import io
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" /
+            "vision_transformers.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "vision_transformers.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[2, 2]" and lines[-1] == "True"

@@ -37,7 +37,7 @@ import keras_hub_vit_zoo as zoo  # noqa: E402
 import keras_vits  # noqa: E402
 import remotetrimmer_tf as rt  # noqa: E402
 from remotetrimmer_tf.graph import silence_dropped  # noqa: E402
-from remotetrimmer_tf.utils.provenance import provenance, results_header  # noqa: E402
+from remotetrimmer_tf.utils.provenance import provenance  # noqa: E402
 
 TOL = 1e-4
 ATTENTION = (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention)
