@@ -403,10 +403,10 @@ class PlanLatency:
     def keep_of(self, widths):
         """``{group: kept indices}`` of a width plan (the top-scored channels;
         attention heads whole: issue 28)."""
-        from remotetrimmer_tf.pruner import _whole_units
+        from remotetrimmer_tf.units import whole_units
         keep = {gi: self.pruner._top(self.scores[gi], int(n))
                 for gi, n in widths.items() if n < self.sizes[gi]}
-        return _whole_units(self.pruner.graph, keep, self.scores)
+        return whole_units(self.pruner.graph, keep, self.scores)
 
     def _raw(self, keep):
         kept = self.cost.kept(keep)

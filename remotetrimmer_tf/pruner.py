@@ -11,7 +11,8 @@ import keras
 import numpy as np
 
 from remotetrimmer_tf.importance import get_importance
-from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError, reduce_scores
+from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
+from remotetrimmer_tf.units import unit_scores, whole_units
 
 __all__ = ["Pruner"]
 
@@ -47,32 +48,6 @@ def _kept_count(size, ratio, min_channels, round_to, round_mode="up"):
     and rounded to a multiple of ``round_to`` (:func:`_round_width`)."""
     n = max(min_channels, int(math.floor(size * (1.0 - ratio) + 1e-9)))
     return _round_width(n, size, round_to, round_mode, floor=min_channels)
-
-
-# ---- issue 28: groups with ``units`` (attention heads) go in whole units; to be
-# re-done in planning/ (issue 26), whose planners read ``units`` themselves.
-def _unit_scores(group, scores, reduction):
-    """Every channel of a unit (attention head) gets its unit's ``reduction``
-    of their scores: a head scores by its q/k/v/o slices together."""
-    if group.units is None:
-        return scores
-    out = np.array(scores, dtype=np.float64)
-    out[group.units] = reduce_scores(list(out[group.units].T), reduction)[:, None]
-    return out
-
-
-def _whole_units(graph, keep, scores):
-    """``keep`` with each unit group's kept count rounded to whole units (at
-    least one), its best-scored units kept."""
-    snapped = {}
-    for gi, idx in keep.items():
-        units = graph.groups[gi].units
-        if units is not None:
-            n = min(len(units), max(1, int(round(len(idx) / units.shape[1]))))
-            order = np.argsort(-scores[gi][units[:, 0]], kind="stable")
-            idx = np.sort(units[order[:n]].reshape(-1))
-        snapped[gi] = idx
-    return snapped
 
 
 def _check_ignore(model, ignore):
@@ -334,7 +309,7 @@ class Pruner:
                 raise ValueError(
                     f"Importance {self.importance_name!r} gave non-finite scores for "
                     f"group {group.index} (layers {group.layers[:4]}).")
-            self.scores[group.index] = _unit_scores(group, scores, self.reduction)
+            self.scores[group.index] = unit_scores(group, scores, self.reduction)
         if not self.scores:
             raise ValueError(self._nothing_scored(graph, target))
         self.approximate_groups = {
@@ -436,7 +411,7 @@ class Pruner:
             n = _kept_count(scores.size, self.ratio, self.min_channels, self.round_to,
                             self.round_mode)
             keep[gi] = self._top(scores, n)
-        return _whole_units(self.graph, keep, self.scores)
+        return whole_units(self.graph, keep, self.scores)
 
     def _keep_global(self):
         entries, floors, sizes = [], {}, {}
@@ -472,7 +447,7 @@ class Pruner:
                 keep[gi] = np.array(sorted(set(range(sizes[gi])) - removed[gi]), np.int64)
             else:   # rounded: keep the best n by this group's own ranking
                 keep[gi] = self._top(scores, n)
-        return _whole_units(self.graph, keep, self.scores)
+        return whole_units(self.graph, keep, self.scores)
 
     # ------------------------------------------------------------ rebuilding
     def prune(self, data=None):
