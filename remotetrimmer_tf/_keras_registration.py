@@ -32,6 +32,8 @@ SERIALIZABLE_MODULES = [
     "remotetrimmer_tf.training.schedules",
     "remotetrimmer_tf.training.augment",
     "remotetrimmer_tf.models.se",
+    "remotetrimmer_tf.graph.rebuilt",         # issue 28: copies of non-round-tripping layers
+    "remotetrimmer_tf.graph.constant_call",   # issue 28: a sub-layer called on constants
 ]
 
 

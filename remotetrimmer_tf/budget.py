@@ -34,7 +34,8 @@ import numpy as np
 from remotetrimmer_tf.choices import (DEFAULT_OBJECTIVE, DTYPES, LATENCY_MARGIN_MAX,
                                       OBJECTIVES, RUNTIMES)
 from remotetrimmer_tf.graph.functional_view import graph_of
-from remotetrimmer_tf.metrics import channels_of, layer_calls, layer_macs
+from remotetrimmer_tf.metrics import (call_macs, call_view, channels_of, layer_calls, layer_macs,
+                                      layer_nodes)
 
 __all__ = ["PlanCost", "solve_budget", "BUDGET_KINDS"]
 
@@ -71,9 +72,14 @@ class PlanCost:
                 self._maps.append(graph.channel_ids(m))
             return index[key]
 
-        # ---- MACs: one record per conv / dense call
+        # ---- MACs: one record per conv / dense call; layers whose handler
+        # counts its own MACs (attention, EinsumDense) get a hook record
+        self._hook_records = _hook_records(self.model, nodes, map_id)
+        hooked = {r[1] for r in self._hook_records}
         self._mac_records = []   # (layer, in_shape, out_shape, in_id, out_id, full)
         for layer, name, in_shape, out_shape in layer_calls(graph_of(self.model)):
+            if name in hooked:
+                continue
             full = layer_macs(layer, in_shape, out_shape)
             if not full:
                 continue
@@ -115,7 +121,10 @@ class PlanCost:
                     p = probes[j]
                     if p is None:
                         continue
+                    p, unit = p
                     slope = np.asarray(shape) - np.asarray(p[k])
+                    if unit > 1:     # one unit (attention head) was removed
+                        slope = slope / unit
                     if np.any(slope):
                         terms.append((map_id(m), len(m), slope))
                 if terms:
@@ -123,9 +132,9 @@ class PlanCost:
                 else:
                     self._param_const += math.prod(shape)
 
-    @staticmethod
-    def _probe(layer, info, shapes):
-        """Weight shapes after removing channel 0 of each input / output map."""
+    def _probe(self, layer, info, shapes):
+        """``(weight shapes, unit size)`` after removing channel 0 of each input
+        / output map (its whole unit where the group has ``units``)."""
         handler = info.handler
         n_in = len(info.in_maps)
         maps = list(info.in_maps) + list(info.out_maps)
@@ -141,7 +150,8 @@ class PlanCost:
                 out.append(None)
                 continue
             masks = [f.copy() for f in full]
-            masks[j][0] = False
+            drop, unit = _first_unit(self.graph, m)
+            masks[j][drop] = False
             ws = [np.broadcast_to(zero, s) for s in shapes]
             _, new = handler.prune(layer, copy.deepcopy(base_cfg), ws,
                                    masks[:n_in], masks[n_in:])
@@ -150,7 +160,7 @@ class PlanCost:
                     f"PlanCost: the handler of layer '{layer.name}' returned "
                     f"{len(new)} weights for {len(shapes)}; parameters cannot be "
                     "counted without surgery.")
-            out.append([tuple(np.shape(w)) for w in new])
+            out.append(([tuple(np.shape(w)) for w in new], unit))
         return out
 
     # ------------------------------------------------------------- counting
@@ -174,6 +184,9 @@ class PlanCost:
                 continue
             n_in = kept[ii] if ii is not None else channels_of(layer, in_shape)
             total += layer_macs(layer, in_shape, out_shape, n_in, n_out)
+        for layer, _, view, ins, outs in self._hook_records:
+            counts = None if ins is None else ([kept[i] for i in ins], [kept[o] for o in outs])
+            total += call_macs(layer, view, counts)
         return int(total)
 
     def params(self, keep):
@@ -184,7 +197,8 @@ class PlanCost:
             dims = base.copy()
             for mid, n, slope in terms:
                 dims = dims - slope * (n - kept[mid])
-            total += int(np.prod(dims))
+            total += int(round(float(np.prod(dims)))) if dims.dtype.kind == "f" \
+                else int(np.prod(dims))
         return int(total)
 
     def count(self, kind, keep):
@@ -194,6 +208,37 @@ class PlanCost:
         if kind == "params":
             return self.params(keep)
         raise ValueError(f"PlanCost: unknown budget kind {kind!r}; use one of {BUDGET_KINDS}.")
+
+
+def _first_unit(graph, m):
+    """Positions of map ``m`` holding the unit of its position 0 (a whole
+    attention head where its group has ``units``), and the unit's size."""
+    gid = graph.group_ids(m)
+    units = graph.groups[int(gid[0])].units
+    if units is None:
+        return np.array([0]), 1
+    pos = graph.positions(m)
+    unit = units[np.nonzero((units == pos[0]).any(axis=1))[0][0]]
+    return np.nonzero(np.isin(pos, unit) & (gid == gid[0]))[0], units.shape[1]
+
+
+def _hook_records(model, nodes, map_id):
+    """``(layer, name, call view, in map ids, out map ids)`` of the calls whose
+    handler counts their MACs itself (``LayerHandler.macs``: attention...)."""
+    from remotetrimmer_tf.graph.handlers.registry import get_handler
+    out = []
+    for layer, name, node in layer_nodes(graph_of(model), ops=True):
+        handler = get_handler(layer)
+        view = call_view(layer, name, node)
+        if handler is None or handler.macs(layer, view) is None:
+            continue
+        info = nodes.get(name)
+        if info is None:
+            out.append((layer, name, view, None, None))
+        else:
+            out.append((layer, name, view, [map_id(m) for m in info.in_maps],
+                        [map_id(m) for m in info.out_maps]))
+    return out
 
 
 # ---------------------------------------------------------------- search

@@ -401,9 +401,12 @@ class PlanLatency:
             float(pts[0, 2] / max(pts[0, 0], 1e-12)), 0.0)
 
     def keep_of(self, widths):
-        """``{group: kept indices}`` of a width plan (the top-scored channels)."""
-        return {gi: self.pruner._top(self.scores[gi], int(n))
+        """``{group: kept indices}`` of a width plan (the top-scored channels;
+        attention heads whole: issue 28)."""
+        from remotetrimmer_tf.units import whole_units
+        keep = {gi: self.pruner._top(self.scores[gi], int(n))
                 for gi, n in widths.items() if n < self.sizes[gi]}
+        return whole_units(self.pruner.graph, keep, self.scores)
 
     def _raw(self, keep):
         kept = self.cost.kept(keep)

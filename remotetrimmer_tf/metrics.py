@@ -2,7 +2,9 @@
 
 MACs are read from each layer handler's ``weight_axes`` declaration (see
 ``graph.handlers.weight_axes``), so a custom layer registered with one handler
-is counted like a built-in one."""
+is counted like a built-in one; a handler whose layer costs more than its
+kernels say (attention: the projections plus QKᵀ and AV over the tokens;
+EinsumDense) counts it with its ``macs`` hook (``call_macs``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import warnings
 
 import keras
 
-__all__ = ["count_macs", "count_params", "layer_macs", "layer_calls"]
+__all__ = ["count_macs", "count_params", "layer_macs", "layer_calls", "call_macs",
+           "layer_nodes", "call_view"]
 
 
 def _prod(xs, what):
@@ -111,19 +114,46 @@ def count_macs(model) -> int:
     """
     from .graph.functional_view import functional_view, graph_of
     total = 0
-    for op, _, in_shape, out_shape in layer_calls(graph_of(functional_view(model, check=False))):
-        if _uncounted(op):
+    for op, name, node in layer_nodes(graph_of(functional_view(model, check=False)),
+                                      ops=True):
+        if isinstance(op, keras.layers.Layer) and _uncounted(op):
             raise PruningError(
                 f"count_macs: layer '{op.name}' ({type(op).__name__}) has a "
                 "kernel but no handler, so its multiply-accumulates are unknown. "
                 "Way out: register a handler for it (docs/custom_layers.md).")
-        total += layer_macs(op, in_shape, out_shape)
+        total += call_macs(op, call_view(op, name, node))
     return int(total)
 
 
-def layer_calls(fn, prefix=""):
-    """``(layer, name, in_shape, out_shape)`` of every layer call of the
-    functional graph ``fn``, nested models walked (names ``"outer/inner"``)."""
+def call_view(op, name, node):
+    """A ``graph.NodeView`` of one Keras node (shapes, args; no channel maps)."""
+    from .graph.builder import NodeView
+    return NodeView(op, name, None, [tuple(t.shape) for t in node.arguments.keras_tensors],
+                    [tuple(t.shape) for t in node.outputs], node.arguments.args,
+                    node.arguments.kwargs, [], 0)
+
+
+def call_macs(layer, call, kept=None) -> int:
+    """Multiply-accumulates of one call (``call``: a ``NodeView``): the layer
+    handler's ``macs`` hook when it has one, else ``layer_macs`` of the first
+    input / output. ``kept``: None or ``(in_kept, out_kept)`` per map of the
+    call's ``LayerNode`` (``budget.PlanCost``)."""
+    from .graph.handlers.registry import get_handler
+    handler = get_handler(layer)
+    n = handler.macs(layer, call, kept) if handler is not None else None
+    if n is not None:
+        return int(n)
+    if not isinstance(layer, keras.layers.Layer):
+        return 0          # a keras.ops node whose handler counts nothing
+    in_kept, out_kept = (None, None) if kept is None else (kept[0][0], kept[1][0])
+    return layer_macs(layer, call.in_shapes[0], call.out_shapes[0], in_kept, out_kept)
+
+
+def layer_nodes(fn, prefix="", ops=False):
+    """``(layer, name, keras node)`` of every layer call of the functional
+    graph ``fn`` with tensor inputs and outputs, nested models walked (names
+    ``"outer/inner"``); with ``ops``, the keras.ops nodes too (a matmul of
+    hand-written attention costs MACs)."""
     from .graph.functional_view import graph_of
     for depth in fn._nodes_by_depth:
         for node in fn._nodes_by_depth[depth]:
@@ -131,14 +161,21 @@ def layer_calls(fn, prefix=""):
             if isinstance(op, keras.layers.InputLayer):
                 continue
             if isinstance(op, keras.Model):
-                yield from layer_calls(graph_of(op), prefix + op.name + "/")
+                yield from layer_nodes(graph_of(op), prefix + op.name + "/", ops)
                 continue
-            if not isinstance(op, keras.layers.Layer):
+            if not ops and not isinstance(op, keras.layers.Layer):
                 continue
-            ins = node.arguments.keras_tensors
-            if not ins or not node.outputs:
+            if not node.arguments.keras_tensors or not node.outputs:
                 continue
-            yield op, prefix + op.name, tuple(ins[0].shape), tuple(node.outputs[0].shape)
+            yield op, prefix + op.name, node
+
+
+def layer_calls(fn, prefix=""):
+    """``(layer, name, in_shape, out_shape)`` of every layer call of the
+    functional graph ``fn``, nested models walked (names ``"outer/inner"``)."""
+    for op, name, node in layer_nodes(fn, prefix):
+        yield (op, name, tuple(node.arguments.keras_tensors[0].shape),
+               tuple(node.outputs[0].shape))
 
 
 def count_params(model, trainable_only=None) -> int:

@@ -14,6 +14,7 @@ from remotetrimmer_tf.importance import get_importance
 from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
 from remotetrimmer_tf.errors import PruningError
 from remotetrimmer_tf.shortfall import Shortfall, Summary
+from remotetrimmer_tf.units import unit_scores, whole_units
 
 __all__ = ["Pruner"]
 
@@ -312,7 +313,7 @@ class Pruner:
                 raise ValueError(
                     f"Importance {self.importance_name!r} gave non-finite scores for "
                     f"group {group.index} (layers {group.layers[:4]}).")
-            self.scores[group.index] = scores
+            self.scores[group.index] = unit_scores(group, scores, self.reduction)
         if not self.scores:
             raise PruningError(self._nothing_scored(graph, target))
         self.approximate_groups = {
@@ -418,7 +419,7 @@ class Pruner:
             n = _kept_count(scores.size, self.ratio, self.min_channels, self.round_to,
                             self.round_mode)
             keep[gi] = self._top(scores, n)
-        return keep
+        return whole_units(self.graph, keep, self.scores)
 
     def _keep_global(self):
         entries, floors, sizes = [], {}, {}
@@ -454,7 +455,7 @@ class Pruner:
                 keep[gi] = np.array(sorted(set(range(sizes[gi])) - removed[gi]), np.int64)
             else:   # rounded: keep the best n by this group's own ranking
                 keep[gi] = self._top(scores, n)
-        return keep
+        return whole_units(self.graph, keep, self.scores)
 
     # ------------------------------------------------------------ rebuilding
     def prune(self, data=None):

@@ -117,11 +117,6 @@ def test_task_with_preprocessor_keeps_it():
         == [64, 64] or tuple(thin.preprocessor.image_converter.image_size) == (64, 64)
 
 
-def test_transformer_backbone_is_refused_with_a_reason():
-    with pytest.raises(ValueError, match="hierarchical_encoder"):
-        DependencyGraph(zoo.backbone("MiT (SegFormer encoder)"))
-
-
 def test_functional_subclass_built_in_init():
     class Tiny(keras.Model):
         def __init__(self, width=8, **kw):

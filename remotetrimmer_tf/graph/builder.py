@@ -59,6 +59,13 @@ class NodeView:
         rank = len(self.in_shapes[0]) if self.in_shapes else 0
         return view_axis(raw_axis, rank, self.channel_axis)
 
+    def replace(self, **changes) -> "NodeView":
+        """A copy with some attributes replaced (a handler that delegates to
+        another layer's handler: ``node.replace(layer=inner)``)."""
+        values = {k: getattr(self, k) for k in self.__slots__}
+        values.update(changes)
+        return NodeView(**values)
+
     def out_channels(self, i=0) -> int:
         """Channels (last-axis size) of output ``i``; 0 when unknown."""
         shape = self.out_shapes[i]
@@ -77,7 +84,8 @@ class LayerNode:
             nested model (``nested=True``: its own layers are listed as
             ``"outer/inner"``).
         in_maps / out_maps: channel maps of its input / output tensors (first
-            call of a shared layer).
+            call of a shared layer); ``in_maps`` ends with the layer's inner
+            maps (``GraphBuilder.inner``: attention heads...), if any.
         nested: True for a nested functional model.
     """
 
@@ -101,7 +109,12 @@ class GraphBuilder:
     - ``producer`` / ``channelwise`` / ``consumer(node, m)``: record the
       layer as a member of the groups of ``m`` (importance finds weights so);
     - ``allows(kind)`` / ``approximate(m, why)``: approximate pruning the user
-      opted in to (``approximate=("layernorm",)``).
+      opted in to (``approximate=("layernorm",)``);
+    - ``inner(node, maps)``: channels a layer uses inside itself (attention
+      heads, its query / value / key inputs in a fixed order): its ``prune``
+      receives their masks after the input masks;
+    - ``units(m, size)``: the channels of ``m`` go in whole blocks of ``size``
+      consecutive positions (an attention head).
 
     Example:
         >>> class Scale(LayerHandler):                  # doctest: +SKIP
@@ -124,10 +137,12 @@ class GraphBuilder:
         self.source_kind: List[str] = []     # "producer" | "input" | "opaque"
         self.source_name: List[str] = []
         self.frozen: List[tuple] = []        # (atoms, reason)
-        self.records: List[tuple] = []       # (role, layer name, map)
+        self.records: List[tuple] = []       # (role, layer name, map, slot)
         self.nodes: Dict[str, LayerNode] = {}
         self.touch: List[tuple] = []         # (layer name, [maps])
         self.calls: Dict[str, int] = {}      # layer name -> calls seen
+        self.inner_maps: Dict[str, list] = {}  # layer name -> its inner maps
+        self.unit_decls: List[tuple] = []    # (map, unit size, layer name)
         self._fresh_cache: Dict[tuple, np.ndarray] = {}
         self.current = None                  # name of the layer being handled
 
@@ -221,15 +236,40 @@ class GraphBuilder:
         if m is not None and len(m):
             self.approx.append((np.asarray(m), reason))
 
+    def inner(self, node, maps):
+        """Channel maps ``node``'s layer uses inside itself, in an order its
+        handler fixes (e.g. query, value, key, heads of an attention layer).
+
+        The layer's ``LayerNode.in_maps`` lists them after its inputs' maps,
+        so its handler's ``prune`` receives their masks last (``in_masks[-k:]``)
+        and ``PlanCost`` counts them; their groups list the layer. A shared
+        layer keeps the maps of its first call.
+        """
+        maps = [np.asarray(m, dtype=np.int64) for m in maps]
+        self.inner_maps.setdefault(node.name, maps)
+        self.touch.append((node.name, maps))
+
+    def units(self, m, size: int):
+        """The channels of map ``m`` are kept or dropped in whole blocks of
+        ``size`` consecutive positions (an attention head of ``key_dim``
+        channels); the group gets ``ChannelGroup.units``."""
+        m = np.asarray(m, dtype=np.int64)
+        if size < 1 or m.shape[0] % size:
+            raise ValueError(f"Layer '{self.current}': {m.shape[0]} channels do not "
+                             f"split into units of {size}.")
+        self.unit_decls.append((m, int(size), self.current))
+
     # --------------------------------------------------------- members
-    def producer(self, node, m):
-        """``node``'s layer creates the channels of ``m`` (its kernel's output axis)."""
-        self.records.append(("producers", node.name, np.asarray(m)))
+    def producer(self, node, m, slot: Optional[str] = None):
+        """``node``'s layer creates the channels of ``m`` (its kernel's output
+        axis; ``slot`` names channels inside the layer, see ``Member.slot``)."""
+        self.records.append(("producers", node.name, np.asarray(m), slot))
 
-    def channelwise(self, node, m):
+    def channelwise(self, node, m, slot: Optional[str] = None):
         """``node``'s layer holds per-channel weights of ``m`` and passes them on."""
-        self.records.append(("channelwise", node.name, np.asarray(m)))
+        self.records.append(("channelwise", node.name, np.asarray(m), slot))
 
-    def consumer(self, node, m):
-        """``node``'s layer reads the channels of ``m`` (its kernel's input axis)."""
-        self.records.append(("consumers", node.name, np.asarray(m)))
+    def consumer(self, node, m, slot: Optional[str] = None):
+        """``node``'s layer reads the channels of ``m`` (its kernel's input
+        axis; ``slot`` names which of its inputs, see ``Member.slot``)."""
+        self.records.append(("consumers", node.name, np.asarray(m), slot))

@@ -20,6 +20,12 @@ class Member:
             Dense layer after a Flatten). An entry is ``-1`` where the layer
             does not see that channel (e.g. one input of a Concatenate that
             was later added to a wider tensor).
+        slot: None when ``indices`` are positions of the layer's first input
+            (consumer, channel-wise) or output (producer), the layout its
+            handler's ``weight_axes`` declare; else the name of the channels
+            inside the layer its handler knows (``"heads"`` of an attention
+            layer, its ``"query"`` / ``"value"`` / ``"key"`` input...), read
+            through the handler's ``slot_filters`` / ``silence`` hooks.
 
     Example:
         >>> Member("conv1", np.arange(4)).indices.tolist()
@@ -28,9 +34,11 @@ class Member:
 
     layer: str
     indices: np.ndarray
+    slot: Optional[str] = None
 
     def __repr__(self):  # compact
-        return f"Member({self.layer!r}, shape={tuple(self.indices.shape)})"
+        slot = f", slot={self.slot!r}" if self.slot else ""
+        return f"Member({self.layer!r}, shape={tuple(self.indices.shape)}{slot})"
 
 
 @dataclasses.dataclass
@@ -66,6 +74,7 @@ class ChannelGroup:
     channelwise: List[Member] = dataclasses.field(default_factory=list)
     consumers: List[Member] = dataclasses.field(default_factory=list)
     approximate: Optional[str] = None
+    units: Optional[np.ndarray] = None
 
     @property
     def members(self) -> List[Member]:
@@ -76,5 +85,7 @@ class ChannelGroup:
         state = "prunable" if self.prunable else f"frozen: {self.reason}"
         if self.prunable and self.approximate:
             state += f" (approximate: {self.approximate})"
+        if self.units is not None:
+            state += f", units={tuple(self.units.shape)}"
         return (f"ChannelGroup(index={self.index}, size={self.size}, "
                 f"producers={[m.layer for m in self.producers]}, {state})")

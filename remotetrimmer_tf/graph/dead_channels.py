@@ -3,7 +3,9 @@
 ``silence_dropped(model, keep)`` returns a copy of the model in which every
 channel that ``keep`` removes is read by no layer: the weights of every
 member that reads it (the ``in_axis`` of its handler's ``weight_axes``,
-see ``LayerHandler.input_channel_axes``) are zero on its rows. Removing such channels with
+see ``LayerHandler.input_channel_axes``; channels inside a layer, like an
+attention layer's heads, through its handler's ``silence``: a dropped head's
+value and output slices) are zero on its rows. Removing such channels with
 ``prune_channels`` must then leave the output unchanged, up to float
 rounding; where it does not, the graph mis-grouped a channel-mixing layer
 (or the group is marked ``approximate``). The coverage table, the property
@@ -92,6 +94,16 @@ def _zero_grouped(w, in_axis, out_axis, channels, width):
         w[tuple(sel)] = 0
 
 
+def _silence_slot(layer, handler, member, drop):
+    """Zero what reads the dropped channels of a member's ``slot`` (the
+    handler's ``silence``: e.g. a dropped attention head's value / output
+    slices)."""
+    rows = np.asarray(member.indices)[drop].reshape(-1)
+    rows = rows[rows >= 0]
+    if rows.size:
+        layer.set_weights(handler.silence(layer, member.slot, layer.get_weights(), rows))
+
+
 def silence_in_place(copy, keep, graph):
     """Zero, in ``copy`` (a model with ``graph.model``'s layer names, e.g. its
     no-op rebuild), the weights that read the channels ``keep`` drops."""
@@ -103,6 +115,9 @@ def silence_in_place(copy, keep, graph):
         for member in group.consumers + group.channelwise:
             layer = _get_layer(copy, member.layer)
             handler = get_handler(layer)
+            if member.slot is not None:     # channels inside the layer (heads...)
+                _silence_slot(layer, handler, member, drop)
+                continue
             axes = handler.input_channel_axes(layer) if handler else {}
             if not axes:
                 continue

@@ -214,7 +214,8 @@ class DependencyGraph:
             outs = [np.asarray(m, dtype=np.int64) for m in outs]
         info = b.nodes.get(name)
         if info is None:
-            b.nodes[name] = LayerNode(op, handler, maps, outs)
+            b.nodes[name] = LayerNode(op, handler, list(maps) + b.inner_maps.get(name, []),
+                                      outs)
         elif getattr(op, "weights", None):
             # a shared layer: its weights force equal channels at every call
             for pa, pb in zip(info.in_maps, maps):
@@ -277,10 +278,11 @@ class DependencyGraph:
         self._group_classes = [sorter[starts[g]:starts[g] + counts[g]]
                                for g in range(n_groups)]
         groups = [ChannelGroup(index=g, size=int(counts[g])) for g in range(n_groups)]
+        self._set_units(b, groups)
         self._mark_frozen(b, groups, src)
-        for role, name, m in b.records:
+        for role, name, m, slot in b.records:
             for g, idx in self._member_indices(m, groups):
-                getattr(groups[g], role).append(Member(name, idx))
+                getattr(groups[g], role).append(Member(name, idx, slot))
         layer_sets: List[dict] = [dict() for _ in range(n_groups)]
         for name, maps in b.touch:
             maps = [m for m in maps if m is not None and len(m)]
@@ -290,6 +292,32 @@ class DependencyGraph:
         for g in range(n_groups):
             groups[g].layers = list(layer_sets[g])
         self.groups: List[ChannelGroup] = groups
+
+    def _set_units(self, b, groups):
+        """``ChannelGroup.units`` from the handlers' ``units`` declarations; a
+        group whose declared units disagree or do not cover it is frozen."""
+        bad = {}
+        for m, size, name in b.unit_decls:
+            gs = self.group_ids(m)
+            for g in np.unique(gs).tolist():
+                units = self.positions(m)[gs == g].reshape(-1, size)
+                old = groups[g].units
+                if np.array_equal(np.sort(units.reshape(-1)), np.arange(groups[g].size)) \
+                        and (old is None or np.array_equal(old, units)):
+                    groups[g].units = units
+                else:
+                    bad[g] = (f"layer '{name}' keeps these channels in units of {size} "
+                              "(attention heads), which other layers split")
+        for g, why in bad.items():
+            groups[g].units = None
+            b.frozen.append((self._group_atoms(g), why))
+
+    def _group_atoms(self, g):
+        """One atom of every channel of group ``g`` (for freezing it)."""
+        cls = self._group_classes[g]
+        first = np.full(self._cls_group.shape[0], -1, dtype=np.int64)
+        first[self._atom_class[::-1]] = np.arange(self._atom_class.shape[0])[::-1]
+        return first[cls]
 
     def _mark_frozen(self, b, groups, src):
         """Frozen / approximate reasons; groups without a producer or of one
@@ -313,6 +341,9 @@ class DependencyGraph:
             elif group.prunable and group.size < 2:
                 group.prunable = False
                 group.reason = "a single channel cannot shrink"
+            elif group.prunable and group.units is not None and len(group.units) < 2:
+                group.prunable = False
+                group.reason = "a single unit (one attention head) cannot shrink"
 
     def _member_indices(self, m, groups):
         """``(group, indices)`` of a member whose map is ``m``, per group it touches."""
@@ -339,6 +370,11 @@ class DependencyGraph:
         """The channel id of every position of channel map ``m`` (a
         ``LayerNode`` map); equal ids are kept or removed together."""
         return self._atom_class[np.asarray(m)]
+
+    def positions(self, m) -> np.ndarray:
+        """The index, inside its group, of the channel at every position of
+        map ``m`` (what ``Member.indices`` and ``ChannelGroup.units`` hold)."""
+        return self._cls_pos[self.channel_ids(m)]
 
     def group_ids(self, m) -> np.ndarray:
         """The group index of every position of channel map ``m``."""
@@ -390,6 +426,7 @@ class DependencyGraph:
                 raise PruningError(
                     f"Group {gi} (layers {g.layers[:4]}) is not prunable: "
                     f"{g.reason}. Leave it out of keep (or keep all its channels).")
+            _check_units(gi, g, idx)
             drop = np.ones(g.size, dtype=bool)
             drop[idx] = False
             kept[self._group_classes[gi][drop]] = False
@@ -455,6 +492,19 @@ def _view(model):
     except (ValueError, RuntimeError, AttributeError, NotImplementedError) as err:
         raise PruningError(f"model '{getattr(model, 'name', model)}': "
                            f"{first_line(err)}") from None
+
+
+def _check_units(gi, group, idx):
+    """A plan keeps whole units (attention heads) of a group with ``units``."""
+    if group.units is None:
+        return
+    kept = np.isin(group.units, idx)
+    split = np.nonzero(kept.any(axis=1) & ~kept.all(axis=1))[0]
+    if split.size:
+        raise PruningError(
+            f"keep[{gi}] keeps part of unit {int(split[0])} of group {gi} (layers "
+            f"{group.layers[:4]}): its channels {group.units[split[0]].tolist()[:8]} "
+            "form one attention head; keep or drop them together.")
 
 
 def _source_roots(cls, src, n_cls, n_src):

@@ -30,15 +30,19 @@ Example:
 
 from __future__ import annotations
 
-from ..errors import PruningError
+import math
 import weakref
 from typing import Dict, Optional
 
 import keras
 import numpy as np
 
+from ..errors import PruningError
 from ..utils.in_process import config_of, from_config
 from .handlers.registry import get_handler
+from .inline import Proxy, call_kwargs, swapped
+from .constant_call import ConstantCall
+from .rebuilt import NotCopyable, rebuild
 
 __all__ = ["functional_view", "is_plain_functional", "composite_reason", "inlined_layers",
            "graph_of", "view_tensor"]
@@ -92,7 +96,7 @@ def _own_weights(layer):
     return [w for w in layer.weights if id(w) not in inner]
 
 
-# layers whose call failed on symbolic tensors: never inlined again
+# layers whose call failed on symbolic tensors: kept as opaque nodes
 _UNTRACEABLE = weakref.WeakSet()
 
 
@@ -106,10 +110,12 @@ def composite_reason(layer) -> Optional[str]:
     so the ``keras.ops`` it composes become nodes the graph follows.
     """
     if layer in _UNTRACEABLE:
-        return "its call cannot run on symbolic tensors"
+        return "its call cannot be traced on symbolic tensors"
     if isinstance(layer, keras.layers.Lambda):
         return None
     if not _sublayers(layer):
+        if not layer.weights and not type(layer).__module__.startswith("keras."):
+            return None   # issue 28: a weightless user layer; its call composes keras.ops
         return "it has no sub-layers to inline"
     own = _own_weights(layer)
     if own:
@@ -132,6 +138,9 @@ def _node_ops(fn):
 
 def is_plain_functional(model) -> bool:
     """True when the graph and surgeon can use ``model`` as it is."""
+    if isinstance(model, keras.Model) and not _is_graph_model(model):
+        check_subclassed(model)       # traced (issue 28), or one line
+        return False
     fn = graph_of(model)
     if isinstance(model, keras.Sequential):
         pass
@@ -184,11 +193,42 @@ def _has_non_plain_nested(fn) -> bool:
     return False
 
 
+def check_subclassed(model):
+    """Issue 28: a subclassed model (``call`` written in Python) is traced like a
+    composite layer when it is built on one input and owns no weights of its
+    own; else TypeError, one line naming its class and why."""
+    why = None
+    config = model.get_build_config() if model.built else None
+    shape = (config or {}).get("input_shape")
+    if not model.built or shape is None:
+        why = "it has not been built on an input shape (call it once, or build(shape))"
+    elif not (isinstance(shape, (list, tuple)) and shape and
+              all(d is None or isinstance(d, int) for d in shape)):
+        why = f"it takes several inputs ({shape}); only one input can be traced"
+    else:
+        why = composite_reason(model) if _sublayers(model) else "it has no layers"
+    if why:
+        raise TypeError(
+            f"Model '{model.name}' of class {type(model).__name__} is subclassed (its "
+            f"call() is Python) and cannot be traced: {why}. Way out: build it "
+            "functionally (keras.Model(inputs, outputs)), or move its own weights into "
+            "a layer with a handler (docs/custom_layers.md).")
+    return tuple(shape)
+
+
+class _Refusal(PruningError):
+    """A layer the view cannot trace (one line, raised as it is)."""
+
+
 class _Tracer:
     """Runs a functional graph again on new tensors (copies or reuses layers)."""
 
-    def __init__(self, clone: bool):
+    def __init__(self, clone: bool, retrace: bool = False):
         self.clone = clone
+        self.retrace = retrace                # nested models traced again (new shapes)
+        self.owners: list = []               # composites being inlined (innermost last)
+        self.anchors: list = []              # their first symbolic input each
+        self.names: set = set()              # layer names taken in the view
         self.copies: Dict[int, object] = {}
         self.inlined: Dict[str, list] = {}   # composite name -> sub-layer names
         self.pairs: list = []                # (user's layer, its copy)
@@ -198,17 +238,97 @@ class _Tracer:
         new = self.copies.get(id(op))
         if new is None:
             try:
-                config, objects = config_of(op)
+                config, objects = config_of(op)      # lambdas / partials kept in process
                 new = from_config(op.__class__, config, objects)
-            except Exception as err:
-                raise PruningError(
-                    f"Layer '{op.name}' ({type(op).__name__}) cannot be copied from "
-                    f"its config ({type(err).__name__}: {str(err).strip()[:120]}), so "
-                    "the model cannot be rebuilt thinner. Way out: give the layer a "
-                    "get_config() that from_config() accepts, or register a handler "
-                    "for the layer that contains it.") from None
+            except Exception as err:   # by its constructor arguments
+                new = rebuild(op, err)
+            self._rename(new)
             self.copies[id(op)] = new
         return new
+
+    def _rename(self, new):
+        """Copies of layers inside inlined composites get unique names."""
+        if not self.owners:
+            return
+        base, i = new.name, 1
+        while new.name in self.names:
+            new.name = f"{self.owners[-1]}_{base}" + (f"_{i}" if i > 1 else "")
+            i += 1
+        self.names.add(new.name)
+        for owner in self.owners:
+            self.inlined.setdefault(owner, []).append(new.name)
+
+    def _inline(self, op, args, kwargs):
+        """Issue 28: run composite ``op``'s call with its sub-layers standing
+        in (copies called as nodes, composites inlined in turn); ``op`` is
+        neither copied nor called."""
+        def run(sub, a, k):
+            if sub.weights and not any(isinstance(t, keras.KerasTensor)
+                                       for t in keras.tree.flatten((a, k))):
+                return self._constant_call(op, sub, a, k)
+            if _is_graph_model(sub):
+                return self._nested(sub)(*a, **k)
+            if _is_composite(sub):
+                return self._inline(sub, a, k)
+            return self._call(sub, a, k)[1]
+        self.owners.append(op.name)
+        self.anchors.append(next((t for t in keras.tree.flatten((args, kwargs))
+                                  if isinstance(t, keras.KerasTensor)), None))
+        self.inlined.setdefault(op.name, [])
+        failure = None
+        try:
+            with swapped(op, lambda sub: Proxy(sub, run)):
+                outs = op.call(*args, **call_kwargs(op, kwargs))
+            if any(not isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(outs)):
+                raise TypeError("its call returns values that are not tensors")
+            return outs
+        except (_Refusal, NotCopyable):
+            raise
+        except Exception as err:   # noqa: BLE001 - kept whole below, or one line
+            failure = err
+        finally:
+            self.owners.pop()
+            self.anchors.pop()
+        return self._opaque(op, args, kwargs, failure)
+
+    def _opaque(self, op, args, kwargs, err):
+        """A composite / Lambda whose call cannot run on symbolic tensors stays
+        one node (a copy): frozen with ``unknown="freeze"``, else refused."""
+        why = (f"Composite layer '{op.name}' ({type(op).__name__}) cannot be traced on "
+               f"symbolic tensors ({type(err).__name__}: {str(err).strip()[:160]}): its "
+               "call needs sizes known only when it runs. Way out: register a handler "
+               "for it (docs/custom_layers.md).")
+        if isinstance(op, keras.Model):
+            raise _Refusal(why)
+        _UNTRACEABLE.add(op)
+        try:
+            new, outs = self._call(op, args, kwargs)
+        except Exception:   # noqa: BLE001 - not even callable as one node
+            raise _Refusal(why) from None
+        _UNTRACEABLE.add(new)
+        return outs
+
+    def _constant_call(self, op, sub, args, kwargs):
+        """``sub`` called on constants inside composite ``op`` (positions from
+        ``ops.arange``): a ``ConstantCall`` node holding a copy of ``sub``."""
+        anchor = self.anchors[-1]
+        if kwargs or anchor is None:
+            raise _Refusal(
+                f"Layer '{sub.name}' inside '{op.name}' ({type(op).__name__}) is called "
+                "on constants in a way that cannot be traced. Way out: register a "
+                f"handler for {type(op).__name__} (docs/custom_layers.md).")
+        copy = self._copy(sub)
+        node = self.copies.get(("constant", id(sub)))
+        if node is None:
+            node = ConstantCall(copy, [keras.ops.convert_to_numpy(x) for x in args],
+                                name=copy.name)
+            self.copies[("constant", id(sub))] = node
+        first = not copy.built
+        out = node(anchor)
+        if first:
+            self.pairs.append((sub, copy))
+            _set_copied(sub, copy)
+        return out
 
     def _plain_identity(self, op):
         """keras-hub builds Identity(dtype=<DTypePolicy>), whose get_config()
@@ -226,27 +346,15 @@ class _Tracer:
         if isinstance(op, keras.layers.Layer) and self.clone:
             new = self._copy(op)
             first = not new.built
+            if first and self.owners and op.built:
+                _build_like(op, new)     # inside a composite: the shapes it was built at
             outs = new(*args, **kwargs)
             if first:
                 self.pairs.append((op, new))
                 if op.weights:
-                    new.set_weights(op.get_weights())
+                    _set_copied(op, new)
             return new, outs
         return op, op(*args, **kwargs)
-
-    def _inline(self, op, args, kwargs):
-        """Run a composite's (a Lambda's) ``call`` on the symbolic tensors; a
-        call that fails there keeps the layer as one opaque node."""
-        try:
-            outs = op.call(*args, **kwargs)
-            if any(not isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(outs)):
-                raise TypeError("its call returns values that are not tensors")
-        except Exception:   # any failure: the layer stays a node of its own
-            _UNTRACEABLE.add(op)
-            return op(*args, **kwargs)
-        self.inlined[op.name] = [x.name for x in op._flatten_layers(
-            include_self=False, recursive=True)] or [op.name]
-        return outs
 
     def _nested(self, op):
         sub = self.copies.get(id(op))
@@ -269,10 +377,20 @@ class _Tracer:
                     sub.name = f"{op.name}_{sub.name}"
                 seen.add(sub.name)
 
+    def _subclassed(self, model):
+        """A subclassed model's call inlined on an Input of its built shape."""
+        inp = keras.Input(batch_shape=check_subclassed(model), name=f"{model.name}_input")
+        self.names.add(inp.name)
+        outs = self._inline(model, (inp,), {})
+        return keras.Model(inp, outs, name=model.name)
+
     def model(self, model):
         """A plain Functional equal to ``model``, on fresh ``keras.Input``s."""
+        if not _is_graph_model(model):
+            return self._subclassed(model)
         fn = graph_of(model)
         self._unique_names(fn)
+        self.names.update(op.name for _, op in _node_ops(fn))
         old_inputs = keras.tree.flatten(fn.inputs)
         inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
                               name=t._keras_history[0].name) for t in old_inputs]
@@ -284,12 +402,17 @@ class _Tracer:
                     continue
                 args, kwargs = node.arguments.fill_in(tmap)
                 if _is_graph_model(op):
-                    if is_plain_functional(op) and not self.clone:
+                    if is_plain_functional(op) and not self.clone and not self.retrace:
                         outs = op(*args, **kwargs)
                     else:
                         outs = self._nested(op)(*args, **kwargs)
-                elif _is_composite(op) and not self.clone:
+                elif _is_composite(op) and self.clone:
                     outs = self._inline(op, args, kwargs)
+                elif _is_composite(op):
+                    self.inlined[op.name] = [
+                        x.name for x in op._flatten_layers(include_self=False,
+                                                           recursive=True)]
+                    outs = op.call(*args, **kwargs)
                 else:
                     _, outs = self._call(op, args, kwargs)
                 flat = keras.tree.flatten(outs)
@@ -307,6 +430,71 @@ class _Tracer:
         return new
 
 
+def _dynamic_reshapes(fn):
+    """Issue 28: an inlined ``call`` that reshapes by ``ops.shape(x)`` traced
+    ``None`` (the batch size) into the new shape. When the first entry is
+    that ``None`` and the input's other sizes are known, the first entry is
+    the batch: it becomes ``-1`` (a ``-1`` elsewhere is then computed); the
+    op's config follows."""
+    from keras.src.ops.numpy import Reshape
+    fixed = 0
+    for node, op in _node_ops(fn):
+        if _is_graph_model(op):
+            fixed += _dynamic_reshapes(graph_of(op))
+            continue
+        shape = getattr(op, "newshape", None) if isinstance(op, Reshape) else None
+        if not isinstance(shape, (list, tuple)) or not shape or shape[0] is not None:
+            continue
+        new = _batch_first_shape(tuple(node.arguments.keras_tensors[0].shape), tuple(shape))
+        if new is None:
+            continue
+        op.newshape = new
+        auto = getattr(op, "_auto_config", None)
+        if auto is not None and "newshape" in auto.config:
+            auto.config["newshape"] = new
+        fixed += 1
+    return fixed
+
+
+def _batch_first_shape(in_shape, shape):
+    """``shape`` with its leading ``None`` as ``-1`` and any other ``-1``
+    resolved from ``in_shape`` (batch first, other sizes known), or None."""
+    rest = list(shape[1:])
+    if any(d is None for d in rest) or any(d is None for d in in_shape[1:]) or \
+            rest.count(-1) > 1:
+        return None
+    if -1 in rest:
+        known = math.prod(d for d in rest if d != -1)
+        total = math.prod(in_shape[1:])
+        if not known or total % known:
+            return None
+        rest[rest.index(-1)] = total // known
+    return (-1,) + tuple(rest)
+
+
+def _build_like(op, new):
+    """Build ``new`` at the shapes ``op`` was built at (a composite may build its
+    sub-layers at shapes its symbolic call no longer knows)."""
+    try:
+        config = op.get_build_config()
+        if config:
+            new.build_from_config(config)
+    except Exception:   # noqa: BLE001 - then it builds when called, as usual
+        pass
+
+
+def _set_copied(op, new):
+    """The copy gets the original's weights (same shapes, else one line)."""
+    try:
+        new.set_weights(op.get_weights())
+    except ValueError as err:
+        raise PruningError(
+            f"Layer '{op.name}' ({type(op).__name__}) cannot be copied: a copy built "
+            f"from its config has other weights ({str(err).strip()[:120]}). Way out: "
+            "give the layer a get_config() that holds every constructor argument.") from None
+
+
+
 def _probe_inputs(model, seed=0):
     rng = np.random.default_rng(seed)
     xs = []
@@ -319,7 +507,7 @@ def _probe_inputs(model, seed=0):
 
 
 def _check_same(model, view):
-    xs = _probe_inputs(model)
+    xs = _probe_inputs(view if not _is_graph_model(model) else model)
     if xs is None:
         return
     arg = xs if len(xs) > 1 else xs[0]
@@ -327,7 +515,14 @@ def _check_same(model, view):
         a = keras.tree.flatten(model(arg, training=False))
     except Exception:   # a fixed-size input we guessed wrong: nothing to compare
         return
-    b = keras.tree.flatten(view(arg, training=False))
+    try:
+        b = keras.tree.flatten(view(arg, training=False))
+    except Exception as err:   # noqa: BLE001 - one line naming the model
+        raise PruningError(
+            f"Model '{model.name}': its traced functional view fails when run "
+            f"({type(err).__name__}: {str(err).strip()[:160]}): a composite layer's call "
+            "needs sizes known only when it runs. Way out: register a handler for that "
+            "layer (docs/custom_layers.md).") from None
     for x, y in zip(a, b):
         x = keras.ops.convert_to_numpy(x)
         y = keras.ops.convert_to_numpy(y)
@@ -356,11 +551,14 @@ def functional_view(model, check: bool = True):
         A traced view is built once per model and reused, its weights copied
         again from the model on every call (so training in between is seen).
     """
-    fn = graph_of(model)
-    if is_plain_functional(model):
-        return model
-    if not _has_composite(fn) and not _has_non_plain_nested(fn):
-        return keras.Model(fn.inputs, fn.outputs, name=model.name)
+    if isinstance(model, keras.Model) and not _is_graph_model(model):
+        check_subclassed(model)          # issue 28: traced below
+    else:
+        fn = graph_of(model)
+        if is_plain_functional(model):
+            return model
+        if not _has_composite(fn) and not _has_non_plain_nested(fn):
+            return keras.Model(fn.inputs, fn.outputs, name=model.name)
     cached = _VIEWS.get(model)
     if cached is not None:        # same graph: bring the copies' weights up to date
         view, pairs = cached
@@ -371,12 +569,13 @@ def functional_view(model, check: bool = True):
         return view
     first = _Tracer(clone=True)
     view = first.model(model)
-    inlined: Dict[str, list] = {}
+    inlined: Dict[str, list] = {k: list(v) for k, v in first.inlined.items()}
     maps = [first.maps]
     for _ in range(_MAX_PASSES):
-        if not _has_composite(view) and not _has_identity(view):
+        reshaped = _dynamic_reshapes(view)
+        if not reshaped and not _has_composite(view) and not _has_identity(view):
             break
-        tracer = _Tracer(clone=False)
+        tracer = _Tracer(clone=False, retrace=reshaped > 0)
         view = tracer.model(view)
         maps.append(tracer.maps)
         for name, subs in tracer.inlined.items():

@@ -4,16 +4,18 @@ A producer's filter of output channel ``c`` is read from its handler's
 ``weight_axes``: every kernel (a weight with ``per``) cut along its
 ``out_axis`` (Conv: ``kernel[..., c]``, Conv*Transpose: ``kernel[..., c, :]``,
 SeparableConv: the pointwise kernel), so a custom layer with one handler is
-scored like a built-in one.
+scored like a built-in one. Channels inside a layer (a member with a
+``slot``: an attention layer's heads) are read through its handler's
+``slot_filters``: a head's query / key / value / gate / output slices.
 """
 import numpy as np
 
-from remotetrimmer_tf.graph.handlers.registry import weight_axes_of
+from remotetrimmer_tf.graph.handlers.registry import get_handler, weight_axes_of
 from remotetrimmer_tf.graph.handlers.weight_axes import output_major
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
     take_channels, to_numpy
 
-__all__ = ["l1", "l2", "producer_filters", "filter_weights"]
+__all__ = ["l1", "l2", "producer_filters", "filter_weights", "slot_filters"]
 
 
 def filter_weights(layer):
@@ -24,8 +26,23 @@ def filter_weights(layer):
             if ax.per is not None and ax.out_axis is not None]
 
 
-def _output_filters(layer):
+def slot_filters(layer, slot, values=None):
+    """``(channels, fan)`` rows making the channels of a member's ``slot``
+    (e.g. an attention layer's heads: each head's q/k/v/o slices), from its
+    handler's ``slot_filters``; ``values`` default to the layer's weights."""
+    handler = get_handler(layer)
+    if handler is None:
+        return None
+    if values is None:
+        values = [to_numpy(v).astype(np.float64) for v in layer.weights]
+    rows = handler.slot_filters(layer, slot, values)
+    return None if rows is None else np.asarray(rows, dtype=np.float64)
+
+
+def _output_filters(layer, slot=None):
     """The layer's kernels as ``(out_channels, fan)`` float64, or None if it has none."""
+    if slot is not None:
+        return slot_filters(layer, slot)
     parts = [output_major(to_numpy(v).astype(np.float64), ax)
              for v, ax in filter_weights(layer)]
     if not parts:
@@ -38,7 +55,7 @@ def producer_filters(group, model):
     out = []
     for member in group.producers:
         layer = get_layer(model, member.layer)
-        w = _output_filters(layer)
+        w = _output_filters(layer, member.slot)
         if w is None:
             continue
         idx = np.asarray(member.indices)

@@ -5,6 +5,7 @@ import numpy as np
 from remotetrimmer_tf.graph.handlers.registry import weight_axes_of
 from remotetrimmer_tf.graph.handlers.weight_axes import output_major
 from remotetrimmer_tf.importance.bn import bn_members
+from remotetrimmer_tf.importance.magnitude import slot_filters
 from remotetrimmer_tf.importance.reductions import NoScoreError, get_layer, reduce_scores, \
     take_channels, to_numpy
 
@@ -132,7 +133,7 @@ def taylor(group, model, data=None, steps=4, loss=None, reduction="mean", **ctx)
         scores.append(np.abs(take_channels(term, idx)))
     if not scores:
         for member in group.producers:
-            term = _producer_term(get_layer(model, member.layer), grads)
+            term = _producer_term(get_layer(model, member.layer), grads, member.slot)
             if term is None:
                 continue
             idx = np.asarray(member.indices).reshape(group.size, -1)
@@ -144,11 +145,18 @@ def taylor(group, model, data=None, steps=4, loss=None, reduction="mean", **ctx)
     return reduce_scores(scores, reduction)
 
 
-def _producer_term(layer, grads):
+def _producer_term(layer, grads, slot=None):
     """``Σ θ·∂L/∂θ`` per output channel over the weights the layer's handler
     declares on its output axis (kernels, then bias...), or None when no
-    kernel of it has a gradient."""
+    kernel of it has a gradient. A ``slot`` (an attention layer's heads):
+    over the rows its handler's ``slot_filters`` give (a head's q/k/v/o)."""
     weights = layer.weights
+    if slot is not None:
+        if any(v.path not in grads for v in weights):
+            return None
+        values = slot_filters(layer, slot)
+        dvalues = slot_filters(layer, slot, [grads[v.path] for v in weights])
+        return None if values is None else (values * dvalues).sum(axis=1)
     axes = [(weights[i], ax) for i, ax in sorted(weight_axes_of(layer).items())
             if ax.out_axis is not None]
     kernels = [v for v, ax in axes if ax.per is not None]

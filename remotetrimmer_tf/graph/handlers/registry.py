@@ -21,7 +21,7 @@ them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -94,6 +94,37 @@ class LayerHandler:
         """
         return {i: a.in_axis for i, a in self.weight_axes(layer).items()
                 if a.in_axis is not None and a.in_axis != a.out_axis}
+
+    # ---- hooks for layers whose channels the weight_axes cannot say alone
+    # (attention: heads inside the layer, several inputs); default: none.
+    def slot_filters(self, layer, slot: str, values: List[np.ndarray]):
+        """``(channels, fan)`` rows of ``values`` (arrays in ``layer.weights``
+        order: the weights, or their gradients) that make channel ``c`` of
+        the layer's ``slot`` (``Member.slot``, e.g. ``"heads"``): what
+        ``l1`` / ``l2`` / ``fpgm`` / ``taylor`` score. None: not scorable."""
+        return None
+
+    def silence(self, layer, slot: str, weights: List[np.ndarray], rows):
+        """``weights`` with every entry that reads channels ``rows`` of the
+        layer's ``slot`` set to zero (``graph.silence_dropped``); the default
+        knows no slot."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot silence channels of slot {slot!r} of "
+            f"layer '{getattr(layer, 'name', '?')}'.")
+
+    def macs(self, layer, call, kept=None) -> Optional[int]:
+        """Multiply-accumulates of one call when the ``weight_axes`` cannot say
+        them (attention: QKᵀ and AV over the tokens), else None (default).
+
+        Args:
+            layer: the layer.
+            call: a ``NodeView`` of the call (``in_shapes``, ``out_shapes``,
+                ``args`` / ``kwargs`` with the symbolic inputs).
+            kept: None (every channel), or ``(in_kept, out_kept)``: kept
+                channel counts of the ``LayerNode``'s ``in_maps`` (inner
+                maps last) and ``out_maps``.
+        """
+        return None
 
     def prune(self, layer, config: dict, weights: List[np.ndarray],
               in_masks: Sequence[np.ndarray], out_masks: Sequence[np.ndarray]

@@ -1,0 +1,139 @@
+"""Vision transformers written in Keras, as users write them (for
+``tools/bench_transformers.py``): the keras.io "Image classification with
+Vision Transformer" example (``Patches`` / ``PatchEncoder`` layers, Flatten
+head), a functional pre-norm ViT, a post-norm one with ``key_dim != value_dim``,
+one with grouped-query attention and a gated (SiLU) MLP, and a subclassed
+``keras.Model``. Small sizes, random weights.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers as L
+from keras import ops
+
+SIZE, PATCH, WIDTH, CLASSES = 32, 8, 32, 5
+
+
+class Patches(L.Layer):
+    """keras.io: images -> (batch, patches, patch pixels)."""
+
+    def __init__(self, patch_size, **kw):
+        super().__init__(**kw)
+        self.patch_size = patch_size
+
+    def call(self, images):
+        shape = ops.shape(images)
+        n = (shape[1] // self.patch_size) * (shape[2] // self.patch_size)
+        patches = ops.image.extract_patches(images, size=self.patch_size)
+        return ops.reshape(patches, (shape[0], n, self.patch_size ** 2 * shape[3]))
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+class PatchEncoder(L.Layer):
+    """keras.io: a Dense projection plus a learned position embedding."""
+
+    def __init__(self, num_patches, projection_dim, **kw):
+        super().__init__(**kw)
+        self.num_patches = num_patches
+        self.projection = L.Dense(projection_dim)
+        self.position_embedding = L.Embedding(num_patches, projection_dim)
+
+    def call(self, patch):
+        positions = ops.expand_dims(ops.arange(0, self.num_patches, 1), axis=0)
+        return self.projection(patch) + self.position_embedding(positions)
+
+
+def keras_io_vit():
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = PatchEncoder((SIZE // PATCH) ** 2, WIDTH)(Patches(PATCH)(inp))
+    for _ in range(2):
+        h = L.LayerNormalization(epsilon=1e-6)(x)
+        a = L.MultiHeadAttention(num_heads=4, key_dim=WIDTH, dropout=0.1)(h, h)
+        x2 = L.Add()([a, x])
+        h = L.LayerNormalization(epsilon=1e-6)(x2)
+        for units in (2 * WIDTH, WIDTH):
+            h = L.Dropout(0.1)(L.Dense(units, activation=keras.activations.gelu)(h))
+        x = L.Add()([h, x2])
+    x = L.Dropout(0.5)(L.Flatten()(L.LayerNormalization(epsilon=1e-6)(x)))
+    x = L.Dense(64, activation="gelu")(x)
+    return keras.Model(inp, L.Dense(CLASSES)(x), name="keras_io_vit")
+
+
+def _patchify(inp):
+    x = L.Conv2D(WIDTH, PATCH, strides=PATCH, name="patchify")(inp)
+    return L.Reshape(((SIZE // PATCH) ** 2, WIDTH), name="tokens")(x)
+
+
+def functional_vit(norm="pre", attention="mha", mlp="gelu", value_dim=None):
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = _patchify(inp)
+    for i in range(2):
+        def attend(h):
+            if attention == "gqa":
+                return L.GroupQueryAttention(WIDTH // 4, 4, 2, name=f"attn{i}")(h, h)
+            return L.MultiHeadAttention(4, WIDTH // 4, value_dim=value_dim,
+                                        name=f"attn{i}")(h, h)
+
+        def feed(h):
+            if mlp == "gated":
+                h = ops.silu(L.Dense(2 * WIDTH, name=f"gate{i}")(h)) * \
+                    L.Dense(2 * WIDTH, name=f"up{i}")(h)
+            else:
+                h = L.Dense(2 * WIDTH, activation="gelu", name=f"fc{i}")(h)
+            return L.Dense(WIDTH, name=f"down{i}")(h)
+        if norm == "pre":
+            x = x + attend(L.LayerNormalization()(x))
+            x = x + feed(L.LayerNormalization()(x))
+        else:
+            x = L.LayerNormalization()(x + attend(x))
+            x = L.LayerNormalization()(x + feed(x))
+    x = L.GlobalAveragePooling1D()(L.LayerNormalization()(x))
+    return keras.Model(inp, L.Dense(CLASSES, name="head")(x), name=f"vit_{norm}_{attention}")
+
+
+class Block(L.Layer):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.ln1, self.ln2 = L.LayerNormalization(), L.LayerNormalization()
+        self.attn = L.MultiHeadAttention(4, WIDTH // 4)
+        self.fc1, self.fc2 = L.Dense(2 * WIDTH, activation="gelu"), L.Dense(WIDTH)
+
+    def call(self, x):
+        h = self.ln1(x)
+        x = x + self.attn(h, h)
+        return x + self.fc2(self.fc1(self.ln2(x)))
+
+
+class MyViT(keras.Model):
+    """``class MyViT(keras.Model)`` whose call composes layers and keras.ops."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.patch = L.Conv2D(WIDTH, PATCH, strides=PATCH)
+        self.blocks = [Block() for _ in range(2)]
+        self.norm, self.head = L.LayerNormalization(), L.Dense(CLASSES)
+
+    def call(self, x):
+        x = self.patch(x)
+        x = ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(ops.mean(self.norm(x), axis=1))
+
+
+def subclassed_vit():
+    model = MyViT(name="my_vit")
+    model(ops.zeros((1, SIZE, SIZE, 3)))
+    return model
+
+
+MODELS = {
+    "keras.io ViT example (Patches, PatchEncoder, Flatten head)": keras_io_vit,
+    "functional ViT, pre-norm MHA, GELU MLP": functional_vit,
+    "functional ViT, post-norm, key_dim != value_dim": lambda: functional_vit("post", value_dim=4),
+    "functional ViT, GQA, gated SiLU MLP": lambda: functional_vit(attention="gqa", mlp="gated"),
+    "subclassed ViT (class MyViT(keras.Model))": subclassed_vit,
+}
