@@ -151,9 +151,12 @@ def test_pruner_layernorm_opt_in_warns_and_marks():
 
 
 def test_unknown_layer_error_names_a_real_option():
-    class Opaque(keras.layers.Layer):
+    class Opaque(keras.layers.Layer):     # owns a weight: not traced as a composite
+        def build(self, shape):
+            self.k = self.add_weight(shape=(), initializer="ones")
+
         def call(self, x):
-            return x * 2.0
+            return x * self.k
 
     inp = keras.Input((8, 8, 3))
     x = L.Conv2D(6, 3, padding="same", name="c1")(inp)
