@@ -116,6 +116,19 @@ def constructors(keras):
         "PReLU": [("", lambda: dict(shared_axes=[1, 2]))],
         "Softmax": [("", lambda: dict())], "Dot": [("", lambda: dict(axes=-1))],
         "Concatenate": [("", lambda: dict(axis=-1))],
+        "Cropping3D": [("", lambda: dict(cropping=((0, 0), (1, 1), (1, 1))))],
+        "RandomPosterization": [("", lambda: dict(factor=(1, 8), value_range=(0, 255)))],
+        **{n: [("", lambda: dict(output_size=2))] for n in (
+            "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
+            "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")},
+        **{n: [("", lambda: dict(pool_size=2))] for n in (
+            "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")},
+        **{n: [("", lambda: dict(rate=0.1))] for n in (
+            "AlphaDropout", "Dropout", "GaussianDropout", "SpatialDropout1D",
+            "SpatialDropout2D", "SpatialDropout3D")},
+        "GaussianNoise": [("", lambda: dict(stddev=0.1))],
+        **{n: [("", lambda: dict(factor=0.1))] for n in (
+            "RandomColorDegeneration", "RandomHue", "RandomSaturation", "RandomSharpness")},
     }
 
 
@@ -186,7 +199,8 @@ def contexts(keras):
 
 
 def _mha(layer):
-    return type(layer).__name__ in ("MultiHeadAttention", "GroupQueryAttention")
+    import keras
+    return isinstance(layer, (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention))
 
 
 def layer_classes(keras):
