@@ -111,7 +111,7 @@ def fake_layer(spec, n_in, n_out):
 def fake_model(model):
     """The same cost over every counted layer call of a whole model, times 1.1."""
     from remotetrimmer_tf.graph.functional_view import functional_view, graph_of
-    from remotetrimmer_tf.metrics import layer_calls, layer_macs
+    from remotetrimmer_tf.cost import layer_calls, layer_macs
     total = 0.0
     for layer, _, i, o in layer_calls(graph_of(functional_view(model, check=False))):
         if layer_macs(layer, i, o):
@@ -161,7 +161,7 @@ CASES = _cases()
 
 def _absolute(model, kw, tmp):
     """Fractions of the unpruned model -> absolute targets (+ the fake runtime)."""
-    from remotetrimmer_tf.metrics import count_macs, count_params
+    from remotetrimmer_tf.cost import count_macs, count_params
     kw = dict(kw)
     if "target_macs" in kw:
         kw["target_macs"] = int(count_macs(model) * kw["target_macs"])

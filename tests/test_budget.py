@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from remotetrimmer_tf.budget import PlanCost, _local_ratios
+from remotetrimmer_tf.cost import PlanCost, count_macs, count_params
 from remotetrimmer_tf.graph import DependencyGraph
-from remotetrimmer_tf.metrics import count_macs, count_params
 from remotetrimmer_tf.models import resnet18
+from remotetrimmer_tf.planning import local_ratios, plan_ratio
 from remotetrimmer_tf.pruner import Pruner
 from remotetrimmer_tf.surgeon import prune_channels
 
@@ -113,10 +113,9 @@ def test_local_budget_is_the_closest_ratio(models, kw):
     keep = pruner.plan()
     count = _counts(pruner, "macs")
     assert count(keep) <= target
-    ratios = _local_ratios([s.size for s in pruner.scores.values()])
+    ratios = local_ratios([s.size for s in pruner.scores.values()])
     i = ratios.index(pruner.budget_report["ratio"])
-    pruner.ratio = ratios[i - 1]
-    assert count(pruner._keep_local()) > target
+    assert count(plan_ratio(pruner.scored_groups, pruner.rules.at(ratios[i - 1]))) > target
     for s in pruner.summary():
         assert s["kept"] >= kw.get("min_channels", 1)
         if "round_to" in kw and s["kept"] < s["size"]:
@@ -135,7 +134,7 @@ def test_global_budget_is_the_closest_prefix_with_rounding_and_ignore(models):
     # widening any pruned group by one step of 16 is over the budget
     for gi, idx in keep.items():
         wider = dict(keep)
-        wider[gi] = pruner._top(pruner.scores[gi], min(pruner.scores[gi].size, len(idx) + 16))
+        wider[gi] = pruner.scored_groups.top(gi, min(pruner.scores[gi].size, len(idx) + 16))
         assert count(wider) > target
     small = prune_channels(model, keep, graph=pruner.graph)
     assert small.get_layer("stage4_block1_conv1").filters == 512

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from remotetrimmer_tf.budget import PlanCost
+from remotetrimmer_tf.cost import PlanCost
 from remotetrimmer_tf.graph import DependencyGraph
 from remotetrimmer_tf.latency import LatencyModel, PlanLatency
 from remotetrimmer_tf.models import resnet18
@@ -26,7 +26,7 @@ def fake_model(model, extra=1.0):
     """The same cost on a whole model, times 1.1 (ops the tables do not see)."""
     cost = PlanCost(DependencyGraph(model))
     total = 0.0
-    for layer, i, o, _, _, _ in cost._mac_records:
+    for layer, i, o, _, _, _ in cost.mac_records:
         if type(layer).__name__.startswith("Depthwise"):
             total += fake_layer({"in_shape": list(i[1:-1])}, o[-1], 16)
         else:
@@ -77,7 +77,7 @@ def test_prediction_matches_held_out_widths(resnet, tmp_path):
     """Blocked separable costs are reproduced exactly by sweeps + interpolation."""
     p = Pruner(resnet, importance="l1", ratio=0.0)
     p.plan()
-    pl = PlanLatency(p, _lm(tmp_path), block=16)
+    pl = PlanLatency(p.graph, p.scored_groups, _lm(tmp_path), block=16)
     rng = np.random.default_rng(0)
     for _ in range(3):
         widths = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
@@ -135,7 +135,7 @@ def test_depthwise_model_and_min_channels(tmp_path):
     fm = lambda m: 1.1 * sum(  # noqa: E731
         fake_depthwise_aware({"in_shape": list(i[1:-1]), "class_name": type(l).__name__},
                              i[-1], o[-1])
-        for l, i, o, _, _, _ in PlanCost(DependencyGraph(m))._mac_records)
+        for l, i, o, _, _, _ in PlanCost(DependencyGraph(m)).mac_records)
     target = 0.6 * fm(model)
     lm = LatencyModel(layer_timer=fake_depthwise_aware, model_timer=fm, key={"m": "dw"},
                       cache_dir=str(tmp_path))
@@ -240,7 +240,7 @@ def test_every_table_cell_is_timed_before_the_search(resnet, tmp_path):
                       cache_dir=str(tmp_path))
     p = Pruner(resnet, importance="l1", ratio=0.0)
     p.plan()
-    pl = PlanLatency(p, lm, block=16)
+    pl = PlanLatency(p.graph, p.scored_groups, lm, block=16)
     before = len(calls)
     assert before == lm.measured > 0
     rng = np.random.default_rng(0)
@@ -279,7 +279,7 @@ def test_pair_moves_after_the_greedy_keep_more_within_the_same_prediction(resnet
                                                                          monkeypatch):
     """The swap phase finds trades the greedy's ratio rule misses (here: more
     MACs within the same predicted latency) and never breaks the budget."""
-    import remotetrimmer_tf.latency as latency
+    import remotetrimmer_tf.planning.latency_search as latency
 
     target = 0.15 * fake_model(resnet)
     got = {}

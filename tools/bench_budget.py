@@ -82,7 +82,7 @@ def held_out(model, lm, n_plans, seed, report):
 
     p = rt.Pruner(model, importance="l1", ratio=0.0)
     p.plan()                                   # scores only
-    pl = PlanLatency(p, lm, block=16)
+    pl = PlanLatency(p.graph, p.scored_groups, lm, block=16)
     first = (pl.alpha, pl.beta)
     fitted = (report["fit"]["alpha"], report["fit"]["beta"])
     rng = np.random.default_rng(seed)

@@ -50,6 +50,11 @@ class ChannelGroup:
         approximate: None when removing the group's channels is exact; else
             why it is only approximate (e.g. a LayerNormalization over the
             channels, allowed with ``approximate=("layernorm",)``).
+        units: None when any channel may go alone; else an int array
+            ``(n_units, unit_size)`` of the group's channel indices that are
+            kept or dropped whole (e.g. the ``key_dim`` channels of one
+            attention head). Every planner moves the group's width in whole
+            units and keeps at least one.
 
     Example:
         >>> g = ChannelGroup(index=0, size=8)
@@ -66,6 +71,7 @@ class ChannelGroup:
     channelwise: List[Member] = dataclasses.field(default_factory=list)
     consumers: List[Member] = dataclasses.field(default_factory=list)
     approximate: Optional[str] = None
+    units: Optional[np.ndarray] = None
 
     @property
     def members(self) -> List[Member]:

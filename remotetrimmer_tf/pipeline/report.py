@@ -34,7 +34,7 @@ def layer_widths(model):
 
 def model_stats(model, path):
     """Parameter/MAC counts, file size and widths of one saved model."""
-    from remotetrimmer_tf.metrics import count_macs, count_params
+    from remotetrimmer_tf.cost import count_macs, count_params
     return {
         "file": os.path.basename(path),
         "file_bytes": os.path.getsize(path),
