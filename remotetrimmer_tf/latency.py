@@ -551,7 +551,7 @@ def _check_reachable(pl, timing, budget, target, aim):
         lm, sg = pl.lm, pl.scored
         lm.save()
         raise ValueError(
-            f"{_target_name(budget, target)} is below the fastest reachable "
+            f"Pruner: {_target_name(budget, target)} is below the fastest reachable "
             f"{fastest:.4g} ms (measured, {lm.runtime} {lm.dtype} {lm.threads} "
             f"thread(s); unpruned {pl.unpruned_ms:.4g} ms; widths multiples of {pl.block}, "
             f"min_channels={sg.min_channels}, max_ratio={sg.max_ratio}); "

@@ -432,3 +432,44 @@ def test_comparison_noise_is_robust_to_one_burst():
     rms = float(np.sqrt(np.mean(np.log(spoiled) ** 2)))
     assert rms > 0.03                                   # what a plain RMS would say
     assert comparison_noise(Pairs([1.0] * 6), object(), pairs=6)["sigma"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["resnext", "shufflenet_like", "grouped_sequential"])
+def test_latency_search_on_grouped_convs(name, tmp_path):
+    """Grouped convolutions keep their groups: the search moves their groups'
+    channels in whole runtime blocks of tensor positions and lands under the
+    target (a fake, deterministic timing model)."""
+    import plan_cases
+    from test_budget import GROUPED
+
+    model = GROUPED[name]()
+    target = 0.8 * plan_cases.fake_model(model)
+    lm = LatencyModel(layer_timer=plan_cases.fake_layer, model_timer=plan_cases.fake_model,
+                      key={"m": "grouped"}, cache_dir=str(tmp_path))
+    pruner = Pruner(model, importance="l1", target_latency_ms=target, latency_model=lm,
+                    objective="macs")
+    small = pruner.prune()
+    rep = pruner.budget_report
+    assert rep["met"] and rep["measured_ms"] == pytest.approx(plan_cases.fake_model(small))
+    assert rep["measured_ms"] <= target and rep["macs"] < rep["unpruned_macs"]
+    for layer in small.layers:
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if groups > 1 and groups != layer.input.shape[-1]:
+            assert groups == model.get_layer(layer.name).groups
+            assert layer.input.shape[-1] % groups == 0 and layer.filters % groups == 0
+
+
+def test_a_grouped_layer_is_timed_with_its_groups():
+    """The one-layer model the LiteRT timer builds keeps a grouped conv's
+    groups (a depthwise-as-grouped conv's groups follow its width)."""
+    from remotetrimmer_tf.export.litert_timing import layer_model
+    from remotetrimmer_tf.latency import layer_spec
+
+    inp = keras.Input((6, 6, 24))
+    grouped = keras.layers.Conv2D(48, 1, groups=3)
+    depthwise = keras.layers.Conv2D(24, 3, groups=24)
+    grouped(inp), depthwise(inp)
+    m = layer_model(layer_spec(grouped, (1, 6, 6, 24), (1, 6, 6, 48)), 12, 36)
+    assert m.layers[-1].groups == 3 and m.output.shape[-1] == 36
+    m = layer_model(layer_spec(depthwise, (1, 6, 6, 24), (1, 4, 4, 24)), 16, 16)
+    assert m.layers[-1].groups == 16
