@@ -55,7 +55,9 @@ def _check_budget(ratio, targets, latency_model, options):
         budget = check_target(targets, ratio_given=ratio is not None,
                               own_timer=latency_model is not None, **options)
     except TargetError as err:
-        raise ValueError(f"Pruner: {err}.") from None
+        hint = (", or time it yourself: latency_model=LatencyModel(layer_timer=..., "
+                "model_timer=...)" if err.runtime_missing else "")
+        raise ValueError(f"Pruner: {err}{hint}.") from None
     if budget is None:
         return None
     ref = budget["reference"]

@@ -34,9 +34,9 @@ class TargetError(ValueError):
     it must be (``fix``). ``worded(name)`` is the message with each argument
     called ``name(field)``."""
 
-    def __init__(self, fields, fix, value=_NONE):
+    def __init__(self, fields, fix, value=_NONE, runtime_missing=False):
         self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
-        self.value, self.fix = value, fix
+        self.value, self.fix, self.runtime_missing = value, fix, runtime_missing
         super().__init__(self.worded(str))
 
     def worded(self, name):
@@ -122,6 +122,5 @@ def check_target(given, ratio_given=False, own_timer=False, runtime="litert", th
         import importlib.util
         if not own_timer and importlib.util.find_spec("ai_edge_litert") is None:
             raise TargetError(name, "needs the LiteRT runtime on this machine: pip install "
-                              "ai-edge-litert (or time it yourself: latency_model="
-                              "LatencyModel(layer_timer=..., model_timer=...))")
+                              "ai-edge-litert", runtime_missing=True)
     return out
