@@ -25,7 +25,7 @@ _KT = "__keras_tensor__"
 
 
 # --------------------------------------------------------------------------- data
-from remotetrimmer_tf.utils.batches import iterate_batches  # noqa: E402,F401 - issue 18: the one adapter
+from remotetrimmer_tf.utils.batches import iterate_batches  # noqa: E402,F401 - the one adapter
 
 
 # -------------------------------------------------------------- attention stats

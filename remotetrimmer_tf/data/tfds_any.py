@@ -104,7 +104,8 @@ class TfdsSource:
         return len(self.class_names)
 
 
-def open_builder(name, manual_dir=None, download=False, tfds_data_dir=None):
+def open_builder(  # long: one branch per way a builder is found
+        name, manual_dir=None, download=False, tfds_data_dir=None):
     """Opens a TFDS builder, preparing it from ``manual_dir`` if needed.
 
     Args:

@@ -112,7 +112,8 @@ def _inside(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
-def run_pipeline(cfg, workdir=None, init_model=None, strategy="default",
+def run_pipeline(  # long: its docstring is the order of work
+        cfg, workdir=None, init_model=None, strategy="default",
                  stages=None, resume=False, verbose=2, log=None, force=None):
     """Runs (or resumes) the pipeline; returns a summary dict.
 

@@ -197,7 +197,7 @@ def train(run):
         # only read: a model inside the run folder was copied to inputs/ first
         src = os.path.abspath(run.init_model)
         from remotetrimmer_tf.pipeline.inputs import check_init_model
-        # issue 13: another class count -> replace_head
+        # another class count -> replace_head
         model, head = check_init_model(run)
         info = {"source": "init_model",
                 "init_model": os.path.abspath(getattr(run, "init_model_given", src)),
@@ -210,7 +210,7 @@ def train(run):
         else:
             run.wd.copy_in(src, "model_trained.keras")
     else:
-        from remotetrimmer_tf.pipeline import user_model   # issue 13: any arch
+        from remotetrimmer_tf.pipeline import user_model   # any architecture
         model = user_model.build_model(run)
         t0 = time.time()
         history = _fit(run, model, cfg.train, "train")
@@ -231,7 +231,7 @@ def attention(run):
     if not names:
         if run.cfg.prune.importance != "cap":
             return [], {"skipped": "the model has no SqueezeExcite gates"}
-        # issue 13: CAP on a gate-free model: insert + train SE gates
+        # CAP on a gate-free model: insert + train SE gates
         from remotetrimmer_tf.pipeline import user_model
         model, gate_info = user_model.gate_model(run, model, _fit)
         artifacts = [user_model.GATED_FILE]
@@ -258,7 +258,7 @@ def fold(run):
             "skipped": "no attention.npz (model without SE gates): copied",
             "metrics": run.accuracy(model)}
     from remotetrimmer_tf.attention import fold_attention
-    gated = "model_gated.keras"   # issue 13: gates inserted for CAP
+    gated = "model_gated.keras"   # gates inserted for CAP
     model = run.load_model(gated if run.wd.exists(gated) and gated in (
         (run.wd.entry("attention") or {}).get("artifacts", ())) else
         "model_trained.keras")
