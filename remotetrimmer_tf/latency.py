@@ -17,8 +17,10 @@ disk per machine and runtime version (CPU model, ``ai_edge_litert`` version,
 threads, dtype) under ``~/.cache/remotetrimmer_tf/latency/`` (or
 ``$RT_LATENCY_CACHE`` / ``cache_dir``), so a second search costs no timing.
 
-:func:`solve_latency` (``Pruner(target_latency_ms=...)``) chooses one width
-per group among the runtime's efficient multiples (``block``, 16 by default;
+:func:`solve_latency` (``Pruner(target_latency_ms=...)``) builds the model
+and the prediction and hands them to ``planning.LatencySearch`` (one method
+per move), which chooses one width per group among the runtime's efficient
+multiples (``block``, 16 by default;
 ``round_to`` when given): starting from the full model it repeatedly narrows
 the group that loses the least normalised importance (``objective=
 "importance"``, each group's scores divided by their mean) or the fewest MACs
