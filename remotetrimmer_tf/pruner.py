@@ -342,7 +342,7 @@ class Pruner:
         if not b:
             return plan_ratio(scored, self.rules)
         if b["kind"] == "latency_ms":
-            from remotetrimmer_tf.latency import solve_latency
+            from remotetrimmer_tf.latency_budget import solve_latency
             keep, self.budget_report = solve_latency(graph, scored, b, self.rules.round_to)
             return keep
         from remotetrimmer_tf.cost import PlanCost

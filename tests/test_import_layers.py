@@ -54,7 +54,8 @@ def _imports(mods):
 
 CORE = ("remotetrimmer_tf.graph", "remotetrimmer_tf.importance", "remotetrimmer_tf.attention",
         "remotetrimmer_tf.surgeon", "remotetrimmer_tf.cost", "remotetrimmer_tf.metrics",
-        "remotetrimmer_tf.planning", "remotetrimmer_tf.pruner", "remotetrimmer_tf.latency")
+        "remotetrimmer_tf.planning", "remotetrimmer_tf.pruner", "remotetrimmer_tf.latency",
+        "remotetrimmer_tf.latency_budget")
 
 
 def _reach(edges, start):

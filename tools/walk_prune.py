@@ -15,7 +15,10 @@ A *climb back up* is a distinct caller -> callee edge whose callee module
 sits higher in the layer order than its caller (``RANKS`` below: the CLI on
 top, then the pipeline's run loop, its stages, its config and helpers, the
 Pruner, the budget glue, planning / importance, the surgeon and the cost
-model, the graph, the shared helpers). *Re-entries into pruner.py* are the
+models (MACs / params, latency tables and timing), the graph, the leaf
+subsystems (export, data, training), the shared helpers). Before the
+planning layer, ``latency.py`` held the latency search too: its calls into
+``pruner.py`` climb from either rank. *Re-entries into pruner.py* are the
 distinct edges into ``remotetrimmer_tf.pruner`` from a module below it.
 
     PYTHONPATH=$PWD python tools/walk_prune.py [--cases=ratio,target_macs] [--verbose]
@@ -33,10 +36,11 @@ RANKS = (
     ("remotetrimmer_tf.pipeline.stages", 70),
     ("remotetrimmer_tf.pipeline", 60),          # config, workdir, inputs, report, ...
     ("remotetrimmer_tf.pruner", 50),
-    ("remotetrimmer_tf.budget", 40), ("remotetrimmer_tf.latency", 40),
+    ("remotetrimmer_tf.budget", 40), ("remotetrimmer_tf.latency_budget", 40),
     ("remotetrimmer_tf.planning", 30), ("remotetrimmer_tf.importance", 30),
     ("remotetrimmer_tf.attention", 30), ("remotetrimmer_tf.models", 30),
     ("remotetrimmer_tf.surgeon", 20), ("remotetrimmer_tf.cost", 20),
+    ("remotetrimmer_tf.latency", 20),          # the latency cost model (tables, timing)
     ("remotetrimmer_tf.metrics", 20),
     ("remotetrimmer_tf.graph", 10),
     # leaf subsystems: they import nothing of the core (LiteRT timing, data, fit)
