@@ -50,8 +50,18 @@ RANKS = (
 )
 
 
-def rank(module):
-    for prefix, r in RANKS:
+def layout_ranks(package_dir):
+    """``RANKS`` for the code walked: before the planning layer there was no
+    ``latency_budget.py`` and ``latency.py`` held the latency search and its
+    glue (the budget level, like ``budget.py``, which then held ``PlanCost``
+    and the MAC / parameter search)."""
+    if os.path.exists(os.path.join(package_dir, "latency_budget.py")):
+        return RANKS
+    return (("remotetrimmer_tf.latency", 40),) + RANKS
+
+
+def rank(module, ranks=RANKS):
+    for prefix, r in ranks:
         if module == prefix or module.startswith(prefix + "."):
             return r
     return 0
@@ -141,10 +151,11 @@ def _one(name, out):
         json.dump([[a, b, ma, mb, st] for (a, b), (ma, mb, st) in edges.items()], f)
 
 
-def _report(title, edges, verbose, lines):
+def _report(title, edges, verbose, lines, ranks):
     for window, keys in (("CLI start", list(edges)),
                          ("prune stage", [k for k in edges if edges[k][2]])):
-        climbs = sorted(k for k in keys if rank(edges[k][1]) > rank(edges[k][0]))
+        climbs = sorted(k for k in keys
+                        if rank(edges[k][1], ranks) > rank(edges[k][0], ranks))
         pruner_in = [k for k in climbs if edges[k][1] == "remotetrimmer_tf.pruner"]
         lines.append(f"{title}: from the {window} to the surgeon: {len(keys)} distinct "
                      f"call edges, {len(climbs)} climbs back up, {len(pruner_in)} "
@@ -167,17 +178,20 @@ def main(argv=None):
     if args.one:
         return _one(args.one, args.out)
     union, lines = {}, []
+    import remotetrimmer_tf
+    ranks = layout_ranks(os.path.dirname(os.path.abspath(remotetrimmer_tf.__file__)))
+    lines.append(f"walked: {os.path.dirname(os.path.abspath(remotetrimmer_tf.__file__))}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             out = os.path.join(tmp, name + ".json")
             subprocess.run([sys.executable, __file__, "--one", name, "--out", out],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             edges = {(a, b): (ma, mb, st) for a, b, ma, mb, st in json.load(open(out))}
-            _report(f"{name} ({' '.join(CASES[name])})", edges, args.verbose, lines)
+            _report(f"{name} ({' '.join(CASES[name])})", edges, args.verbose, lines, ranks)
             for k, v in edges.items():
                 old = union.get(k)
                 union[k] = (v[0], v[1], v[2] or (old is not None and old[2]))
-    _report("all cases together", union, True, lines)
+    _report("all cases together", union, True, lines, ranks)
     print("\n".join(lines))
     if args.save:
         from remotetrimmer_tf.utils.files import write_text_atomic
