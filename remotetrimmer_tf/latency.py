@@ -53,7 +53,6 @@ import weakref
 import numpy as np
 
 from remotetrimmer_tf.cost import PlanCost, channels_follow_groups
-from remotetrimmer_tf.planning import candidates, keep_of
 
 __all__ = ["LatencyModel", "PlanLatency", "Timing", "comparison_noise", "layer_spec",
            "default_cache_dir", "MAX_MARGIN"]
@@ -312,7 +311,7 @@ class LatencyModel:
 
 
 class PlanLatency:
-    """Predicted latency of per-group width plans of scored groups.
+    """Predicted latency of pruning plans (``{group: kept indices}``).
 
     ``predict = alpha · Σ layer tables + beta · trainable params``: ``alpha``
     folds in what the tables do not time (adds, pooling, quantise ops),
@@ -320,36 +319,33 @@ class PlanLatency:
     model grows (a layer timed alone keeps its weights in cache). Calibrated
     on the measured unpruned model (``alpha`` only), and refitted by
     :meth:`fit` on every measured model (non-negative least squares on
-    relative errors). Widths are ``{group index: kept count}``; the kept
-    channels are each group's best (``planning.keep_of``: whole units,
-    sections covered).
+    relative errors). Which plans are tried is the search's business
+    (``planning.LatencySearch``; ``latency_budget.width_latency`` for plans
+    given as widths).
 
     Args:
         graph: the ``DependencyGraph`` of the model to prune (its
             ``source_model`` is what :meth:`build` prunes and times).
-        scored: the ``planning.ScoredGroups`` of that graph.
         lm: the ``LatencyModel``.
         block: widths move in multiples of this many tensor positions.
+        narrowest: the narrowest plan the search may try (the table sweeps
+            start at its widths; default: the full model).
 
     Example:
 
     ```python
-    p = Pruner(model, importance="l1", ratio=0.0); p.plan()
-    pl = PlanLatency(p.graph, p.scored_groups, LatencyModel(threads=1, dtype="int8"))
-    pl.predict({3: 32, 5: 64}), pl.build({3: 32, 5: 64})
+    pl = PlanLatency(graph, LatencyModel(threads=1, dtype="int8"), narrowest=keep_min)
+    pl.predict(keep), pl.build(keep)
     ```
     """
 
-    def __init__(self, graph, scored, lm, block=16):
-        self.graph, self.scored, self.lm, self.block = graph, scored, lm, int(block)
+    def __init__(self, graph, lm, block=16, narrowest=None):
+        self.graph, self.lm, self.block = graph, lm, int(block)
         self.model = graph.source_model
         self.cost = PlanCost(graph)
-        self.sizes = {gi: scored.size(gi) for gi in scored.groups}
         self.records = self._records()
-        self.cands = {gi: candidates(scored, gi, self.block) for gi in scored.groups}
         # the narrowest kept count of every counted map: the sweeps' lower end
-        narrow = self.keep_of({gi: c[0] for gi, c in self.cands.items()})
-        self.floors = dict(enumerate(self.cost.kept(narrow)))
+        self.floors = dict(enumerate(self.cost.kept(narrowest or {})))
         self.lm.prefetch(self._cells())   # every table cell the search can read, timed at once
         self.unpruned_ms = lm.model_ms(self.model)
         self._layer_memo, self._plan_memo = {}, {}   # the tables are fixed from here on
@@ -393,10 +389,6 @@ class PlanLatency:
         self.points.append((self._raw(keep), float(self.cost.params(keep)), float(measured_ms)))
         self.fit()
 
-    def add_measured(self, widths, measured_ms):
-        """:meth:`add_point` for a width plan."""
-        self.add_point(self.keep_of(widths), measured_ms)
-
     def fit_state(self):
         """``{"alpha", "beta"}`` of the current fit."""
         return {"alpha": self.alpha, "beta": self.beta}
@@ -437,10 +429,6 @@ class PlanLatency:
         self.alpha, self.beta = (float(best[1][0]), float(best[1][1])) if best else (
             float(pts[0, 2] / max(pts[0, 0], 1e-12)), 0.0)
 
-    def keep_of(self, widths):
-        """``{group: kept indices}`` of a width plan (``planning.keep_of``)."""
-        return keep_of(self.scored, widths)
-
     def _raw(self, keep):
         kept = self.cost.kept(keep)
         total = 0.0
@@ -456,28 +444,29 @@ class PlanLatency:
             total += t
         return total
 
-    def _plan_terms(self, widths):
-        """``(raw table sum, params)`` of a width plan, memoised per plan."""
-        key = tuple(sorted((int(g), int(n)) for g, n in widths.items()))
-        terms = self._plan_memo.get(key)
+    def _plan_terms(self, keep, key):
+        """``(raw table sum, params)`` of a plan, memoised under ``key``."""
+        terms = self._plan_memo.get(key) if key is not None else None
         if terms is None:
-            keep = self.keep_of(widths)
-            terms = self._plan_memo[key] = (self._raw(keep), float(self.cost.params(keep)))
+            terms = (self._raw(keep), float(self.cost.params(keep)))
+            if key is not None:
+                self._plan_memo[key] = terms
         return terms
 
-    def predict(self, widths):
-        """Predicted latency (ms) of a width plan."""
-        raw, params = self._plan_terms(widths)
+    def predict(self, keep, key=None):
+        """Predicted latency (ms) of a plan; ``key``: a hashable name of the
+        plan under which its table terms are memoised (they never change)."""
+        raw, params = self._plan_terms(keep, key)
         return self.alpha * raw + (self.beta * params if self.beta else 0.0)
 
-    def macs(self, widths):
-        """MACs of a width plan."""
-        return self.cost.macs(self.keep_of(widths))
+    def macs(self, keep):
+        """MACs of a plan."""
+        return self.cost.macs(keep)
 
-    def build(self, widths):
-        """The pruned Keras model of a width plan."""
+    def build(self, keep):
+        """The pruned Keras model of a plan."""
         from remotetrimmer_tf.surgeon import prune_channels
-        return prune_channels(self.model, self.keep_of(widths), graph=self.graph)
+        return prune_channels(self.model, keep, graph=self.graph)
 
 
 def comparison_noise(lm, reference, pairs=NOISE_PAIRS):
@@ -499,7 +488,7 @@ def comparison_noise(lm, reference, pairs=NOISE_PAIRS):
 
 
 class Timing:
-    """How a width plan is measured: built and timed alone, or side by side
+    """How a plan is measured: built and timed alone, or side by side
     with a reference model (its time rescaled by ref0 / the reference's time
     in the same run, so the machine's drift between measurements cancels)."""
 
@@ -507,8 +496,9 @@ class Timing:
         self.pl, self.reference, self.reference_ms = pl, reference, []
         self.ref0 = pl.lm.models_ms([reference])[0] if reference is not None else None
 
-    def __call__(self, widths):
-        small = self.pl.build(widths)
+    def __call__(self, keep):
+        """``(ms, note)`` of a plan (``note``: the reference's time, if any)."""
+        small = self.pl.build(keep)
         if self.reference is None:
             return self.pl.lm.model_ms(small), {}
         c, r = self.pl.lm.models_ms([small, self.reference])

@@ -13,9 +13,9 @@ import time
 from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE
 from remotetrimmer_tf.latency import (MAX_MARGIN, LatencyModel, PlanLatency, Timing,
                                       comparison_noise)
-from remotetrimmer_tf.planning import LatencySearch
+from remotetrimmer_tf.planning import LatencySearch, candidates, keep_of
 
-__all__ = ["solve_latency"]
+__all__ = ["solve_latency", "width_latency"]
 
 
 def _aim(budget, timing, lm):
@@ -41,16 +41,16 @@ def _target_name(budget, target):
     return f"target_latency_ms={target:g}"
 
 
-def _check_reachable(pl, timing, budget, target, aim):
+def _check_reachable(search, pl, timing, budget, target, aim):
     """When the narrowest plan's prediction is over ``aim``, measure it; a
     target below it is refused (the message names the fastest reachable)."""
-    narrowest = {gi: c[0] for gi, c in pl.cands.items()}
-    if aim >= pl.predict(narrowest):
+    narrowest = {gi: c[0] for gi, c in search.cands.items()}
+    if aim >= search.predicted(narrowest):
         return
-    fastest, _ = timing(narrowest)   # the fit may be off: measure the narrowest plan
-    pl.add_measured(narrowest, fastest)
+    fastest, _ = timing(search.plan(narrowest))   # the fit may be off: measure it
+    pl.add_point(search.plan(narrowest), fastest)
     if target < fastest:
-        lm, sg = pl.lm, pl.scored
+        lm, sg = pl.lm, search.scored
         lm.save()
         raise ValueError(
             f"Pruner: {_target_name(budget, target)} is below the fastest reachable "
@@ -80,18 +80,17 @@ def solve_latency(graph, scored, budget, round_to=1):
     t0 = time.perf_counter()
     lm = budget.get("latency_model") or LatencyModel(
         budget["runtime"], budget["threads"], budget["dtype"])
-    pl = PlanLatency(graph, scored, lm, round_to if round_to > 1 else 16)
+    pl, search = width_latency(graph, scored, lm, round_to if round_to > 1 else 16,
+                               budget.get("objective", DEFAULT_OBJECTIVE))
     timing = Timing(pl, budget.get("reference"))
     target, margin, noise, aim = _aim(budget, timing, lm)
-    search = LatencySearch(scored, pl.cands, pl.predict,
-                           budget.get("objective", DEFAULT_OBJECTIVE), macs=pl.macs)
     pl.target_ms = target
     pl.fit()   # the first guess for this target (see PlanLatency.fit)
-    _check_reachable(pl, timing, budget, target, aim)
+    _check_reachable(search, pl, timing, budget, target, aim)
     # 8 rounds: with a reference every plan under it is measured twice, and a
     # burst of load on a shared machine can spoil a round (seen: 2x)
     widths, cur, measured, met, margin_met, history = search.rounds(
-        timing, pl.add_measured, aim, target, float(budget.get("tolerance", 0.03)),
+        timing, pl.add_point, aim, target, float(budget.get("tolerance", 0.03)),
         int(budget.get("max_rounds", 8)), confirm=timing.reference is not None,
         state=pl.fit_state)
     lm.save()
@@ -100,12 +99,33 @@ def solve_latency(graph, scored, budget, round_to=1):
                 margin_met=margin_met, comparison_noise=noise,
                 search_s=time.perf_counter() - t0)
     _warn_unmet(budget, info)
-    return pl.keep_of(widths), info
+    return search.plan(widths), info
+
+
+def width_latency(graph, scored, lm, block=16, objective=DEFAULT_OBJECTIVE):
+    """``(PlanLatency, LatencySearch)`` of scored groups: the search's widths
+    (``search.cands``, ``search.plan(widths)``, ``search.predicted(widths)``)
+    over the latency model of ``graph`` (tables timed for every width the
+    search can try).
+
+    Example:
+
+    ```python
+    p = Pruner(model, importance="l1", ratio=0.0); p.plan()
+    pl, search = width_latency(p.graph, p.scored_groups, LatencyModel(dtype="int8"))
+    widths = {gi: c[0] for gi, c in search.cands.items()}
+    search.predicted(widths), pl.build(search.plan(widths))
+    ```
+    """
+    cands = {gi: candidates(scored, gi, block) for gi in scored.groups}
+    narrowest = keep_of(scored, {gi: c[0] for gi, c in cands.items()})
+    pl = PlanLatency(graph, lm, block, narrowest=narrowest)
+    return pl, LatencySearch(scored, cands, pl.predict, objective, macs=pl.macs)
 
 
 def _latency_report(pl, timing, search, widths, cur, measured, history):
     """The ``budget_report`` of a latency search (what it found and how)."""
-    lm, keep = pl.lm, pl.keep_of(widths)
+    lm, keep = pl.lm, search.plan(widths)
     return {"kind": "latency_ms", "predicted_ms": float(cur),
             "measured_ms": float(measured), "achieved": float(measured),
             "unpruned_ms": float(pl.unpruned_ms), "macs": pl.cost.macs(keep),

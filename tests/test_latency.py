@@ -11,7 +11,8 @@ import pytest
 
 from remotetrimmer_tf.cost import PlanCost
 from remotetrimmer_tf.graph import DependencyGraph
-from remotetrimmer_tf.latency import LatencyModel, PlanLatency
+from remotetrimmer_tf.latency import LatencyModel
+from remotetrimmer_tf.latency_budget import width_latency
 from remotetrimmer_tf.models import resnet18
 from remotetrimmer_tf.pruner import Pruner
 
@@ -77,11 +78,12 @@ def test_prediction_matches_held_out_widths(resnet, tmp_path):
     """Blocked separable costs are reproduced exactly by sweeps + interpolation."""
     p = Pruner(resnet, importance="l1", ratio=0.0)
     p.plan()
-    pl = PlanLatency(p.graph, p.scored_groups, _lm(tmp_path), block=16)
+    pl, search = width_latency(p.graph, p.scored_groups, _lm(tmp_path), block=16)
     rng = np.random.default_rng(0)
     for _ in range(3):
-        widths = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
-        assert pl.predict(widths) == pytest.approx(fake_model(pl.build(widths)), rel=1e-9)
+        widths = {gi: int(rng.choice(c)) for gi, c in search.cands.items()}
+        assert search.predicted(widths) == pytest.approx(
+            fake_model(pl.build(search.plan(widths))), rel=1e-9)
 
 
 def test_cache_is_keyed_and_reused(resnet, tmp_path):
@@ -240,12 +242,12 @@ def test_every_table_cell_is_timed_before_the_search(resnet, tmp_path):
                       cache_dir=str(tmp_path))
     p = Pruner(resnet, importance="l1", ratio=0.0)
     p.plan()
-    pl = PlanLatency(p.graph, p.scored_groups, lm, block=16)
+    _, search = width_latency(p.graph, p.scored_groups, lm, block=16)
     before = len(calls)
     assert before == lm.measured > 0
     rng = np.random.default_rng(0)
     for _ in range(20):
-        pl.predict({gi: int(rng.choice(c)) for gi, c in pl.cands.items()})
+        search.predicted({gi: int(rng.choice(c)) for gi, c in search.cands.items()})
     assert len(calls) == before
     assert len(set(calls)) == len(calls)   # no cell timed twice
 

@@ -6,16 +6,17 @@ most value within a predicted latency, then measured and searched again.
 :meth:`widen`), :meth:`greedy` (:meth:`narrow` from the full model, then
 :meth:`widen` and :meth:`swaps`) and :meth:`rounds` (search, measure, refit
 the prediction, search again). The prediction and the measurement are
-inputs (``latency.PlanLatency`` and a built-and-timed model): the search
-sees widths ``{group: kept channels}`` only.
+inputs (``latency.PlanLatency`` and ``latency.Timing``) that read plans
+``{group: kept indices}``; the search moves widths ``{group: kept channels}``
+and turns them into plans itself (:func:`keep_of`).
 
 Example:
     >>> import numpy as np
     >>> from remotetrimmer_tf.planning import ScoredGroups
     >>> sg = ScoredGroups.build({0: np.arange(1.0, 33.0), 1: np.ones(32)})
     >>> cands = {0: candidates(sg, 0, 16), 1: candidates(sg, 1, 16)}
-    >>> s = LatencySearch(sg, cands, predict=lambda w: float(sum(w.values())),
-    ...                   objective="importance")
+    >>> ms = lambda keep, key=None: float(sum(len(keep.get(g, range(32))) for g in (0, 1)))
+    >>> s = LatencySearch(sg, cands, predict=ms, objective="importance")
     >>> s.greedy(48.0)[0]
     {0: 16, 1: 32}
 """
@@ -68,10 +69,11 @@ class LatencySearch:
     Args:
         scored: the ``ScoredGroups``.
         cands: ``{group: allowed widths, ascending}`` (:func:`candidates`).
-        predict: ``fn(widths) -> predicted ms``.
+        predict: ``fn(keep, key) -> predicted ms`` of a plan (``key``: a
+            hashable name of the plan, for the predictor's memo).
         objective: ``"importance"`` (normalised scores kept), ``"macs"`` or
-            ``"uniform"`` (MACs kept: ``macs(widths)``).
-        macs: ``fn(widths) -> MACs`` (objectives ``"macs"`` / ``"uniform"``).
+            ``"uniform"`` (MACs kept: ``macs(keep)``).
+        macs: ``fn(keep) -> MACs`` (objectives ``"macs"`` / ``"uniform"``).
     """
 
     def __init__(self, scored, cands, predict, objective=DEFAULT_OBJECTIVE, macs=None):
@@ -87,18 +89,34 @@ class LatencySearch:
                 per = np.where(np.isfinite(scored.norm[gi]), scored.norm[gi], 1e6)
                 per = -np.sort(-per)
             self._gain[gi] = np.concatenate([[0.0], np.cumsum(per)])
-        self._macs_memo = {}
+        self._macs_memo, self._plans = {}, {}
         self.uniform_ratio = {}   # plan -> the ratio it was widened from (the report)
         self.breaks = sorted({round(1.0 - w / scored.size(gi), 12)
                               for gi, c in cands.items() for w in c})
 
     # ------------------------------------------------------------ value
+    @staticmethod
+    def _key(widths):
+        return tuple(sorted((int(g), int(n)) for g, n in widths.items()))
+
+    def plan(self, widths):
+        """The plan ``{group: kept indices}`` of a width plan (memoised)."""
+        key = self._key(widths)
+        keep = self._plans.get(key)
+        if keep is None:
+            keep = self._plans[key] = keep_of(self.scored, widths)
+        return keep
+
+    def predicted(self, widths):
+        """Predicted ms of a width plan."""
+        return self.predict(self.plan(widths), key=self._key(widths))
+
     def value(self, widths):
         """What the search keeps most of: normalised importance, or MACs."""
         if self.objective in ("macs", "uniform"):   # uniform: its widening keeps MACs
             key = tuple(sorted(widths.items()))
             if key not in self._macs_memo:
-                self._macs_memo[key] = float(self._macs(widths))
+                self._macs_memo[key] = float(self._macs(self.plan(widths)))
             return self._macs_memo[key]
         return float(sum(self._gain[gi][n // self.scored.unit_size(gi)]
                          for gi, n in widths.items()))
@@ -114,11 +132,11 @@ class LatencySearch:
         w = {gi: c[0] for gi, c in self.cands.items()}
         ratio = self.breaks[-1] if self.breaks else 0.0
         for r in self.breaks:
-            if self.predict(self.uniform_widths(r)) <= goal:
+            if self.predicted(self.uniform_widths(r)) <= goal:
                 w, ratio = self.uniform_widths(r), r
                 break
         pos = {gi: self.cands[gi].index(n) for gi, n in w.items()}
-        w, _, p = self.widen(w, pos, self.predict(w), goal)
+        w, _, p = self.widen(w, pos, self.predicted(w), goal)
         self.uniform_ratio[tuple(sorted(w.items()))] = ratio
         return w, p
 
@@ -138,7 +156,7 @@ class LatencySearch:
         predicted ms saved until the prediction fits ``goal``."""
         pos = {gi: len(c) - 1 for gi, c in self.cands.items()}
         widths = {gi: self.scored.size(gi) for gi in self.groups}
-        cur = self.predict(widths)
+        cur = self.predicted(widths)
         while cur > goal:
             best = None
             for gi in self.groups:
@@ -146,7 +164,7 @@ class LatencySearch:
                 for k in range(max(0, pos[gi] - LOOKAHEAD), pos[gi]):
                     w = dict(widths)
                     w[gi] = self.cands[gi][k]
-                    p = self.predict(w)
+                    p = self.predicted(w)
                     if cur - p <= 0:
                         continue
                     score = (self.value(widths) - self.value(w)) / (cur - p)
@@ -169,7 +187,7 @@ class LatencySearch:
                     continue
                 w = dict(widths)
                 w[gi] = self.cands[gi][pos[gi] + 1]
-                p = self.predict(w)
+                p = self.predicted(w)
                 if p > goal:
                     continue
                 score = (self.value(w) - self.value(widths)) / max(p - cur, 1e-12)
@@ -207,7 +225,7 @@ class LatencySearch:
                     for kk in range(pos[gj] + 1, top) if gj != gi else ():
                         w2 = dict(w)
                         w2[gj] = cands[gj][kk]
-                        p = self.predict(w2)
+                        p = self.predicted(w2)
                         if p > goal:
                             break
                         v = self.value(w2)
@@ -222,9 +240,9 @@ class LatencySearch:
         ``tolerance`` under ``aim`` (at most ``max_rounds``).
 
         Args:
-            measure: ``fn(widths) -> (ms, note)``: the built plan timed (``note``:
+            measure: ``fn(keep) -> (ms, note)``: the built plan timed (``note``:
                 extra fields for its history entry).
-            refit: ``fn(widths, ms)``: the prediction refitted on a measured plan.
+            refit: ``fn(keep, ms)``: the prediction refitted on a measured plan.
             aim / target: the latency aimed at, and the one not to exceed.
             confirm: measure a result under ``aim`` twice (the slower counts):
                 one side-by-side run can be lucky by a few %.
@@ -236,11 +254,11 @@ class LatencySearch:
         history, best, loose, goal = [], None, None, aim
         for _ in range(int(max_rounds)):
             widths, cur = self.search(goal)
-            measured, note = measure(widths)
+            measured, note = measure(self.plan(widths))
             history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
                             **state(), **note})
             if confirm and measured <= aim:
-                again, _ = measure(widths)
+                again, _ = measure(self.plan(widths))
                 history[-1]["confirm_ms"] = float(again)
                 measured = max(measured, again)
             if measured <= aim and (best is None or measured > best[2]):
@@ -249,10 +267,10 @@ class LatencySearch:
                 loose = (widths, cur, measured)   # under the target, not by the margin
             if aim * (1 - tolerance) <= measured <= aim:
                 break
-            refit(widths, measured)   # refit on this result, search again
+            refit(self.plan(widths), measured)   # refit on this result, search again
             # What the refit still gets wrong about this plan moves the goal by
             # as much: the next plan aims at aim x refitted prediction / measured.
-            goal = aim * min(1.05, max(0.5, self.predict(widths) / measured))
+            goal = aim * min(1.05, max(0.5, self.predicted(widths) / measured))
             history[-1]["next_goal_ms"] = float(goal)
         widths, cur, measured = best or loose or (widths, cur, measured)
         return widths, cur, measured, best is not None or loose is not None, \
