@@ -395,7 +395,7 @@ class PlanLatency:
 
     target_ms = None   # set by the search: the fit then uses models near the target
 
-    def fit(self):  # 35 lines: one least-squares fit with its two fallbacks
+    def fit(self):
         """Non-negative least squares of measured = alpha·raw + beta·params,
         each point weighted by 1/measured (relative errors); with a
         ``target_ms``, only the models measured within 3x of it (when any)."""
