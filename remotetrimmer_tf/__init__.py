@@ -39,8 +39,8 @@ _EXPORTS = {
     "register_activation": "remotetrimmer_tf.graph",
     "functional_view": "remotetrimmer_tf.graph",
     "prune_channels": "remotetrimmer_tf.surgeon",
-    "count_macs": "remotetrimmer_tf.metrics",
-    "count_params": "remotetrimmer_tf.metrics",
+    "count_macs": "remotetrimmer_tf.cost",
+    "count_params": "remotetrimmer_tf.cost",
     "SqueezeExcite": "remotetrimmer_tf.models",
     "insert_se_gates": "remotetrimmer_tf.models",
     "replace_head": "remotetrimmer_tf.models",
@@ -52,14 +52,15 @@ _EXPORTS = {
     "run_pipeline": "remotetrimmer_tf.pipeline",
     "Pruner": "remotetrimmer_tf.pruner",
     "prune_in_rounds": "remotetrimmer_tf.iterative",
-    "PlanCost": "remotetrimmer_tf.budget",
+    "PlanCost": "remotetrimmer_tf.cost",
+    "ScoredGroups": "remotetrimmer_tf.planning",
     "LatencyModel": "remotetrimmer_tf.latency",
     "recalibrate_bn": "remotetrimmer_tf.training.bn_recalibration",
     "AdaptiveMiningLoss": "remotetrimmer_tf.losses",
 }
 _SUBMODULES = ("models", "graph", "importance", "training", "data", "export",
-               "pipeline", "attention", "surgeon", "metrics", "losses", "pruner",
-               "budget", "latency")
+               "pipeline", "attention", "surgeon", "cost", "metrics", "losses", "pruner",
+               "planning", "budget", "latency")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 

@@ -18,18 +18,19 @@ import numpy as np
 from remotetrimmer_tf.models.se import SqueezeExcite
 from remotetrimmer_tf.utils.keras_models import custom_objects
 
-__all__ = ["collect_attention", "fold_attention", "find_gated_batchnorms",
+__all__ = ["collect_attention", "fold_attention", "se_gates", "find_gated_batchnorms",
            "iterate_batches"]
 
 _KT = "__keras_tensor__"
 
 
 # --------------------------------------------------------------------------- data
-from remotetrimmer_tf.utils.batches import iterate_batches  # noqa: E402,F401 - issue 18: the one adapter
+from remotetrimmer_tf.utils.batches import iterate_batches  # noqa: E402,F401 - the one adapter
 
 
 # -------------------------------------------------------------- attention stats
-def _se_layers(model):
+def se_gates(model):
+    """The model's SqueezeExcite layers (each called once, none nested), in order."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"Expected a keras.Model, got {type(model).__name__}.")
     found = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
@@ -45,6 +46,9 @@ def _se_layers(model):
                 f"SqueezeExcite {layer.name!r} is called {len(layer._inbound_nodes)} "
                 "times in the model; shared gates are not supported.")
     return found
+
+
+_se_layers = se_gates
 
 
 def collect_attention(model, data, steps=None, batch_size=64):

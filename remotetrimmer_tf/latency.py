@@ -17,8 +17,10 @@ disk per machine and runtime version (CPU model, ``ai_edge_litert`` version,
 threads, dtype) under ``~/.cache/remotetrimmer_tf/latency/`` (or
 ``$RT_LATENCY_CACHE`` / ``cache_dir``), so a second search costs no timing.
 
-:func:`solve_latency` (``Pruner(target_latency_ms=...)``) chooses one width
-per group among the runtime's efficient multiples (``block``, 16 by default;
+``latency_budget.solve_latency`` (``Pruner(target_latency_ms=...)``) builds
+the prediction and the measurement (:class:`Timing`) and hands them to
+``planning.LatencySearch`` (one method per move), which chooses one width per
+group among the runtime's efficient multiples (``block``, 16 by default;
 ``round_to`` when given): starting from the full model it repeatedly narrows
 the group that loses the least normalised importance (``objective=
 "importance"``, each group's scores divided by their mean) or the fewest MACs
@@ -46,21 +48,17 @@ import hashlib
 import json
 import math
 import os
-import time
 import weakref
 
 import numpy as np
 
-from remotetrimmer_tf.budget import PlanCost
-from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE
+from remotetrimmer_tf.cost import PlanCost, channels_follow_groups
 
-__all__ = ["LatencyModel", "PlanLatency", "solve_latency", "comparison_noise", "layer_spec",
-           "default_cache_dir"]
+__all__ = ["LatencyModel", "PlanLatency", "Timing", "comparison_noise", "layer_spec",
+           "default_cache_dir", "MAX_MARGIN"]
 
 
 _TABLE_FORMAT = "2"   # bump when what a table cell means changes
-LOOKAHEAD = 4         # candidates one narrowing step may skip
-MAX_SWAPS = 50        # pair moves after the greedy search
 NOISE_PAIRS = 6       # reference-vs-itself comparisons that measure the timing noise
 MAX_MARGIN = 0.10     # the most the search aims under a reference for noise
 
@@ -100,6 +98,11 @@ def _grid(full, floor, block, points):
         idx = np.linspace(0, len(mults) - 1, points - 1).round().astype(int)
         mults = [mults[i] for i in sorted(set(idx.tolist()))]
     return sorted(set(mults + [full]))
+
+
+def _pair(block):
+    """``(input step, output step)`` of a sweep step given as one int or a pair."""
+    return (int(block), int(block)) if np.ndim(block) == 0 else (int(block[0]), int(block[1]))
 
 
 def _interp(table, n):
@@ -241,13 +244,15 @@ class LatencyModel:
 
     def sweep_cells(self, spec, channelwise, floors, block):
         """The cells :meth:`layer_predict` may read for ``spec``: the full
-        width and the two 1-D sweeps (one sweep for a channel-wise layer)."""
+        width and the two 1-D sweeps (one sweep for a channel-wise layer).
+        ``block``: the sweeps' step, or ``(input step, output step)``."""
         c_in, c_out = spec["full"]
+        b_in, b_out = _pair(block)
         if channelwise:
-            return [(spec, w, w) for w in _grid(c_out, floors[1], block, self.points)]
+            return [(spec, w, w) for w in _grid(c_out, floors[1], b_out, self.points)]
         return ([(spec, c_in, c_out)]
-                + [(spec, w, c_out) for w in _grid(c_in, floors[0], block, self.points)]
-                + [(spec, c_in, w) for w in _grid(c_out, floors[1], block, self.points)])
+                + [(spec, w, c_out) for w in _grid(c_in, floors[0], b_in, self.points)]
+                + [(spec, c_in, w) for w in _grid(c_out, floors[1], b_out, self.points)])
 
     def model_ms(self, model):
         """Measured latency of a whole Keras model (not cached)."""
@@ -284,25 +289,29 @@ class LatencyModel:
 
     # ------------------------------------------------------------ prediction
     def layer_predict(self, spec, channelwise, n_in, n_out, floors, block):
-        """Table prediction for one layer (sweeps measured on first use)."""
+        """Table prediction for one layer (sweeps measured on first use);
+        ``block`` as in :meth:`sweep_cells`."""
         c_in, c_out = spec["full"]
+        b_in, b_out = _pair(block)
         if channelwise:
-            grid = _grid(c_out, floors[1], block, self.points)
+            grid = _grid(c_out, floors[1], b_out, self.points)
             return _interp({w: self.layer_ms(spec, w, w) for w in grid}, n_out)
         full = max(self.layer_ms(spec, c_in, c_out), 1e-9)
         t_in = 1.0
         if n_in != c_in:   # ratios within one monotone sweep: 1 at the full width
-            tab = {w: self.layer_ms(spec, w, c_out) for w in _grid(c_in, floors[0], block, self.points)}
+            tab = {w: self.layer_ms(spec, w, c_out)
+                   for w in _grid(c_in, floors[0], b_in, self.points)}
             t_in = _interp(tab, n_in) / max(_interp(tab, c_in), 1e-9)
         t_out = 1.0
         if n_out != c_out:
-            tab = {w: self.layer_ms(spec, c_in, w) for w in _grid(c_out, floors[1], block, self.points)}
+            tab = {w: self.layer_ms(spec, c_in, w)
+                   for w in _grid(c_out, floors[1], b_out, self.points)}
             t_out = _interp(tab, n_out) / max(_interp(tab, c_out), 1e-9)
         return full * t_in * t_out
 
 
 class PlanLatency:
-    """Predicted latency of per-group width plans of a scored ``Pruner``.
+    """Predicted latency of pruning plans (``{group: kept indices}``).
 
     ``predict = alpha · Σ layer tables + beta · trainable params``: ``alpha``
     folds in what the tables do not time (adds, pooling, quantise ops),
@@ -310,59 +319,79 @@ class PlanLatency:
     model grows (a layer timed alone keeps its weights in cache). Calibrated
     on the measured unpruned model (``alpha`` only), and refitted by
     :meth:`fit` on every measured model (non-negative least squares on
-    relative errors). Widths are
-    ``{group index: kept count}``; the kept channels are each group's top
-    scores.
+    relative errors). Which plans are tried is the search's business
+    (``planning.LatencySearch``; ``latency_budget.width_latency`` for plans
+    given as widths).
+
+    Args:
+        graph: the ``DependencyGraph`` of the model to prune (its
+            ``source_model`` is what :meth:`build` prunes and times).
+        lm: the ``LatencyModel``.
+        block: widths move in multiples of this many tensor positions.
+        narrowest: the narrowest plan the search may try (the table sweeps
+            start at its widths; default: the full model).
 
     Example:
 
     ```python
-    p = Pruner(model, importance="l1", ratio=0.0); p.plan()
-    pl = PlanLatency(p, LatencyModel(threads=1, dtype="int8"))
-    pl.predict({3: 32, 5: 64}), pl.build({3: 32, 5: 64})
+    pl = PlanLatency(graph, LatencyModel(threads=1, dtype="int8"), narrowest=keep_min)
+    pl.predict(keep), pl.build(keep)
     ```
     """
 
-    def __init__(self, pruner, lm, block=16):
-        self.pruner, self.lm, self.block = pruner, lm, int(block)
-        self.cost = PlanCost(pruner.graph)
-        self.scores = pruner.scores
-        self.sizes = {gi: s.size for gi, s in self.scores.items()}
-        self.records = []
-        for layer, in_shape, out_shape, ii, oo, _ in self.cost._mac_records:
-            channelwise = (ii is not None and ii == oo) or \
-                int(getattr(layer, "groups", 1) or 1) > 1 or \
-                type(layer).__name__.startswith("DepthwiseConv")
-            self.records.append((layer_spec(layer, in_shape, out_shape), channelwise, ii, oo))
-        self.cands = {}
-        for gi, sc in self.scores.items():
-            floor = max(pruner.min_channels,
-                        int(math.ceil(sc.size * (1 - pruner.max_ratio) - 1e-9)))
-            self.cands[gi] = _candidates(sc.size, floor, self.block)
+    def __init__(self, graph, lm, block=16, narrowest=None):
+        self.graph, self.lm, self.block = graph, lm, int(block)
+        self.model = graph.source_model
+        self.cost = PlanCost(graph)
+        self.records = self._records()
         # the narrowest kept count of every counted map: the sweeps' lower end
-        narrow = self.keep_of({gi: c[0] for gi, c in self.cands.items()})
-        self.floors = dict(enumerate(self.cost.kept(narrow)))
-        cells = []
-        for spec, cw, ii, oo in self.records:
-            c_in, c_out = spec["full"]
-            fl = (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
-            if ii is None:      # the input width never changes: no input sweep
-                fl = (c_in, fl[1])
-            if oo is None:
-                fl = (fl[0], c_out)
-            cells += self.lm.sweep_cells(spec, cw, fl, self.block)
-        self.lm.prefetch(cells)   # every table cell the search can read, timed at once
-        self.model = pruner.folded_model if pruner._is_cap else pruner.model
+        self.floors = dict(enumerate(self.cost.kept(narrowest or {})))
+        self.lm.prefetch(self._cells())   # every table cell the search can read, timed at once
         self.unpruned_ms = lm.model_ms(self.model)
         self._layer_memo, self._plan_memo = {}, {}   # the tables are fixed from here on
         self.points = []              # (raw table sum, params, measured ms)
         self.alpha, self.beta = 1.0, 0.0
         self.add_point({}, self.unpruned_ms)
 
+    def _records(self):
+        """``(spec, channel-wise, in map, out map, (in block, out block))`` per
+        counted call; a map whose channels take ``r`` positions each (a grouped
+        convolution) is swept in multiples of ``lcm(block, r)``."""
+        spread = self.cost.map_spread
+        out = []
+        for layer, in_shape, out_shape, ii, oo, _ in self.cost.mac_records:
+            channelwise = (ii is not None and ii == oo) or \
+                channels_follow_groups(layer, in_shape) or \
+                type(layer).__name__.startswith("DepthwiseConv")
+            blocks = tuple(self.block if m is None else math.lcm(self.block, spread[m])
+                           for m in (ii, oo))
+            out.append((layer_spec(layer, in_shape, out_shape), channelwise, ii, oo, blocks))
+        return out
+
+    def _floors(self, spec, ii, oo):
+        c_in, c_out = spec["full"]
+        return (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
+
+    def _cells(self):
+        cells = []
+        for spec, cw, ii, oo, blocks in self.records:
+            c_in, c_out = spec["full"]
+            fl = self._floors(spec, ii, oo)
+            if ii is None:      # the input width never changes: no input sweep
+                fl = (c_in, fl[1])
+            if oo is None:
+                fl = (fl[0], c_out)
+            cells += self.lm.sweep_cells(spec, cw, fl, blocks)
+        return cells
+
     def add_point(self, keep, measured_ms):
         """Add a measured model (its plan ``keep``) and refit ``alpha``, ``beta``."""
         self.points.append((self._raw(keep), float(self.cost.params(keep)), float(measured_ms)))
         self.fit()
+
+    def fit_state(self):
+        """``{"alpha", "beta"}`` of the current fit."""
+        return {"alpha": self.alpha, "beta": self.beta}
 
     target_ms = None   # set by the search: the fit then uses models near the target
 
@@ -400,57 +429,44 @@ class PlanLatency:
         self.alpha, self.beta = (float(best[1][0]), float(best[1][1])) if best else (
             float(pts[0, 2] / max(pts[0, 0], 1e-12)), 0.0)
 
-    def keep_of(self, widths):
-        """``{group: kept indices}`` of a width plan (the top-scored channels;
-        attention heads whole: issue 28)."""
-        from remotetrimmer_tf.units import whole_units
-        keep = {gi: self.pruner._top(self.scores[gi], int(n))
-                for gi, n in widths.items() if n < self.sizes[gi]}
-        return whole_units(self.pruner.graph, keep, self.scores)
-
     def _raw(self, keep):
         kept = self.cost.kept(keep)
         total = 0.0
         memo = self._layer_memo
-        for r, (spec, cw, ii, oo) in enumerate(self.records):
+        for r, (spec, cw, ii, oo, blocks) in enumerate(self.records):
             c_in, c_out = spec["full"]
             n_in = kept[ii] if ii is not None else c_in
             n_out = kept[oo] if oo is not None else c_out
             t = memo.get((r, n_in, n_out))
             if t is None:   # the tables do not change during a search: one lookup per cell
-                fl = (self.floors.get(ii, c_in), self.floors.get(oo, c_out))
                 t = memo[(r, n_in, n_out)] = self.lm.layer_predict(
-                    spec, cw, n_in, n_out, fl, self.block)
+                    spec, cw, n_in, n_out, self._floors(spec, ii, oo), blocks)
             total += t
         return total
 
-    def _plan_terms(self, widths):
-        """``(raw table sum, params)`` of a width plan, memoised per plan."""
-        key = tuple(sorted((int(g), int(n)) for g, n in widths.items()))
-        terms = self._plan_memo.get(key)
+    def _plan_terms(self, keep, key):
+        """``(raw table sum, params)`` of a plan, memoised under ``key``."""
+        terms = self._plan_memo.get(key) if key is not None else None
         if terms is None:
-            keep = self.keep_of(widths)
-            terms = self._plan_memo[key] = (self._raw(keep), float(self.cost.params(keep)))
+            terms = (self._raw(keep), float(self.cost.params(keep)))
+            if key is not None:
+                self._plan_memo[key] = terms
         return terms
 
-    def predict(self, widths):
-        """Predicted latency (ms) of a width plan."""
-        raw, params = self._plan_terms(widths)
+    def predict(self, keep, key=None):
+        """Predicted latency (ms) of a plan; ``key``: a hashable name of the
+        plan under which its table terms are memoised (they never change)."""
+        raw, params = self._plan_terms(keep, key)
         return self.alpha * raw + (self.beta * params if self.beta else 0.0)
 
-    def build(self, widths):
-        """The pruned Keras model of a width plan."""
+    def macs(self, keep):
+        """MACs of a plan."""
+        return self.cost.macs(keep)
+
+    def build(self, keep):
+        """The pruned Keras model of a plan."""
         from remotetrimmer_tf.surgeon import prune_channels
-        return prune_channels(self.model, self.keep_of(widths), graph=self.pruner.graph)
-
-
-def _candidates(size, floor, block):
-    """Allowed widths of a group: multiples of ``block`` in ``[floor, size]`` and ``size``."""
-    if size <= block:
-        return [size]
-    lo = max(floor, 1)
-    out = [w for w in range(block, size, block) if w >= lo]
-    return out + [size]
+        return prune_channels(self.model, keep, graph=self.graph)
 
 
 def comparison_noise(lm, reference, pairs=NOISE_PAIRS):
@@ -471,256 +487,20 @@ def comparison_noise(lm, reference, pairs=NOISE_PAIRS):
     return {"sigma": sigma, "ratios": ratios}
 
 
-def _target_name(budget, target):
-    """How a latency target reads in a message."""
-    if budget.get("reference") is not None:
-        return (f"target_latency_of='{budget['reference'].name}' "
-                f"({target:.4g} ms measured)")
-    return f"target_latency_ms={target:g}"
+class Timing:
+    """How a plan is measured: built and timed alone, or side by side
+    with a reference model (its time rescaled by ref0 / the reference's time
+    in the same run, so the machine's drift between measurements cancels)."""
 
+    def __init__(self, pl, reference):
+        self.pl, self.reference, self.reference_ms = pl, reference, []
+        self.ref0 = pl.lm.models_ms([reference])[0] if reference is not None else None
 
-def solve_latency(pruner, budget):
-    """The plan of ``pruner`` that keeps the most importance within
-    ``budget["target"]`` ms on the runtime (``Pruner.plan`` calls this).
-
-    Returns:
-        ``(keep, info)`` with ``info`` = ``{"kind": "latency_ms", "target",
-        "predicted_ms", "measured_ms", "unpruned_ms", "achieved", "macs",
-        "unpruned_macs", "widths", "block", "rounds", "layer_measurements",
-        "cache", "search_s"}`` (``achieved`` is the measured latency).
-    """
-    t0 = time.perf_counter()
-    tolerance = float(budget.get("tolerance", 0.03))
-    lm = budget.get("latency_model") or LatencyModel(
-        budget["runtime"], budget["threads"], budget["dtype"])
-    block = pruner.round_to if pruner.round_to > 1 else 16
-    pl = PlanLatency(pruner, lm, block)
-    reference = budget.get("reference")
-    # With a reference model ("no slower than this one") the target is its
-    # latency, and every candidate is timed side by side with it: a
-    # candidate's time is rescaled by ref0 / (the reference's time in the same
-    # run), so the machine's drift between measurements cancels out.
-    ref0 = lm.models_ms([reference])[0] if reference is not None else None
-    target = ref0 if reference is not None else float(budget["target"])
-    reference_ms = []
-    # A fresh side-by-side comparison of the result with the reference differs
-    # from the search's by timing noise (measured: +-2.5 % at 0.1 ms on a 2-core
-    # VM), so "no slower" aims under the target by twice that noise, measured
-    # here as the reference timed against itself.
-    margin, noise = budget.get("margin"), None
-    if margin is None and reference is not None:
-        noise = comparison_noise(lm, reference)
-        margin = min(MAX_MARGIN, 2.0 * noise["sigma"])
-    margin = float(margin or 0.0)
-    aim = target * (1.0 - margin)
-
-    def measure(widths):
-        small = pl.build(widths)
-        if reference is None:
-            return lm.model_ms(small)
-        c, r = lm.models_ms([small, reference])
-        reference_ms.append(float(r))
-        return c * ref0 / r
-    scores, sizes, cands = pl.scores, pl.sizes, pl.cands
-    prefix = {}
-    for gi, sc in scores.items():
-        finite = np.isfinite(sc)
-        mean = sc[finite].mean() if finite.any() else 0.0
-        norm = np.where(finite, sc / mean, 1e6) if mean > 0 else np.ones_like(sc)
-        prefix[gi] = np.concatenate([[0.0], np.cumsum(-np.sort(-norm))])
-    predict = pl.predict
-    objective = budget.get("objective", DEFAULT_OBJECTIVE)
-
-    macs_memo = {}
-
-    def value(widths):
-        """What the search keeps most of: normalised importance, or MACs."""
-        if objective in ("macs", "uniform"):   # uniform: its widening keeps MACs
-            key = tuple(sorted(widths.items()))
-            if key not in macs_memo:
-                macs_memo[key] = float(pl.cost.macs(pl.keep_of(widths)))
-            return macs_memo[key]
-        return float(sum(prefix[gi][n] for gi, n in widths.items()))
-    unpruned_ms = pl.unpruned_ms
-    full_widths = dict(sizes)
-    def greedy(goal):
-        """Widths from the full model: narrow the group losing the least
-        importance per predicted ms saved until the prediction fits, then
-        widen back (most importance per ms first) what still fits."""
-        pos = {gi: len(c) - 1 for gi, c in cands.items()}
-        widths = dict(full_widths)
-        cur = predict(widths)
-        while cur > goal:
-            best = None
-            for gi in scores:
-                # look a few candidates down: noisy tables have small plateaus
-                for k in range(max(0, pos[gi] - LOOKAHEAD), pos[gi]):
-                    w = dict(widths)
-                    w[gi] = cands[gi][k]
-                    p = predict(w)
-                    if cur - p <= 0:
-                        continue
-                    score = (value(widths) - value(w)) / (cur - p)
-                    if best is None or score < best[0]:
-                        best = (score, gi, p, k)
-            if best is None:
-                break
-            _, gi, cur, k = best
-            pos[gi] = k
-            widths[gi] = cands[gi][k]
-        return swaps(*widen(widths, pos, cur, goal), goal)
-
-    def widen(widths, pos, cur, goal):
-        """Widen groups one candidate at a time, the most value per predicted
-        ms first, while the prediction still fits."""
-        while True:
-            best = None
-            for gi in scores:
-                if pos[gi] == len(cands[gi]) - 1:
-                    continue
-                w = dict(widths)
-                w[gi] = cands[gi][pos[gi] + 1]
-                p = predict(w)
-                if p > goal:
-                    continue
-                score = (value(w) - value(widths)) / max(p - cur, 1e-12)
-                if best is None or score > best[0]:
-                    best = (score, gi, p)
-            if best is None:
-                return widths, pos, cur
-            _, gi, cur = best
-            pos[gi] += 1
-            widths[gi] = cands[gi][pos[gi]]
-
-    def swaps(widths, pos, cur, goal):
-        """Pair moves after the greedy: narrow one group by up to LOOKAHEAD
-        candidates and widen another while the prediction still fits, as long
-        as one raises the value (the greedy's ratio rule misses trades between
-        a cheap-per-ms and an expensive-per-ms group)."""
-        for _ in range(MAX_SWAPS):
-            base, best = value(widths), None
-            for gi in scores:
-                for k in range(max(0, pos[gi] - LOOKAHEAD), pos[gi]):
-                    w = dict(widths)
-                    w[gi] = cands[gi][k]
-                    for gj in scores:
-                        top = min(len(cands[gj]), pos[gj] + 1 + LOOKAHEAD)
-                        for kk in range(pos[gj] + 1, top) if gj != gi else ():
-                            w2 = dict(w)
-                            w2[gj] = cands[gj][kk]
-                            p = predict(w2)
-                            if p > goal:
-                                break
-                            v = value(w2)
-                            if v > base * (1 + 1e-9) and (best is None or v > best[0]):
-                                best = (v, gi, k, gj, kk, p)
-            if best is None:
-                break
-            _, gi, k, gj, kk, cur = best
-            pos[gi], pos[gj] = k, kk
-            widths[gi], widths[gj] = cands[gi][k], cands[gj][kk]
-        return widths, cur
-
-    # objective="uniform": one ratio for every group (the published shape), each
-    # width rounded up to an allowed multiple; the search is over that ratio
-    breaks = sorted({round(1.0 - w / sizes[gi], 12) for gi, c in cands.items() for w in c})
-
-    def uniform_widths(ratio):
-        return {gi: next((w for w in c if w >= sizes[gi] * (1.0 - ratio) - 1e-9), c[-1])
-                for gi, c in cands.items()}
-
-    uniform_ratio = {}   # plan -> the ratio it was widened from (for the report)
-
-    def uniform(goal):
-        """The least ratio (widest uniform plan) whose prediction fits
-        ``goal``; then groups widened back (most MACs per ms) while it fits."""
-        w = {gi: c[0] for gi, c in cands.items()}
-        ratio = breaks[-1] if breaks else 0.0
-        for r in breaks:
-            if predict(uniform_widths(r)) <= goal:
-                w, ratio = uniform_widths(r), r
-                break
-        pos = {gi: cands[gi].index(n) for gi, n in w.items()}
-        w, _, p = widen(w, pos, predict(w), goal)
-        uniform_ratio[tuple(sorted(w.items()))] = ratio
-        return w, p
-
-    search = uniform if objective == "uniform" else greedy
-    pl.target_ms = target
-    pl.fit()   # the first guess for this target (see PlanLatency.fit)
-    narrowest = {gi: c[0] for gi, c in cands.items()}
-    lowest = predict(narrowest)
-    if aim < lowest:   # the fit may be off: measure the narrowest plan first
-        fastest = measure(narrowest)
-        pl.add_point(pl.keep_of(narrowest), fastest)
-        if target < fastest:
-            lm.save()
-            raise ValueError(
-                f"Pruner: {_target_name(budget, target)} is below the fastest reachable "
-                f"{fastest:.4g} ms (measured, {lm.runtime} {lm.dtype} {lm.threads} "
-                f"thread(s); unpruned {unpruned_ms:.4g} ms; widths multiples of {block}, "
-                f"min_channels={pruner.min_channels}, max_ratio={pruner.max_ratio}); "
-                "give a larger target.")
-    history, best, loose = [], None, None
-    goal = aim
-    # 8 rounds: with a reference every plan under it is measured twice, and a
-    # burst of load on a shared machine can spoil a round (seen: 2x)
-    for _ in range(int(budget.get("max_rounds", 8))):
-        widths, cur = search(goal)
-        measured = measure(widths)
-        history.append({"predicted_ms": float(cur), "measured_ms": float(measured),
-                        "alpha": pl.alpha, "beta": pl.beta})
-        if reference is not None:
-            history[-1]["reference_ms"] = reference_ms[-1]
-            if measured <= aim:
-                # one side-by-side run can be lucky by a few %: a plan is under
-                # the reference only if a second run agrees (the slower counts)
-                again = measure(widths)
-                history[-1]["confirm_ms"] = float(again)
-                measured = max(measured, again)
-        if measured <= aim and (best is None or measured > best[2]):
-            best = (widths, cur, measured)
-        elif measured <= target and (loose is None or measured > loose[2]):
-            loose = (widths, cur, measured)   # under the target, not by the margin
-        if aim * (1 - tolerance) <= measured <= aim:
-            break
-        pl.add_point(pl.keep_of(widths), measured)   # refit on this result, search again
-        # What the refit still gets wrong about this plan (two coefficients
-        # cannot express every plan's cost, and a search for the most MACs
-        # seeks out the plans the tables flatter) moves the goal by as much:
-        # the next plan aims at aim x refitted prediction / measured.
-        goal = aim * min(1.05, max(0.5, predict(widths) / measured))
-        history[-1]["next_goal_ms"] = float(goal)
-    met = best is not None or loose is not None
-    margin_met = best is not None
-    widths, cur, measured = best or loose or (widths, cur, measured)
-    keep = pl.keep_of(widths)
-    lm.save()
-    info = {"kind": "latency_ms", "target": target, "predicted_ms": float(cur),
-            "measured_ms": float(measured), "achieved": float(measured), "met": met,
-            "margin": margin, "aim_ms": float(aim), "margin_met": margin_met,
-            "comparison_noise": noise,
-            "unpruned_ms": float(unpruned_ms), "macs": pl.cost.macs(keep),
-            "unpruned_macs": pl.cost.macs({}),
-            "widths": {int(gi): int(n) for gi, n in widths.items()},
-            "block": int(block), "objective": objective, "rounds": len(history), "history": history,
-            "uniform_ratio": uniform_ratio.get(tuple(sorted(widths.items()))),
-            "runtime": lm.runtime, "threads": lm.threads, "dtype": lm.dtype,
-            "layer_measurements": lm.measured, "cache": lm.cache_path,
-            "fit": {"alpha": pl.alpha, "beta": pl.beta,
-                    "points": [list(map(float, q)) for q in pl.points]},
-            "reference": None if reference is None else {
-                "name": reference.name, "ms": float(ref0), "side_by_side_ms": reference_ms},
-            "search_s": time.perf_counter() - t0}
-    if met and not margin_met:
-        import warnings
-        warnings.warn(f"Pruner: the result measured under {_target_name(budget, target)} "
-                      f"but not by the {100 * margin:.1f} % noise margin ({measured:.4g} ms "
-                      f"measured, aim {aim:.4g} ms): a fresh comparison may find it slower. "
-                      "budget_report['margin_met'] is False.", stacklevel=3)
-    if not met:
-        import warnings
-        warnings.warn(f"Pruner: no plan measured under {_target_name(budget, target)} in "
-                      f"{len(history)} rounds (last: {measured:.4g} ms measured); the "
-                      "machine may be loaded. budget_report['met'] is False.", stacklevel=3)
-    return keep, info
+    def __call__(self, keep):
+        """``(ms, note)`` of a plan (``note``: the reference's time, if any)."""
+        small = self.pl.build(keep)
+        if self.reference is None:
+            return self.pl.lm.model_ms(small), {}
+        c, r = self.pl.lm.models_ms([small, self.reference])
+        self.reference_ms.append(float(r))
+        return c * self.ref0 / r, {"reference_ms": float(r)}

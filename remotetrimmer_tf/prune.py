@@ -32,6 +32,7 @@ Ctrl-C / SIGTERM exit 130 / 143 with "interrupted during STAGE; rerun the
 same command to resume". `--force=STAGE` reruns a finished stage.
 """
 import difflib
+import functools
 import importlib.util
 import os
 import re
@@ -132,6 +133,19 @@ def check_overrides(argv, cfg):
             f"listed in configs/base.py")
 
 
+def given_fields(argv):
+    """The config fields set on the command line (`--config.prune.ratio=...`
+    -> `"prune.ratio"`): a ratio given there conflicts with a budget."""
+    out = set()
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        m = _OVERRIDE.match(arg)
+        if m:
+            out.add(m.group(2))
+    return frozenset(out)
+
+
 def _config_arg(argv):
     """The value of `--config` on the command line, or None."""
     for i, arg in enumerate(argv[1:], start=1):
@@ -193,7 +207,7 @@ def define_flags(argv, flag_values=None):
         "Default: a progress bar on a terminal, else one line per epoch, with "
         "TensorFlow's start-up noise hidden", lower_bound=0, upper_bound=2,
         flag_values=fv)
-    flags.DEFINE_string(   # issue 13
+    flags.DEFINE_string(
         "custom_objects", None, "a Python module (module.path) imported before "
         "any model is loaded: your Keras layers and surgeon handlers",
         flag_values=fv)
@@ -233,8 +247,11 @@ def _parse_flags(argv):
 
 
 # --------------------------------------------------------------------- main
-def main(argv):
-    """Runs the pipeline with the parsed flags; returns the exit status."""
+def main(argv, given=frozenset()):
+    """Runs the pipeline with the parsed flags; returns the exit status.
+
+    ``given``: the config fields set on the command line (:func:`given_fields`).
+    """
     from remotetrimmer_tf.pipeline import run_pipeline
     from remotetrimmer_tf.pipeline.report import format_table
     from absl import logging
@@ -251,16 +268,15 @@ def main(argv):
         _die(f"--config: {_one_line(e)}")
     from remotetrimmer_tf.pipeline.interrupt import Interrupted
     try:
-        # --- issue 13: fast checks first, then TF quiet, custom objects
+        # fast checks first, then TF quiet, custom objects
         from remotetrimmer_tf.pipeline import quiet, user_model, validate_config
-        validate_config(cfg, FLAGS.init_model)
+        validate_config(cfg, FLAGS.init_model, given=given)
         verbose = FLAGS.verbose
         if verbose is None or verbose < 1:
             quiet.silence()
         if verbose is None:
             verbose = quiet.progress_verbosity()
         user_model.import_custom_objects(FLAGS.custom_objects)
-        # --- end issue 13
         summary = run_pipeline(
             cfg, workdir=FLAGS.workdir, init_model=FLAGS.init_model,
             strategy=FLAGS.strategy, stages=FLAGS.stages, resume=FLAGS.resume,
@@ -298,7 +314,8 @@ def run(argv=None):
         define_flags(argv)
     except PipelineError as e:
         _die(str(e))
-    app.run(main, argv=argv, flags_parser=_parse_flags)
+    app.run(functools.partial(main, given=given_fields(argv)), argv=argv,
+            flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

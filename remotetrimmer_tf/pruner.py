@@ -1,55 +1,25 @@
-"""Pruner: decide the kept channels of every group, then rebuild a thinner model.
+"""Pruner: validate → dependency graph → score → plan → rebuild (the façade).
 
 Flow: (``cap`` only: collect attention → fold the SE gates into the BNs) →
-``DependencyGraph`` → importance per group → kept channels (local or global)
-→ ``prune_channels``. The input model is never modified.
+``DependencyGraph`` → importance per group → one ``planning.ScoredGroups`` →
+a planner (ratio, MAC / parameter budget, latency search) decides the kept
+channels → ``prune_channels``. The input model is never modified.
 """
-import math
+import functools
 import warnings
 
 import keras
 import numpy as np
 
-from remotetrimmer_tf.importance import get_importance
-from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
+from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE
+from remotetrimmer_tf.importance import criterion_on_folded, get_importance, is_cap
 from remotetrimmer_tf.errors import PruningError
+from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
 from remotetrimmer_tf.shortfall import Shortfall, Summary
-from remotetrimmer_tf.units import unit_scores, whole_units
+from remotetrimmer_tf.planning import (BudgetOutOfRange, ScoredGroups, TargetError,
+                                       WidthRules, check_target, plan_ratio, solve_budget)
 
 __all__ = ["Pruner"]
-
-
-# the one list (issue 18) and the one default
-from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE, ROUND_MODES  # noqa: E402
-
-
-def _round_width(n, size, round_to, mode="up", floor=1):
-    """``n`` kept channels rounded to a multiple of ``round_to`` by ``mode``.
-
-    ``"up"`` (Torch-Pruning / TAO): the next multiple; ``"down"``: the previous
-    one, so the model is no larger than the unrounded plan; ``"nearest"``:
-    the closer one (ties up). Never above ``size`` (a group narrower than
-    ``round_to`` stays whole) and never below ``max(floor, 1)``; a width that
-    would round to 0 keeps ``round_to`` channels (or ``size`` if smaller).
-    """
-    if round_to <= 1:
-        return int(min(size, max(1, floor, n)))
-    if mode == "up":
-        r = math.ceil(n / round_to) * round_to
-    elif mode == "down":
-        r = math.floor(n / round_to) * round_to
-    else:
-        r = math.floor(n / round_to + 0.5) * round_to
-    if r < max(1, floor):
-        r = math.ceil(max(1, floor) / round_to) * round_to
-    return int(min(size, r))
-
-
-def _kept_count(size, ratio, min_channels, round_to, round_mode="up"):
-    """Published local rule: ``floor(C·(1 − ratio))``, floored at ``min_channels``
-    and rounded to a multiple of ``round_to`` (:func:`_round_width`)."""
-    n = max(min_channels, int(math.floor(size * (1.0 - ratio) + 1e-9)))
-    return _round_width(n, size, round_to, round_mode, floor=min_channels)
 
 
 def _check_ignore(model, ignore):
@@ -65,19 +35,117 @@ def _check_ignore(model, ignore):
         names = {layer.name for layer in model.layers}
         missing = [n for n in ignore if n.split("/")[0] not in names]
         if missing:
-            raise ValueError(f"Pruner: ignore names layers not in model "
+            raise PruningError(f"Pruner: ignore names layers not in model "
                              f"{model.name!r}: {missing}.")
     return ignore
 
 
 def _check_gated(model):
     """``cap`` needs SqueezeExcite gates."""
-    from remotetrimmer_tf.attention import _se_layers
-    if not _se_layers(model):
-        raise ValueError(
+    from remotetrimmer_tf.attention import se_gates
+    if not se_gates(model):
+        raise PruningError(
             f"Pruner: importance='cap' needs a model with SqueezeExcite gates, "
             f"but {model.name!r} has none. Train it with se=True, or use "
             "importance='slim' (plain BN gamma) for a plain model.")
+
+
+def _check_budget(ratio, targets, latency_model, options):
+    """``planning.check_target`` in the Pruner's words (+ the reference model
+    and the timing function); None when pruning by ratio."""
+    try:
+        budget = check_target(targets, ratio_given=ratio is not None,
+                              own_timer=latency_model is not None, **options)
+    except TargetError as err:
+        hint = (", or time it yourself: latency_model=LatencyModel(layer_timer=..., "
+                "model_timer=...)" if err.runtime_missing else "")
+        raise PruningError(f"Pruner: {err}{hint}.") from None
+    if budget is None:
+        return None
+    ref = budget["reference"]
+    if ref is not None and (not isinstance(ref, keras.Model) or not ref.built):
+        raise PruningError("Pruner: target_latency_of must be a built keras.Model (the "
+                         f"model to be no slower than), got {type(ref).__name__}.")
+    budget["latency_model"] = latency_model
+    return budget
+
+
+def _check_rules(ratio, scope, round_to, round_mode, min_channels, max_ratio):
+    """``(WidthRules, min_channels, max_ratio)``, each argument checked."""
+    try:
+        rules = WidthRules(ratio, scope, round_to, round_mode)
+    except ValueError as err:
+        raise PruningError(f"Pruner: {err}") from None
+    if isinstance(min_channels, bool) or not isinstance(min_channels, (int, np.integer)) \
+            or min_channels < 1:
+        raise PruningError(f"Pruner: min_channels must be an int >= 1, got {min_channels!r}.")
+    if max_ratio is None:
+        max_ratio = max(0.9, rules.ratio)
+    if not rules.ratio <= max_ratio < 1.0:
+        raise PruningError(f"Pruner: max_ratio must be in [ratio, 1), got {max_ratio!r}.")
+    return rules, int(min_channels), float(max_ratio)
+
+
+def _check_options(unknown, approximate, reduction):
+    """``unknown``, ``approximate`` (as a tuple) and ``reduction``, checked."""
+    if unknown not in ("error", "freeze"):
+        raise PruningError(f"Pruner: unknown must be 'error' or 'freeze', got {unknown!r}.")
+    from remotetrimmer_tf.graph.dependency_graph import check_approximate
+    try:
+        approximate = check_approximate(approximate)
+    except ValueError as err:
+        raise PruningError(f"Pruner: {err}") from None
+    if not callable(reduction) and reduction not in REDUCTIONS:
+        raise PruningError(f"Pruner: unknown reduction {reduction!r}; use one of "
+                         f"{sorted(REDUCTIONS)} or a callable.")
+    return unknown, approximate, reduction
+
+
+def _score_groups(graph, score_fn, ctx, ignored, name):
+    """``({group: scores}, {group: why it was left whole})`` of every prunable
+    group (an ignored layer freezes the channels it writes or carries, not the
+    ones it only reads: a conv's input group stays prunable)."""
+    scores, skipped = {}, {}
+    for group in graph.groups:
+        if not group.prunable:
+            continue
+        owners = {m.layer for m in group.producers + group.channelwise}
+        readers = {m.layer for m in group.consumers} - owners
+        hit = ignored.intersection(set(group.layers) - readers)
+        if hit:
+            skipped[group.index] = f"ignored layer(s) {sorted(hit)}"
+            continue
+        try:
+            sc = np.asarray(score_fn(group, graph.model, **ctx), dtype=np.float64)
+        except NoScoreError as err:
+            skipped[group.index] = str(err)
+            continue
+        if sc.shape != (group.size,):
+            raise PruningError(f"Importance {name!r} returned shape {sc.shape} "
+                             f"for group {group.index} of size {group.size}.")
+        if not np.all(np.isfinite(sc)):
+            raise PruningError(f"Importance {name!r} gave non-finite scores for "
+                             f"group {group.index} (layers {group.layers[:4]}).")
+        scores[group.index] = sc
+    return scores, skipped
+
+
+def _spread(group):
+    """Positions each channel of ``group`` takes in its tensors (a grouped
+    convolution's ``groups``: its channels are coupled across the groups)."""
+    shapes = [np.shape(m.indices) for m in group.producers + group.channelwise]
+    return max([s[1] for s in shapes if len(s) == 2] or [1])
+
+
+def scored_groups(graph, scores, min_channels, max_ratio):
+    """The ``planning.ScoredGroups`` of ``scores`` on ``graph`` (sections,
+    units and spread read from the graph)."""
+    groups = graph.groups
+    return ScoredGroups.build(
+        scores, min_channels=min_channels, max_ratio=max_ratio,
+        sections={gi: graph.sections(gi) for gi in scores},
+        units={gi: groups[gi].units for gi in scores if groups[gi].units is not None},
+        spread={gi: _spread(groups[gi]) for gi in scores})
 
 
 class Pruner:
@@ -121,7 +189,7 @@ class Pruner:
             widths whose MACs / trainable parameters come closest to the
             target without exceeding it (local: one ratio for all groups;
             global: a cut of the ranking, widened back where the budget
-            allows). See ``remotetrimmer_tf.budget``.
+            allows). See ``remotetrimmer_tf.planning.solve_budget``.
         target_latency_ms: Prune to a latency measured on the runtime
             (``runtime="litert"``, ``threads``, ``dtype`` ``"float32"`` or
             ``"int8"``): per-group widths in the runtime's efficient multiples
@@ -154,15 +222,16 @@ class Pruner:
             ``summary()``, and a warning says so. Default: none (those groups
             are frozen).
 
-    Models: functional, Sequential, keras-hub ``Backbone`` / task models,
-    functional subclasses, nested backbones and composite layers (see
-    ``graph.functional_view``). A keras-hub model comes back as its class
-    (preprocessor carried over; presets work: docs/ecosystem.md); any other
-    model that is not plain functional as a plain functional ``keras.Model``.
+    Models: functional, Sequential, keras-hub ``Backbone`` / task models
+    (``preprocessor=None``), functional subclasses, nested backbones and
+    composite layers (see ``graph.functional_view``); a model that is not
+    plain functional is pruned into a plain functional ``keras.Model``.
 
     Attributes (after ``plan``): ``graph``, ``scores`` (``{group: scores}``),
+    ``scored_groups`` (the ``planning.ScoredGroups`` every planner read),
     ``skipped`` (``{group: reason}`` for groups left whole), ``attention``,
-    ``folded_model`` (``cap``: the model that is actually pruned).
+    ``folded_model`` (``cap``: the model that is actually pruned),
+    ``budget_report`` (with a target).
 
     Example:
 
@@ -176,75 +245,43 @@ class Pruner:
                  round_to=1, min_channels=1, ignore=(), reduction="mean", seed=0,
                  attention=None, steps=None, max_ratio=None, loss=None,
                  round_mode="up", unknown="error", approximate=(),
-                 # --- budgets (remotetrimmer_tf/budget.py) ---
                  target_macs=None, target_params=None, target_latency_ms=None,
                  runtime="litert", threads=1, dtype="float32", latency_model=None,
                  objective=DEFAULT_OBJECTIVE, target_latency_of=None, latency_margin=None):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Pruner: model must be a keras.Model, got {type(model).__name__}.")
-        # --- budgets: a target replaces the ratio (budget.resolve_target validates)
-        from remotetrimmer_tf.budget import resolve_target
-        self.budget = resolve_target(ratio, target_macs, target_params, target_latency_ms,
-                                     runtime, threads, dtype, latency_model, objective,
-                                     target_latency_of, latency_margin)
-        self.budget_report = None
-        if ratio is None:
-            ratio = 0.0 if self.budget else 0.7
-        # --- end budgets
         self.model = model
+        self.budget = _check_budget(
+            ratio, {"target_macs": target_macs, "target_params": target_params,
+                    "target_latency_ms": target_latency_ms,
+                    "target_latency_of": target_latency_of}, latency_model,
+            {"runtime": runtime, "threads": threads, "dtype": dtype, "objective": objective,
+             "latency_margin": latency_margin})
+        self.budget_report = None
+        if ratio is None:   # a target decides the widths; else the published 0.7
+            ratio = 0.0 if self.budget else 0.7
         self.importance_name = importance if isinstance(importance, str) else getattr(
             importance, "__name__", "custom")
         self.importance = get_importance(importance)
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) \
-                or not 0.0 <= float(ratio) < 1.0:
-            raise ValueError(
-                f"Pruner: ratio must be a fraction of channels to remove in [0, 1), "
-                f"got {ratio!r} (ratio >= 1 would remove every channel).")
-        self.ratio = float(ratio)
-        if scope not in ("local", "global"):
-            raise ValueError(f"Pruner: scope must be 'local' or 'global', got {scope!r}.")
-        self.scope = scope
-        for arg, val in (("round_to", round_to), ("min_channels", min_channels)):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"Pruner: {arg} must be an int >= 1, got {val!r}.")
-        self.round_to = int(round_to)
-        self.min_channels = int(min_channels)
-        if round_mode not in ROUND_MODES:
-            raise ValueError(f"Pruner: round_mode must be one of {ROUND_MODES}, "
-                             f"got {round_mode!r}.")
-        self.round_mode = round_mode
+        self.rules, self.min_channels, self.max_ratio = _check_rules(
+            ratio, scope, round_to, round_mode, min_channels, max_ratio)
         self.ignore = _check_ignore(model, ignore)
-        if unknown not in ("error", "freeze"):
-            raise ValueError(f"Pruner: unknown must be 'error' or 'freeze', got {unknown!r}.")
-        self.unknown = unknown
-        from remotetrimmer_tf.graph.dependency_graph import check_approximate
-        try:
-            self.approximate = check_approximate(approximate)
-        except ValueError as err:
-            raise ValueError(f"Pruner: {err}") from None
-        self.approximate_groups = {}
-        if not callable(reduction) and reduction not in REDUCTIONS:
-            raise ValueError(f"Pruner: unknown reduction {reduction!r}; use one of "
-                             f"{sorted(REDUCTIONS)} or a callable.")
-        self.reduction = reduction
-        self.seed = int(seed)
-        if max_ratio is None:
-            max_ratio = max(0.9, self.ratio)
-        if not self.ratio <= max_ratio < 1.0:
-            raise ValueError(f"Pruner: max_ratio must be in [ratio, 1), got {max_ratio!r}.")
-        self.max_ratio = float(max_ratio)
-        self.steps = steps
-        self.loss = loss
-        self.attention = attention
-        self.graph = None
-        self.scores = {}
-        self.skipped = {}
-        self.folded_model = None
-        self._keep = None
-        self.shortfall = None
-        self._is_cap = importance == "cap" or self.importance is get_importance("cap")
+        self.unknown, self.approximate, self.reduction = _check_options(
+            unknown, approximate, reduction)
+        self.seed, self.steps, self.loss, self.attention = int(seed), steps, loss, attention
+        self._is_cap = is_cap(importance)
         if self._is_cap:
             _check_gated(model)
+        self.graph, self.folded_model, self.scored_groups = None, None, None
+        self.scores, self.skipped, self.approximate_groups = {}, {}, {}
+        self._keep = None
+        self.shortfall = None
+
+    # the width rules, as the arguments were named
+    ratio = property(lambda self: self.rules.ratio)
+    scope = property(lambda self: self.rules.scope)
+    round_to = property(lambda self: self.rules.round_to)
+    round_mode = property(lambda self: self.rules.round_mode)
 
     # ------------------------------------------------------------ deciding
     def _target(self, data):
@@ -256,12 +293,23 @@ class Pruner:
         from remotetrimmer_tf.attention import collect_attention, fold_attention
         if self.attention is None:
             if data is None:
-                raise ValueError(
+                raise PruningError(
                     "Pruner(importance='cap'): pass data to plan()/prune() so the "
                     "mean SE attention can be collected, or give attention=.")
             self.attention = collect_attention(self.model, data, steps=self.steps)
         self.folded_model = fold_attention(self.model, self.attention)
         return self.folded_model
+
+    def _analyse(self, target):
+        """The dependency graph of ``target`` (reused when planning again: a
+        traced view then re-reads the model's weights)."""
+        from remotetrimmer_tf.graph import DependencyGraph, functional_view
+        if self.graph is None or self.graph.source_model is not target:
+            self.graph = DependencyGraph(target, unknown=self.unknown,
+                                         approximate=self.approximate)
+        else:
+            functional_view(target)
+        return self.graph
 
     def plan(self, data=None):
         """Decide the kept channels: ``{group_index: sorted kept indices}``.
@@ -269,95 +317,62 @@ class Pruner:
         Only groups that lose channels are listed. ``data`` feeds ``cap``
         (attention) and ``taylor`` (gradients).
         """
-        from remotetrimmer_tf.graph import DependencyGraph
-
-        target = self._target(data)
-        graph = self.graph
-        if graph is None or graph.source_model is not target:
-            graph = DependencyGraph(target, unknown=self.unknown,
-                                    approximate=self.approximate)
-        else:     # planning again: a traced view re-reads the model's weights
-            from remotetrimmer_tf.graph import functional_view
-            functional_view(target)
-        self.graph = graph
-        target = graph.model          # the plain functional model analysed
+        graph = self._analyse(self._target(data))
         # after folding, CAP is |γ'| of the folded BNs (= |γ|·s̄)
-        score_fn = get_importance("slim") if self._is_cap else self.importance
+        score_fn = get_importance(criterion_on_folded(self.importance)) if self._is_cap \
+            else self.importance
         ctx = {"reduction": self.reduction, "seed": self.seed, "data": data,
-               "attention": self.attention, "loss": self.loss, "cache": {}}
-        if self.steps is not None:
-            ctx["steps"] = self.steps
-        self.scores, self.skipped = {}, {}
-        ignored = self._ignored_layers(graph)
-        for group in graph.groups:
-            if not group.prunable:
-                continue
-            # an ignored layer freezes the channels it writes or carries, not
-            # the ones it only reads (a conv's input group stays prunable)
-            owners = {m.layer for m in group.producers + group.channelwise}
-            readers = {m.layer for m in group.consumers} - owners
-            hit = ignored.intersection(set(group.layers) - readers)
-            if hit:
-                self.skipped[group.index] = f"ignored layer(s) {sorted(hit)}"
-                continue
-            try:
-                scores = np.asarray(score_fn(group, target, **ctx), dtype=np.float64)
-            except NoScoreError as err:
-                self.skipped[group.index] = str(err)
-                continue
-            if scores.shape != (group.size,):
-                raise ValueError(
-                    f"Importance {self.importance_name!r} returned shape {scores.shape} "
-                    f"for group {group.index} of size {group.size}.")
-            if not np.all(np.isfinite(scores)):
-                raise ValueError(
-                    f"Importance {self.importance_name!r} gave non-finite scores for "
-                    f"group {group.index} (layers {group.layers[:4]}).")
-            self.scores[group.index] = unit_scores(group, scores, self.reduction)
+               "attention": self.attention, "loss": self.loss, "cache": {},
+               **({"steps": self.steps} if self.steps is not None else {})}
+        self.scores, self.skipped = _score_groups(graph, score_fn, ctx,
+                                                  self._ignored_layers(graph),
+                                                  self.importance_name)
         if not self.scores:
-            raise PruningError(self._nothing_scored(graph, target))
-        self.approximate_groups = {
-            gi: graph.groups[gi].approximate for gi in self.scores
-            if graph.groups[gi].approximate}
-        if self.budget:   # --- budgets: widths from the target
-            keep = self._plan_to_budget()
-        else:
-            keep = self._keep_local() if self.scope == "local" else self._keep_global()
-        keep = {gi: self._cover_sections(graph, gi, idx) for gi, idx in keep.items()}
-        sizes = {g.index: g.size for g in graph.groups}
-        self._keep = {gi: idx for gi, idx in keep.items() if len(idx) < sizes[gi]}
+            raise PruningError(self._nothing_scored(graph))
+        self.approximate_groups = {gi: graph.groups[gi].approximate for gi in self.scores
+                                   if graph.groups[gi].approximate}
+        self.scored_groups = scored_groups(graph, self.scores, self.min_channels,
+                                           self.max_ratio)
+        keep = self._decide(graph, self.scored_groups)
+        self._keep = {gi: idx for gi, idx in keep.items() if len(idx) < graph.groups[gi].size}
+        self._warn_approximate()
+        self._warn_shortfall(graph)
+        return dict(self._keep)
+
+    def _warn_shortfall(self, graph):
+        """Say when frozen groups kept the model well above the requested ratio."""
+        self.shortfall = Shortfall.of(graph, self._keep, None if self.budget else self.ratio,
+                                      self.skipped)
+        if self.shortfall.short:
+            warnings.warn("Pruner: " + self.shortfall.message(), stacklevel=3)
+
+    def _decide(self, graph, scored):
+        """The planner's ``{group: kept indices}``: the ratio, or the budget's
+        search (which also sets ``budget_report``)."""
+        b = self.budget
+        if not b:
+            return plan_ratio(scored, self.rules)
+        if b["kind"] == "latency_ms":
+            from remotetrimmer_tf.latency_budget import solve_latency
+            keep, self.budget_report = solve_latency(graph, scored, b, self.rules.round_to)
+            return keep
+        from remotetrimmer_tf.cost import PlanCost
+        count = functools.partial(PlanCost(graph).count, b["kind"])
+        try:
+            keep, self.budget_report = solve_budget(scored, self.rules, count, b["target"],
+                                                    b["kind"], f"model {self.model.name!r}")
+        except BudgetOutOfRange as err:
+            raise PruningError(f"Pruner: {err}") from None
+        return keep
+
+    def _warn_approximate(self):
         approx = sorted(gi for gi in self._keep if gi in self.approximate_groups)
         if approx:
             warnings.warn(
                 f"Pruner: {len(approx)} group(s) are pruned only approximately "
                 f"(approximate={self.approximate}): {self.approximate_groups[approx[0]]}"
                 "; the pruned model is not equivalent to the original even for "
-                "dead channels, so fine-tune it.", stacklevel=2)
-        self.shortfall = Shortfall.of(graph, self._keep, None if self.budget else self.ratio,
-                                      self.skipped)
-        if self.shortfall.short:
-            warnings.warn("Pruner: " + self.shortfall.message(), stacklevel=2)
-        return dict(self._keep)
-
-    def _cover_sections(self, graph, gi, kept):
-        """Keep at least one channel of every section of the group (a split's
-        outputs...), swapping in each empty section's best channel for the
-        lowest-scoring kept channel that no section needs."""
-        sections = graph.sections(gi)
-        if not sections:
-            return kept
-        scores = self.scores[gi]
-        kept = set(int(i) for i in kept)
-        for sec in sections:
-            if kept.intersection(sec.tolist()):
-                continue
-            kept.add(int(sec[np.argmax(scores[sec])]))
-            needed = {int(next(iter(kept.intersection(x.tolist()))))
-                      for x in sections if len(kept.intersection(x.tolist())) == 1}
-            spare = [i for i in kept if i not in needed]
-            if spare:
-                kept.discard(min(spare, key=lambda i: (scores[i], i)))
-        return np.array(sorted(kept), dtype=np.int64)
+                "dead channels, so fine-tune it.", stacklevel=3)
 
     def _ignored_layers(self, graph):
         """``ignore`` as analysed layer names (composites: their sub-layers)."""
@@ -373,26 +388,13 @@ class Pruner:
             else:
                 missing.append(name)
         if missing:
-            raise ValueError(
+            raise PruningError(
                 f"Pruner: ignore names layers not in model {graph.model.name!r}: "
                 f"{missing}. Use names from DependencyGraph(model).groups[i].layers "
                 "(nested models as 'outer/inner').")
         return out
 
-    def _plan_to_budget(self):
-        """The plan for ``self.budget`` (MACs / params: ``budget.solve_budget``;
-        latency: ``latency.solve_latency``); sets ``budget_report``."""
-        b = self.budget
-        if b["kind"] == "latency_ms":
-            from remotetrimmer_tf.latency import solve_latency
-            keep, info = solve_latency(self, b)
-        else:
-            from remotetrimmer_tf.budget import solve_budget
-            keep, info = solve_budget(self, b["kind"], b["target"])
-        self.budget_report = info
-        return keep
-
-    def _nothing_scored(self, graph, target):
+    def _nothing_scored(self, graph):
         why = sorted(set(self.skipped.values()))[:3]
         frozen = sorted({g.reason for g in graph.groups if not g.prunable and g.reason
                          and not g.reason.startswith(("model input", "model output"))})
@@ -404,58 +406,8 @@ class Pruner:
         if self.importance_name in ("slim", "cap"):
             hint = (" For 'slim'/'cap' the channels need BatchNormalization layers; "
                     "use importance='l1' for a model without them.")
-        return (f"Pruner: no channel group of model {target.name!r} could be scored "
+        return (f"Pruner: no channel group of model {graph.model.name!r} could be scored "
                 f"with importance {self.importance_name!r}: {'; '.join(why)}.{hint}")
-
-    @staticmethod
-    def _top(scores, n):
-        """Indices of the ``n`` highest scores (ties: lower index first), sorted."""
-        order = np.argsort(-scores, kind="stable")
-        return np.sort(order[:n]).astype(np.int64)
-
-    def _keep_local(self):
-        keep = {}
-        for gi, scores in self.scores.items():
-            n = _kept_count(scores.size, self.ratio, self.min_channels, self.round_to,
-                            self.round_mode)
-            keep[gi] = self._top(scores, n)
-        return whole_units(self.graph, keep, self.scores)
-
-    def _keep_global(self):
-        entries, floors, sizes = [], {}, {}
-        for gi, scores in self.scores.items():
-            finite = np.isfinite(scores)  # +inf: a channel no member could score
-            mean = scores[finite].mean() if finite.any() else 0.0
-            norm = scores / mean if mean > 0 else np.where(finite, 1.0, np.inf)
-            sizes[gi] = scores.size
-            floors[gi] = min(scores.size, max(
-                self.min_channels, int(math.ceil(scores.size * (1 - self.max_ratio) - 1e-9))))
-            entries.extend((float(s), gi, c) for c, s in enumerate(norm))
-        total = sum(sizes.values())
-        target = int(math.floor(total * self.ratio + 1e-9))
-        entries.sort(key=lambda e: (e[0], e[1], e[2]))
-        remaining = dict(sizes)
-        removed = {gi: set() for gi in sizes}
-        count = 0
-        for score, gi, c in entries:
-            if count >= target:
-                break
-            if remaining[gi] <= floors[gi]:
-                continue
-            removed[gi].add(c)
-            remaining[gi] -= 1
-            count += 1
-        keep = {}
-        for gi, scores in self.scores.items():
-            n = remaining[gi]
-            if self.round_to > 1:
-                n = _round_width(n, sizes[gi], self.round_to, self.round_mode,
-                                 floor=floors[gi])
-            if n == remaining[gi]:
-                keep[gi] = np.array(sorted(set(range(sizes[gi])) - removed[gi]), np.int64)
-            else:   # rounded: keep the best n by this group's own ranking
-                keep[gi] = self._top(scores, n)
-        return whole_units(self.graph, keep, self.scores)
 
     # ------------------------------------------------------------ rebuilding
     def prune(self, data=None):
@@ -473,7 +425,7 @@ class Pruner:
         ``.shortfall`` (``remotetrimmer_tf.shortfall.Shortfall``) says how much
         was removed against the request and which frozen groups held it back."""
         if self.graph is None:
-            raise ValueError("Pruner.summary(): call plan() or prune() first.")
+            raise PruningError("Pruner.summary(): call plan() or prune() first.")
         out = Summary(shortfall=self.shortfall)
         for g in self.graph.groups:
             if g.index in self.scores or g.index in self.skipped:

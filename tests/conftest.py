@@ -21,3 +21,7 @@ def full_float32_matmuls():
         tf.config.experimental.enable_tensor_float_32_execution(old)
     else:
         yield
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~20 s (deselect with -m 'not slow')")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from remotetrimmer_tf.graph import DependencyGraph
-from remotetrimmer_tf.metrics import count_macs, count_params
+from remotetrimmer_tf.cost import count_macs, count_params
 from remotetrimmer_tf.surgeon import prune_channels
 
 

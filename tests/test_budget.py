@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from remotetrimmer_tf.budget import PlanCost, _local_ratios
+from remotetrimmer_tf.cost import PlanCost, count_macs, count_params
 from remotetrimmer_tf.graph import DependencyGraph
-from remotetrimmer_tf.metrics import count_macs, count_params
 from remotetrimmer_tf.models import resnet18
+from remotetrimmer_tf.planning import local_ratios, plan_ratio
 from remotetrimmer_tf.pruner import Pruner
 from remotetrimmer_tf.surgeon import prune_channels
 
@@ -113,10 +113,9 @@ def test_local_budget_is_the_closest_ratio(models, kw):
     keep = pruner.plan()
     count = _counts(pruner, "macs")
     assert count(keep) <= target
-    ratios = _local_ratios([s.size for s in pruner.scores.values()])
+    ratios = local_ratios([s.size for s in pruner.scores.values()])
     i = ratios.index(pruner.budget_report["ratio"])
-    pruner.ratio = ratios[i - 1]
-    assert count(pruner._keep_local()) > target
+    assert count(plan_ratio(pruner.scored_groups, pruner.rules.at(ratios[i - 1]))) > target
     for s in pruner.summary():
         assert s["kept"] >= kw.get("min_channels", 1)
         if "round_to" in kw and s["kept"] < s["size"]:
@@ -135,7 +134,7 @@ def test_global_budget_is_the_closest_prefix_with_rounding_and_ignore(models):
     # widening any pruned group by one step of 16 is over the budget
     for gi, idx in keep.items():
         wider = dict(keep)
-        wider[gi] = pruner._top(pruner.scores[gi], min(pruner.scores[gi].size, len(idx) + 16))
+        wider[gi] = pruner.scored_groups.top(gi, min(pruner.scores[gi].size, len(idx) + 16))
         assert count(wider) > target
     small = prune_channels(model, keep, graph=pruner.graph)
     assert small.get_layer("stage4_block1_conv1").filters == 512
@@ -203,3 +202,93 @@ def test_keras_hub_backbone_budget_and_analytic_count():
         pruner = Pruner(model, importance="l1", scope="global", **{f"target_{kind}": target})
         got = count(pruner.prune())
         assert 0.97 * target <= got <= target
+
+
+# ------------------------------------------------- grouped convolutions
+def _resnext():
+    """A ResNeXt block: 1x1 -> grouped 3x3 (groups=4) -> 1x1, residual add."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    i = keras.Input((12, 12, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(32, 3, padding="same")(i)))
+    y = L.ReLU()(L.BatchNormalization()(L.Conv2D(32, 1)(x)))
+    y = L.ReLU()(L.BatchNormalization()(L.Conv2D(32, 3, padding="same", groups=4)(y)))
+    y = L.BatchNormalization()(L.Conv2D(32, 1)(y))
+    x = L.ReLU()(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(i, L.Dense(5)(x), name="resnext")
+
+
+def _shufflenet_like():
+    """Grouped 1x1 convs (groups=3, widths change 24 -> 48 -> 48 -> 96) around
+    a depthwise conv, as ShuffleNet units are (no shuffle)."""
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    i = keras.Input((12, 12, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(24, 3, strides=2, padding="same")(i)))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(48, 1, groups=3)(x)))
+    x = L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(x))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(96, 1, groups=3)(x)))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(i, L.Dense(4)(x), name="shufflenet_like")
+
+
+def _grouped_sequential():
+    """Sequential, grouped 1-D convs (groups=2 and 8) and a Flatten -> Dense head."""
+    keras.utils.set_random_seed(2)
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((16, 4)), L.Conv1D(16, 3, padding="same", activation="relu"),
+        L.Conv1D(32, 3, padding="same", groups=2, activation="relu"),
+        L.Conv1D(32, 1, groups=8), L.BatchNormalization(), L.ReLU(),
+        L.Flatten(), L.Dense(6, activation="relu"), L.Dense(3)], name="grouped_seq")
+
+
+GROUPED = {"resnext": _resnext, "shufflenet_like": _shufflenet_like,
+           "grouped_sequential": _grouped_sequential}
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    return {name: build() for name, build in GROUPED.items()}
+
+
+@pytest.mark.parametrize("name", sorted(GROUPED))
+def test_grouped_convs_are_counted_exactly(grouped, name):
+    """The analytic count of a plan equals the pruned model's, grouped kernels included."""
+    model = grouped[name]
+    graph = DependencyGraph(model)
+    cost = PlanCost(graph)
+    assert (cost.macs({}), cost.params({})) == (count_macs(model),
+                                                count_params(model, trainable_only=True))
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        keep = _random_plan(graph, rng)
+        small = prune_channels(model, keep, graph=graph)
+        assert (cost.macs(keep), cost.params(keep)) == (
+            count_macs(small), count_params(small, trainable_only=True))
+
+
+@pytest.mark.parametrize("name", sorted(GROUPED))
+@pytest.mark.parametrize("kind,scope,kw", [
+    ("macs", "local", {}), ("macs", "global", {"round_to": 2}),
+    ("params", "local", {"round_to": 4, "round_mode": "down"}), ("params", "global", {}),
+])
+def test_grouped_convs_prune_to_a_budget(grouped, name, kind, scope, kw):
+    """What prunes with a ratio prunes with target_macs / target_params."""
+    model = grouped[name]
+    counter = count_macs if kind == "macs" else (
+        lambda m: count_params(m, trainable_only=True))
+    Pruner(model, importance="l1", ratio=0.5, scope=scope, **kw).prune()   # the ratio works
+    target = int(counter(model) * 0.75)
+    pruner = Pruner(model, importance="l1", scope=scope, **{f"target_{kind}": target}, **kw)
+    small = pruner.prune()
+    got = counter(small)
+    assert pruner.budget_report["achieved"] == got <= target
+    assert got < counter(model)
+    x = np.random.default_rng(0).normal(size=(2,) + tuple(model.inputs[0].shape[1:]))
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(small(x.astype("float32")))))
+    grouped_layers = [layer for layer in small.layers if getattr(layer, "groups", 1) > 1]
+    assert grouped_layers and all(
+        layer.groups == model.get_layer(layer.name).groups for layer in grouped_layers
+        if "depthwise" not in layer.name)

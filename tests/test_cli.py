@@ -97,7 +97,7 @@ def _stderr_lines(proc):
 
 def test_full_run_resume_and_changed_config(assets, tmp_path):
     import keras
-    from remotetrimmer_tf.metrics import count_macs, count_params
+    from remotetrimmer_tf.cost import count_macs, count_params
     from remotetrimmer_tf.models import SqueezeExcite  # noqa: F401 (registers)
     wd = tmp_path / "run"
     user_sha = _sha(assets["model"])

@@ -14,7 +14,7 @@ import pytest
 from keras import layers as L
 
 from remotetrimmer_tf import Pruner, count_macs, prune_channels
-from remotetrimmer_tf.budget import PlanCost
+from remotetrimmer_tf.cost import PlanCost
 from remotetrimmer_tf.graph import (DependencyGraph, LayerHandler, WeightAxes,
                                     register_handler, silence_dropped)
 from remotetrimmer_tf.importance.taylor import mean_gradients

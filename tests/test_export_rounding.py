@@ -1,4 +1,4 @@
-"""Float32 LiteRT parity on models that amplify float32 rounding (issue 13).
+"""Float32 LiteRT parity on models that amplify float32 rounding.
 
 An absolute 1e-4 bound fails correct exports of models with large outputs;
 the check then compares LiteRT and Keras float32 with the model evaluated in

@@ -1,5 +1,6 @@
-"""Import hygiene of the core (graph -> importance -> pruner -> surgeon): no
-circle, no import pointing back up. Read from the source (every import, the
+"""Import hygiene of the core (graph -> cost -> importance / planning ->
+pruner -> surgeon): no circle, no import pointing back up, and the Pruner's
+private members stay in pruner.py. Read from the source (every import, the
 lazy ones inside functions too); nothing is imported, so it takes no time."""
 
 import ast
@@ -52,7 +53,9 @@ def _imports(mods):
 
 
 CORE = ("remotetrimmer_tf.graph", "remotetrimmer_tf.importance", "remotetrimmer_tf.attention",
-        "remotetrimmer_tf.surgeon", "remotetrimmer_tf.metrics", "remotetrimmer_tf.pruner")
+        "remotetrimmer_tf.surgeon", "remotetrimmer_tf.cost", "remotetrimmer_tf.metrics",
+        "remotetrimmer_tf.planning", "remotetrimmer_tf.pruner", "remotetrimmer_tf.latency",
+        "remotetrimmer_tf.latency_budget")
 
 
 def _reach(edges, start):
@@ -96,5 +99,76 @@ def test_no_upward_import():
     up = {(m, t) for m, ts in edges.items() if m.startswith("remotetrimmer_tf.graph")
           for t in ts if t.startswith(("remotetrimmer_tf.importance", "remotetrimmer_tf.pruner",
                                        "remotetrimmer_tf.surgeon", "remotetrimmer_tf.metrics",
-                                       "remotetrimmer_tf.budget"))}
+                                       "remotetrimmer_tf.cost", "remotetrimmer_tf.budget",
+                                       "remotetrimmer_tf.planning"))}
     assert up <= {("remotetrimmer_tf.graph.dead_channels", "remotetrimmer_tf.surgeon")}, up
+
+
+def test_planning_imports_nothing_above_it():
+    """Width decisions are functions of data: planning/ reads the lists of
+    choices and the shared helpers, never a Pruner, a pipeline, the surgeon,
+    the graph walk, a cost model or a runtime (those are inputs it is given)."""
+    edges = _imports(_modules())
+    allowed = ("remotetrimmer_tf.planning", "remotetrimmer_tf.choices", "remotetrimmer_tf.utils")
+    up = {(m, t) for m, ts in edges.items() if m.startswith("remotetrimmer_tf.planning")
+          for t in ts if not t.startswith(allowed)}
+    assert not up, up
+    # and nothing below the pruner reads it back
+    assert not {m for m, ts in edges.items() if "remotetrimmer_tf.pruner" in ts
+                and m.startswith(("remotetrimmer_tf.planning", "remotetrimmer_tf.cost",
+                                  "remotetrimmer_tf.latency", "remotetrimmer_tf.graph",
+                                  "remotetrimmer_tf.importance", "remotetrimmer_tf.surgeon"))}
+
+
+def _pruner_privates():
+    """Names of the Pruner's private members: its ``_methods`` and the
+    ``self._x`` it assigns."""
+    tree = ast.parse(open(os.path.join(ROOT, "pruner.py")).read())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Pruner")
+    names = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)
+             and n.name.startswith("_") and not n.name.startswith("__")}
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) \
+                and isinstance(node.value, ast.Name) and node.value.id == "self" \
+                and node.attr.startswith("_"):
+            names.add(node.attr)
+    return names
+
+
+def _python_files(*folders):
+    base = os.path.dirname(ROOT)
+    for folder in folders:
+        for d, _, files in os.walk(os.path.join(base, folder)):
+            for f in files:
+                if f.endswith(".py"):
+                    yield os.path.join(d, f)
+
+
+def test_nothing_outside_pruner_touches_its_privates():
+    privates = _pruner_privates()
+    assert {"_keep", "_is_cap"} <= privates      # the scan sees them
+    hits = []
+    for path in _python_files("remotetrimmer_tf", "tools", "tests"):
+        if os.path.samefile(path, os.path.join(ROOT, "pruner.py")) or \
+                os.path.samefile(path, __file__):
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Attribute) and node.attr in privates and not (
+                    isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                hits.append(f"{os.path.relpath(path, os.path.dirname(ROOT))}:{node.lineno} "
+                            f".{node.attr}")
+    assert not hits, hits
+
+
+def test_pruner_reads_no_private_member_of_another_module():
+    """pruner.py imports no ``_name`` and reads no ``obj._x`` but its own."""
+    tree = ast.parse(open(os.path.join(ROOT, "pruner.py")).read())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            bad += [a.name for a in node.names if a.name.startswith("_")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__") \
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+            bad.append(f"{ast.unparse(node)} (line {node.lineno})")
+    assert not bad, bad

@@ -1,4 +1,4 @@
-"""The two names that differ from their Keras namesakes (issue 18): the
+"""The two names that differ from their Keras namesakes: the
 ambiguous default must be stated; left out it still works, with a
 DeprecationWarning, and saved models load unchanged without one."""
 import warnings

@@ -9,9 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from remotetrimmer_tf.budget import PlanCost
+from remotetrimmer_tf.cost import PlanCost
 from remotetrimmer_tf.graph import DependencyGraph
-from remotetrimmer_tf.latency import LatencyModel, PlanLatency
+from remotetrimmer_tf.latency import LatencyModel
+from remotetrimmer_tf.latency_budget import width_latency
 from remotetrimmer_tf.models import resnet18
 from remotetrimmer_tf.pruner import Pruner
 
@@ -26,7 +27,7 @@ def fake_model(model, extra=1.0):
     """The same cost on a whole model, times 1.1 (ops the tables do not see)."""
     cost = PlanCost(DependencyGraph(model))
     total = 0.0
-    for layer, i, o, _, _, _ in cost._mac_records:
+    for layer, i, o, _, _, _ in cost.mac_records:
         if type(layer).__name__.startswith("Depthwise"):
             total += fake_layer({"in_shape": list(i[1:-1])}, o[-1], 16)
         else:
@@ -77,11 +78,12 @@ def test_prediction_matches_held_out_widths(resnet, tmp_path):
     """Blocked separable costs are reproduced exactly by sweeps + interpolation."""
     p = Pruner(resnet, importance="l1", ratio=0.0)
     p.plan()
-    pl = PlanLatency(p, _lm(tmp_path), block=16)
+    pl, search = width_latency(p.graph, p.scored_groups, _lm(tmp_path), block=16)
     rng = np.random.default_rng(0)
     for _ in range(3):
-        widths = {gi: int(rng.choice(c)) for gi, c in pl.cands.items()}
-        assert pl.predict(widths) == pytest.approx(fake_model(pl.build(widths)), rel=1e-9)
+        widths = {gi: int(rng.choice(c)) for gi, c in search.cands.items()}
+        assert search.predicted(widths) == pytest.approx(
+            fake_model(pl.build(search.plan(widths))), rel=1e-9)
 
 
 def test_cache_is_keyed_and_reused(resnet, tmp_path):
@@ -135,7 +137,7 @@ def test_depthwise_model_and_min_channels(tmp_path):
     fm = lambda m: 1.1 * sum(  # noqa: E731
         fake_depthwise_aware({"in_shape": list(i[1:-1]), "class_name": type(l).__name__},
                              i[-1], o[-1])
-        for l, i, o, _, _, _ in PlanCost(DependencyGraph(m))._mac_records)
+        for l, i, o, _, _, _ in PlanCost(DependencyGraph(m)).mac_records)
     target = 0.6 * fm(model)
     lm = LatencyModel(layer_timer=fake_depthwise_aware, model_timer=fm, key={"m": "dw"},
                       cache_dir=str(tmp_path))
@@ -240,12 +242,12 @@ def test_every_table_cell_is_timed_before_the_search(resnet, tmp_path):
                       cache_dir=str(tmp_path))
     p = Pruner(resnet, importance="l1", ratio=0.0)
     p.plan()
-    pl = PlanLatency(p, lm, block=16)
+    _, search = width_latency(p.graph, p.scored_groups, lm, block=16)
     before = len(calls)
     assert before == lm.measured > 0
     rng = np.random.default_rng(0)
     for _ in range(20):
-        pl.predict({gi: int(rng.choice(c)) for gi, c in pl.cands.items()})
+        search.predicted({gi: int(rng.choice(c)) for gi, c in search.cands.items()})
     assert len(calls) == before
     assert len(set(calls)) == len(calls)   # no cell timed twice
 
@@ -279,7 +281,7 @@ def test_pair_moves_after_the_greedy_keep_more_within_the_same_prediction(resnet
                                                                          monkeypatch):
     """The swap phase finds trades the greedy's ratio rule misses (here: more
     MACs within the same predicted latency) and never breaks the budget."""
-    import remotetrimmer_tf.latency as latency
+    import remotetrimmer_tf.planning.latency_search as latency
 
     target = 0.15 * fake_model(resnet)
     got = {}
@@ -432,3 +434,44 @@ def test_comparison_noise_is_robust_to_one_burst():
     rms = float(np.sqrt(np.mean(np.log(spoiled) ** 2)))
     assert rms > 0.03                                   # what a plain RMS would say
     assert comparison_noise(Pairs([1.0] * 6), object(), pairs=6)["sigma"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["resnext", "shufflenet_like", "grouped_sequential"])
+def test_latency_search_on_grouped_convs(name, tmp_path):
+    """Grouped convolutions keep their groups: the search moves their groups'
+    channels in whole runtime blocks of tensor positions and lands under the
+    target (a fake, deterministic timing model)."""
+    import plan_cases
+    from test_budget import GROUPED
+
+    model = GROUPED[name]()
+    target = 0.8 * plan_cases.fake_model(model)
+    lm = LatencyModel(layer_timer=plan_cases.fake_layer, model_timer=plan_cases.fake_model,
+                      key={"m": "grouped"}, cache_dir=str(tmp_path))
+    pruner = Pruner(model, importance="l1", target_latency_ms=target, latency_model=lm,
+                    objective="macs")
+    small = pruner.prune()
+    rep = pruner.budget_report
+    assert rep["met"] and rep["measured_ms"] == pytest.approx(plan_cases.fake_model(small))
+    assert rep["measured_ms"] <= target and rep["macs"] < rep["unpruned_macs"]
+    for layer in small.layers:
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if groups > 1 and groups != layer.input.shape[-1]:
+            assert groups == model.get_layer(layer.name).groups
+            assert layer.input.shape[-1] % groups == 0 and layer.filters % groups == 0
+
+
+def test_a_grouped_layer_is_timed_with_its_groups():
+    """The one-layer model the LiteRT timer builds keeps a grouped conv's
+    groups (a depthwise-as-grouped conv's groups follow its width)."""
+    from remotetrimmer_tf.export.litert_timing import layer_model
+    from remotetrimmer_tf.latency import layer_spec
+
+    inp = keras.Input((6, 6, 24))
+    grouped = keras.layers.Conv2D(48, 1, groups=3)
+    depthwise = keras.layers.Conv2D(24, 3, groups=24)
+    grouped(inp), depthwise(inp)
+    m = layer_model(layer_spec(grouped, (1, 6, 6, 24), (1, 6, 6, 48)), 12, 36)
+    assert m.layers[-1].groups == 3 and m.output.shape[-1] == 36
+    m = layer_model(layer_spec(depthwise, (1, 6, 6, 24), (1, 4, 4, 24)), 16, 16)
+    assert m.layers[-1].groups == 16

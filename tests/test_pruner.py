@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from remotetrimmer_tf.attention import collect_attention
-from remotetrimmer_tf.metrics import count_macs, count_params
+from remotetrimmer_tf.cost import count_macs, count_params
 from remotetrimmer_tf.models import SqueezeExcite, resnet18
 from remotetrimmer_tf.pruner import Pruner
 

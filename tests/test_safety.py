@@ -444,7 +444,7 @@ def test_init_model_checked_against_the_criterion(assets, tmp_path, importance,
 
 
 def test_cap_on_a_gate_free_model_with_bn_is_accepted(assets, tmp_path):
-    """cap without SE gates inserts them (issue 13): the check lets it through."""
+    """cap without SE gates inserts them: the check lets it through."""
     from remotetrimmer_tf.pipeline.inputs import check_init_model
     from remotetrimmer_tf.pipeline.stages import Run
     cfg = _tiny_cfg(assets)

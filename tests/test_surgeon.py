@@ -108,7 +108,7 @@ import warnings  # noqa: E402
 import pytest  # noqa: E402
 
 from remotetrimmer_tf.graph import DependencyGraph  # noqa: E402
-from remotetrimmer_tf.metrics import count_macs, count_params  # noqa: E402
+from remotetrimmer_tf.cost import count_macs, count_params  # noqa: E402
 from remotetrimmer_tf.surgeon import prune_channels  # noqa: E402
 
 X = np.random.RandomState(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")

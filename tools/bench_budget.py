@@ -78,30 +78,30 @@ def held_out(model, lm, n_plans, seed, report):
     as fitted during the search (unpruned + the search's measured results;
     the held-out plans are not among them)."""
     import remotetrimmer_tf as rt
-    from remotetrimmer_tf.latency import PlanLatency
+    from remotetrimmer_tf.latency_budget import width_latency
 
     p = rt.Pruner(model, importance="l1", ratio=0.0)
     p.plan()                                   # scores only
-    pl = PlanLatency(p, lm, block=16)
+    pl, search = width_latency(p.graph, p.scored_groups, lm, block=16)
     first = (pl.alpha, pl.beta)
     fitted = (report["fit"]["alpha"], report["fit"]["beta"])
     rng = np.random.default_rng(seed)
     out = []
     near = {int(k): int(v) for k, v in report["widths"].items()}
-    plans = [("random", {gi: int(rng.choice(c)) for gi, c in pl.cands.items()})
+    plans = [("random", {gi: int(rng.choice(c)) for gi, c in search.cands.items()})
              for _ in range(n_plans)]
     for _ in range(n_plans):   # near the budget: the result, each group moved 0-2 steps
         w = {}
-        for gi, c in pl.cands.items():
+        for gi, c in search.cands.items():
             k = c.index(near[gi]) if near.get(gi) in c else len(c) - 1
             w[gi] = c[int(np.clip(k + rng.integers(-2, 3), 0, len(c) - 1))]
         plans.append(("near", w))
     for kind, w in plans:
         pl.alpha, pl.beta = first
-        pred = pl.predict(w)
+        pred = search.predicted(w)
         pl.alpha, pl.beta = fitted
-        pred_r = pl.predict(w)
-        small = pl.build(w)
+        pred_r = search.predicted(w)
+        small = pl.build(search.plan(w))
         meas = lm.model_ms(small)
         out.append({"kind": kind, "widths": widths(small), "macs": rt.count_macs(small),
                     "predicted_ms": pred, "predicted_result_calibrated_ms": pred_r,

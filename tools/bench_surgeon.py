@@ -30,7 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from remotetrimmer_tf.graph import DependencyGraph  # noqa: E402
-from remotetrimmer_tf.metrics import count_macs, count_params  # noqa: E402
+from remotetrimmer_tf.cost import count_macs, count_params  # noqa: E402
 from remotetrimmer_tf.pruner import Pruner  # noqa: E402
 from remotetrimmer_tf.surgeon import prune_channels  # noqa: E402
 

@@ -94,7 +94,8 @@ def _pick_source(spec, source, data_dir, download, manual_dir, tfds_data_dir):
           f"{tfds_data_dir or '~/tensorflow_datasets'} either.)")
 
 
-def load(name, split="train", data_dir=None, source="auto", batch_size=64,
+def load(  # long: one branch per data source; mostly docstring
+        name, split="train", data_dir=None, source="auto", batch_size=64,
          image_size=None, shuffle=None, seed=0, cache=True, val_fraction=0.0,
          normalize=True, drop_remainder=False, download=False, manual_dir=None,
          tfds_data_dir=None, shuffle_seed=None, shuffle_buffer=None,

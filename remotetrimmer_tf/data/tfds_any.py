@@ -177,8 +177,8 @@ def _builder(tfds, name, tfds_data_dir):
             f"({type(e).__name__}); {hint}see tfds.list_builders()") from None
 
 
-def open_builder(name, manual_dir=None, download=False, tfds_data_dir=None,
-                 bands=None):
+def open_builder(  # long: one branch per way a builder is found
+        name, manual_dir=None, download=False, tfds_data_dir=None, bands=None):
     """Opens a TFDS builder, preparing it from ``manual_dir`` if needed.
 
     Args:

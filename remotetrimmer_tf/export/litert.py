@@ -299,7 +299,7 @@ def _make_converter(model, saved_model_dir, batch_size):
     return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
 
 
-def convert_to_litert_bytes(
+def convert_to_litert_bytes(  # long: one converter setup per quantization mode
     model,
     quantize=None,
     representative_data=None,
@@ -416,7 +416,7 @@ def _parity_stats(ref, got, x):
     return result
 
 
-# --- issue 13: float32 parity measured against the model's own rounding ----
+# --- float32 parity measured against the model's own rounding ---------------
 # An absolute bound is right for a well-conditioned model, whose float32
 # rounding differences (LiteRT/XNNPACK and TensorFlow sum in other orders and
 # fold BatchNorm into the kernels) stay near 1e-6. A model that amplifies
@@ -484,10 +484,9 @@ def rounding_check(model, x, ref, got, atol):
     tol = float(atol) + ROUNDING_FACTOR * keras_err
     return {"passed": bool(lite_err <= tol), "keras_float32_error": keras_err,
             "litert_error": lite_err, "tolerance": tol}
-# --- end issue 13 -----------------------------------------------------------
 
 
-def to_litert(
+def to_litert(  # long: convert, write, parity check; mostly docstring
     model,
     path,
     quantize=None,
@@ -644,7 +643,7 @@ def _check_written(model, tmp, x, source, result, quantize, atol, min_top1_agree
     result.check_source = source
     if (quantize is None and atol is not None
             and not parity["max_abs_diff"] <= atol):
-        # beyond atol, judge against the model's own float32 rounding (issue 13)
+        # beyond atol, judge against the model's own float32 rounding
         rounding = rounding_check(model, x, ref, got, atol)
         if rounding is not None:
             result.extra = dict(result.extra or {}, float64_reference=rounding)
@@ -699,8 +698,3 @@ def _check_inputs(shape, check_data, representative_data, num_check, seed):
             f"{tuple(shape[1:])}."
         )
     return x, source
-
-
-def litert_size(path):
-    """Size in bytes of a ``.tflite`` file."""
-    return os.path.getsize(os.fspath(path))

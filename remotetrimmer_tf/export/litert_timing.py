@@ -157,8 +157,8 @@ def layer_model(spec, n_in, n_out):
     for key in ("filters", "units"):
         if key in cfg:
             cfg[key] = int(n_out)
-    if int(cfg.get("groups", 1) or 1) > 1:
-        cfg["groups"] = int(n_in)
+    if int(cfg.get("groups", 1) or 1) == int(spec["full"][0]) > 1:
+        cfg["groups"] = int(n_in)   # depthwise written as Conv(groups=C): groups follow C
     layer = keras.saving.deserialize_keras_object(
         {"module": spec["module"], "class_name": spec["class_name"], "config": cfg,
          "registered_name": spec.get("registered_name")})

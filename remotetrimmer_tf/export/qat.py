@@ -194,7 +194,7 @@ def bridge_spec(model):
     return spec, weights
 
 
-def run_tfmot_job(
+def run_tfmot_job(  # long: one job's subprocess protocol in order
     model,
     mode,
     train_data=None,
@@ -329,7 +329,7 @@ def _json_default(obj):
     return str(obj)
 
 
-def qat_to_litert(
+def qat_to_litert(  # long: the QAT recipe in order; mostly docstring
     model,
     path,
     train_data,

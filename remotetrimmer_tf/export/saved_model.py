@@ -50,7 +50,7 @@ def _dir_size(path):
     return total
 
 
-def to_saved_model(
+def to_saved_model(  # long: export, reload, parity check in order
     model,
     path,
     *,

@@ -28,7 +28,7 @@ def compressed_size(path_or_bytes, level=9):
     return len(gzip.compress(data, compresslevel=level, mtime=0))
 
 
-def tfmot_prune_to_litert(
+def tfmot_prune_to_litert(  # long: the TFMOT baseline recipe in order
     model,
     path,
     sparsity,

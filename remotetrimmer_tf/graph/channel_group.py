@@ -58,6 +58,11 @@ class ChannelGroup:
         approximate: None when removing the group's channels is exact; else
             why it is only approximate (e.g. a LayerNormalization over the
             channels, allowed with ``approximate=("layernorm",)``).
+        units: None when any channel may go alone; else an int array
+            ``(n_units, unit_size)`` of the group's channel indices that are
+            kept or dropped whole (e.g. the ``key_dim`` channels of one
+            attention head). Every planner moves the group's width in whole
+            units and keeps at least one.
 
     Example:
         >>> g = ChannelGroup(index=0, size=8)

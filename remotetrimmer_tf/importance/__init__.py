@@ -18,7 +18,8 @@ from remotetrimmer_tf.importance.random import random
 from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError, reduce_scores
 from remotetrimmer_tf.importance.taylor import taylor
 
-__all__ = ["get_importance", "register_importance", "available", "cap", "slim",
+__all__ = ["get_importance", "register_importance", "available", "is_cap",
+           "criterion_on_folded", "cap", "slim",
            "l1", "l2", "fpgm", "taylor", "random", "reduce_scores", "REDUCTIONS",
            "NoScoreError"]
 
@@ -59,3 +60,22 @@ def get_importance(name):
         return _REGISTRY[name.lower()]
     raise ValueError(f"Unknown importance {name!r}; choose one of {available()} "
                      "or pass a callable fn(group, model, **ctx).")
+
+
+def is_cap(importance):
+    """True for CAP, given by name or as the registered criterion."""
+    if isinstance(importance, str):
+        return importance.lower() == "cap"
+    return importance is _REGISTRY.get("cap")
+
+
+def criterion_on_folded(importance):
+    """The criterion that scores a model whose SE attention is folded into its
+    BatchNormalizations: CAP is network slimming there (``|γ'| = |γ|·s̄``);
+    any other criterion is itself.
+
+    Example:
+        >>> criterion_on_folded("cap"), criterion_on_folded("l1")
+        ('slim', 'l1')
+    """
+    return "slim" if is_cap(importance) else importance

@@ -76,11 +76,6 @@ def check_name(name):
         "keras.applications CNN name (e.g. MobileNetV2, EfficientNetB0, ResNet50)")
 
 
-def uses_se(name):
-    """Whether ``se=True`` builds SE gates into this architecture."""
-    return check_name(name) in OURS
-
-
 def build(name, num_classes, input_shape, se=False, weights=None):
     """A fresh model of architecture ``name`` producing logits.
 

@@ -52,7 +52,8 @@ def _basic_block(x, filters, stride, name, se, reduction):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def resnet18(num_classes=10, input_shape=(64, 64, 3), se=False, reduction=16,
+def resnet18(  # long: the published topology; mostly docstring
+        num_classes=10, input_shape=(64, 64, 3), se=False, reduction=16,
              name=None):
     """ResNet-18 as in torchvision, returning logits; optional SE gates.
 

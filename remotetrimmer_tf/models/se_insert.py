@@ -110,7 +110,8 @@ def _redirect_outputs(spec, mapping):
     return spec
 
 
-def insert_se_gates(model, reduction=16, layers=None, initial_gate=0.5):
+def insert_se_gates(  # long: one rebuild walk over the layers
+        model, reduction=16, layers=None, initial_gate=0.5):
     """Copy of ``model`` with an SE gate after each gateable BatchNorm.
 
     Args:

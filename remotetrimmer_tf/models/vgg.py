@@ -10,7 +10,8 @@ __all__ = ["vgg16_bn"]
 _CFG = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
-def vgg16_bn(num_classes=10, input_shape=(64, 64, 3), se=False, reduction=16,
+def vgg16_bn(  # long: the published topology; mostly docstring
+        num_classes=10, input_shape=(64, 64, 3), se=False, reduction=16,
              hidden_units=512, dropout=0.5, name=None):
     """VGG16-BN for small scene images, returning logits; optional SE gates.
 

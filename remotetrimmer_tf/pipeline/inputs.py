@@ -109,7 +109,7 @@ def check_data(cfg):
 
 
 def _check_user_data(cfg):
-    """``folder`` / ``tfds:<builder>`` data (issue 13's readers): the folder is
+    """``folder`` / ``tfds:<builder>`` data (the user-data readers): the folder is
     listed, every file's header read and the split checked."""
     from remotetrimmer_tf.data import checks
     from remotetrimmer_tf.pipeline import user_data
@@ -168,7 +168,7 @@ def check_init_model(run):
     fitted = user_model.fit_init_model(run, model)
     importance = run.cfg.prune.importance
     layers = _all_layers(model)
-    # (cap on a model without SE gates inserts and trains gates: issue 13)
+    # (cap on a model without SE gates inserts and trains gates)
     if importance in BN_IMPORTANCE and not any(
             isinstance(l, keras.layers.BatchNormalization) for l in layers):
         raise PipelineError(

@@ -5,7 +5,7 @@ Every parameter / MAC count is computed here from the saved `.keras` files
 with the models in the run folder.
 
 Example:
-  artifacts, info = write_report(run)     # run: a pipeline.stages.Run
+  artifacts, info = write_report(run)     # run: a pipeline.run_state.Run
   print(format_table(json.load(open(run.wd / "report.json"))))
 """
 import datetime
@@ -34,7 +34,7 @@ def layer_widths(model):
 
 def model_stats(model, path):
     """Parameter/MAC counts, file size and widths of one saved model."""
-    from remotetrimmer_tf.metrics import count_macs, count_params
+    from remotetrimmer_tf.cost import count_macs, count_params
     return {
         "file": os.path.basename(path),
         "file_bytes": os.path.getsize(path),
@@ -97,68 +97,79 @@ def accuracies(wd):
 def build_report(run):
     """Assembles the report dict from the run folder and its ledger."""
     wd = run.wd
-    models, widths = {}, {}
-    for label, fname in MODEL_FILES:
-        if not wd.exists(fname):
-            continue
-        model = run.load_model(fname)
-        models[label] = model_stats(model, wd / fname)
-        widths[label] = layer_widths(model)
-        del model
-    rep = {
-        "name": run.cfg.get("name", "config"),
-        "workdir": str(wd.path),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
-        "models": models,
-    }
+    models, widths = _model_stats(run)
+    rep = {"name": run.cfg.get("name", "config"), "workdir": str(wd.path),
+           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+               timespec="seconds"),
+           "models": models}
     before = models.get("folded") or models.get("trained")
     after = models.get("finetuned") or models.get("pruned")
     if before and after:
-        rep["reduction"] = {
-            "params_kept": after["params"] / max(before["params"], 1),
-            "macs_kept": after["macs"] / max(before["macs"], 1),
-            "params_removed": 1 - after["params"] / max(before["params"], 1),
-            "macs_removed": 1 - after["macs"] / max(before["macs"], 1),
-        }
-    acc = accuracies(wd)
-    if wd.exists("metrics.json"):
-        acc["finetuned"] = wd.read_json("metrics.json").get(
-            "accuracy", {}).get("finetuned", acc.get("finetuned"))
+        rep["reduction"] = _reduction(before, after)
     export_info = (wd.entry("export") or {}).get("info", {}).get("files", {})
-    for mode, e in export_info.items():
-        if "accuracy" in e:
-            acc[f"litert_{mode}"] = e["accuracy"]
-    rep["accuracy"] = acc
+    rep["accuracy"] = _accuracy(wd, export_info)
     rep["accuracy_split"] = run.cfg.evaluate.split
     rep["evaluated_samples"] = evaluated_samples(run)
-    files = {}
-    for p in sorted(wd.path.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.suffix in (
-                ".keras", ".tflite", ".npz", ".json"):
-            files[p.name] = p.stat().st_size
-    rep["files"] = files
+    rep["files"] = {p.name: p.stat().st_size for p in sorted(wd.path.iterdir())
+                    if p.is_file() and not p.name.startswith(".")
+                    and p.suffix in (".keras", ".tflite", ".npz", ".json")}
     rep["litert"] = export_info
     base = widths.get("folded") or widths.get("trained") or {}
     final = widths.get("finetuned") or widths.get("pruned") or {}
     rep["widths"] = {name: {"before": w, "after": final.get(name)}
                      for name, w in base.items()}
-    stages = (wd.ledger or {}).get("stages", {})
-    rep["timings_s"] = {s: e.get("seconds") for s, e in stages.items()}
-    rep["timings_s"]["total"] = round(sum(v or 0 for v in rep["timings_s"].values()), 3)
-    rep["stages"] = {s: {k: v for k, v in e.get("info", {}).items()
-                         if k not in ("per_gate",)} for s, e in stages.items()}
-    rep["config"] = (wd.ledger or {}).get("config")
-    inputs = (wd.ledger or {}).get("inputs") or {}
-    data = inputs.get("data") or {}
-    skipped = list(data.get("skipped_bad_files") or [])
-    rep["data"] = {"source": data.get("source"), "files": data.get("files"),
-                   "fingerprint": data.get("digest"),
-                   "skipped_bad_files": skipped, "skipped_count": len(skipped)}
-    rep["determinism"] = inputs.get("determinism")
+    rep.update(_from_ledger(wd.ledger or {}))
     rep["versions"] = versions()
     rep["hardware"] = hardware()
     return rep
+
+
+def _model_stats(run):
+    """``({label: model_stats}, {label: layer_widths})`` of the saved models."""
+    models, widths = {}, {}
+    for label, fname in MODEL_FILES:
+        if run.wd.exists(fname):
+            model = run.load_model(fname)
+            models[label] = model_stats(model, run.wd / fname)
+            widths[label] = layer_widths(model)
+    return models, widths
+
+
+def _reduction(before, after):
+    kept_p = after["params"] / max(before["params"], 1)
+    kept_m = after["macs"] / max(before["macs"], 1)
+    return {"params_kept": kept_p, "macs_kept": kept_m,
+            "params_removed": 1 - kept_p, "macs_removed": 1 - kept_m}
+
+
+def _accuracy(wd, export_info):
+    """Accuracies of the stages, the evaluated fine-tuned model and the exports."""
+    acc = accuracies(wd)
+    if wd.exists("metrics.json"):
+        acc["finetuned"] = wd.read_json("metrics.json").get(
+            "accuracy", {}).get("finetuned", acc.get("finetuned"))
+    for mode, e in export_info.items():
+        if "accuracy" in e:
+            acc[f"litert_{mode}"] = e["accuracy"]
+    return acc
+
+
+def _from_ledger(ledger):
+    """Timings, stage infos, config, data and determinism of the ledger."""
+    stages = ledger.get("stages", {})
+    timings = {s: e.get("seconds") for s, e in stages.items()}
+    timings["total"] = round(sum(v or 0 for v in timings.values()), 3)
+    inputs = ledger.get("inputs") or {}
+    data = inputs.get("data") or {}
+    skipped = list(data.get("skipped_bad_files") or [])
+    return {"timings_s": timings,
+            "stages": {s: {k: v for k, v in e.get("info", {}).items() if k != "per_gate"}
+                       for s, e in stages.items()},
+            "config": ledger.get("config"),
+            "data": {"source": data.get("source"), "files": data.get("files"),
+                     "fingerprint": data.get("digest"), "skipped_bad_files": skipped,
+                     "skipped_count": len(skipped)},
+            "determinism": inputs.get("determinism")}
 
 
 def evaluated_samples(run):

@@ -24,8 +24,8 @@ import zipfile
 import numpy as np
 
 from remotetrimmer_tf.pipeline import report as report_mod
-from remotetrimmer_tf.pipeline.workdir import (PipelineError, config_hash, file_digest,
-                                         first_line)
+from remotetrimmer_tf.pipeline.run_state import Run, load_keras, take  # noqa: F401 - Run: its old home
+from remotetrimmer_tf.pipeline.workdir import PipelineError, config_hash, file_digest, first_line
 
 STAGES = ("train", "attention", "fold", "prune", "recalibrate", "finetune",
           "evaluate", "export", "report")
@@ -123,207 +123,6 @@ def _preset_class(folder):
     return None
 
 
-# ----------------------------------------------------------------- run state
-class Run:
-    """What the stages share: config, run folder, flags, lazy data/models.
-
-    Args:
-      config: the (locked) `ConfigDict`.
-      workdir: a `Workdir`.
-      init_model: path of a user model to start from, or None.
-      strategy: "default" | "mirrored" | "data_parallel" | "multi_worker" | "tpu".
-      verbose: Keras verbosity for training.
-    """
-
-    def __init__(self, config, workdir, init_model=None, strategy="default",
-                 verbose=2):
-        self.cfg = config
-        self.wd = workdir
-        self.init_model = init_model
-        self.strategy_name = strategy
-        self.verbose = verbose
-        self._data = {}
-        self._strategy = None
-        self.keys = {}
-
-    # -------------------------------------------------------------- plumbing
-    @property
-    def num_classes(self):
-        if self.cfg.model.num_classes is not None:
-            return int(self.cfg.model.num_classes)
-        from remotetrimmer_tf.pipeline import user_data   # issue 13
-        if user_data.is_user_dataset(self.cfg.data.name):
-            return user_data.describe(self.cfg)["num_classes"]
-        from remotetrimmer_tf.data.registry import get_spec
-        return get_spec(self.cfg.data.name).num_classes
-
-    @property
-    def input_shape(self):
-        s = int(self.cfg.data.image_size)
-        from remotetrimmer_tf.pipeline import user_data   # issue 13
-        if user_data.is_user_dataset(self.cfg.data.name):
-            return (s, s, user_data.describe(self.cfg)["channels"])
-        return (s, s, 3)
-
-    def data_dir(self):
-        return self.cfg.data.data_dir
-
-    @property
-    def is_chief(self):
-        """True unless this process is a non-chief worker of --strategy=
-        multi_worker (which writes nothing and skips evaluations)."""
-        if self.strategy_name != "multi_worker":
-            return True
-        from remotetrimmer_tf.training import strategy as strategy_mod
-        return strategy_mod.is_chief(self.strategy())
-
-    def strategy(self):
-        """The tf.distribute strategy (None for "default")."""
-        if self.strategy_name in (None, "", "default"):
-            return None
-        if self._strategy is None:
-            from remotetrimmer_tf.training import strategy as strategy_mod
-            self._strategy = strategy_mod.get_strategy(self.strategy_name)
-        return self._strategy
-
-    def data(self, split, *, batch_size=None, shuffle=False, training=False):
-        """Batches `(images, labels)` of a split (cached per arguments).
-
-        A `tf.data.Dataset` on the TensorFlow backend, else numpy `(x, y)`.
-        """
-        batch_size = int(batch_size or self.cfg.data.batch_size)
-        key = (split, batch_size, shuffle)
-        if key not in self._data:
-            self._data[key] = _load_split(self.cfg, split, batch_size, shuffle,
-                                          self.wd)
-        return self._data[key]
-
-    def start_stage(self):
-        """Forgets the cached *shuffled* datasets: a tf.data shuffle draws a
-        new order for every pass, so a stage that reused one consumed by an
-        earlier stage would see another order after a resume than in an
-        uninterrupted run. Unshuffled datasets (same order every pass) stay."""
-        self._data = {k: v for k, v in self._data.items() if not k[2]}
-
-    def load_init_model(self):
-        """The `--init_model` as a Keras model (loaded once; only read).
-
-        Raises:
-          PipelineError: Keras cannot load it.
-        """
-        if getattr(self, "_init_model", None) is None:
-            try:
-                self._init_model = _load_keras(os.path.abspath(self.init_model))
-            except Exception as e:  # noqa: BLE001 - any load failure is bad input
-                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-                raise PipelineError(
-                    f"--init_model={self.init_model} cannot be loaded by Keras "
-                    f"({type(e).__name__}: {msg}); pass a .keras file saved by "
-                    "Keras 3 with remotetrimmer_tf's layers") from None
-        return self._init_model
-
-    def load_model(self, name):
-        """Loads a `.keras` artifact of this run (custom layers registered)."""
-        return _load_keras(self.wd / name)
-
-    def save_model(self, model, name):
-        """Saves `model` atomically, without optimizer state (so file sizes
-        compare models, not training state)."""
-        from remotetrimmer_tf.training import save_keras
-        model = _without_optimizer(model)
-        with self.wd.atomic(name) as tmp:
-            save_keras(model, tmp)
-
-    def accuracy(self, model, split=None):
-        """Test accuracy (and loss) of `model` on the evaluation split
-        (`{}` on a non-chief worker, whose results are not kept)."""
-        from remotetrimmer_tf import training
-        if not self.is_chief:
-            return {}
-        split = split or self.cfg.evaluate.split
-        data = self.data(split)
-        steps = self.cfg.evaluate.steps
-        if steps:
-            data = _take(data, steps, int(self.cfg.data.batch_size))
-        result = training.evaluate(model, data,
-                                   batch_size=int(self.cfg.data.batch_size))
-        return {k: float(v) for k, v in dict(result).items()}
-
-
-def _without_optimizer(model):
-    """An uncompiled copy (same config, names and weights) of a compiled
-    model; the model itself if it was never compiled or cannot be rebuilt."""
-    if getattr(model, "optimizer", None) is None:
-        return model
-    from remotetrimmer_tf.utils.keras_models import clone_with_weights
-    try:
-        return clone_with_weights(model)
-    except Exception:  # noqa: BLE001 - subclassed models: keep the state
-        return model
-
-
-def _load_keras(path):
-    """`keras.saving.load_model` with remotetrimmer_tf's layers registered."""
-    import keras
-    import remotetrimmer_tf.models  # noqa: F401 - registers SqueezeExcite
-    try:
-        import remotetrimmer_tf.losses  # noqa: F401 - registers the AML
-    except ImportError:  # pragma: no cover
-        pass
-    return keras.saving.load_model(str(path), compile=False)
-
-
-def _load_split(cfg, split, batch_size, shuffle, workdir=None):
-    """Loads a split through `remotetrimmer_tf.data`.
-
-    Returns a batched `tf.data.Dataset` on the TensorFlow backend, else the
-    numpy pair `(x, y)` (every consumer - fit, evaluate, collect_attention,
-    recalibrate_bn - batches numpy itself).
-    """
-    import keras
-    from remotetrimmer_tf import data as data_mod
-    from remotetrimmer_tf.pipeline import user_data   # issue 13: own data
-    d = cfg.data
-    if user_data.is_user_dataset(d.name):
-        return user_data.load_split(cfg, split, batch_size, shuffle, workdir)
-    common = dict(data_dir=d.data_dir, image_size=int(d.image_size),
-                  seed=int(d.seed), val_fraction=float(d.val_fraction),
-                  skip_bad_files=bool(d.get("skip_bad_files", False)))
-    from remotetrimmer_tf.data.checks import BadImageError
-    try:
-        if keras.backend.backend() == "tensorflow":
-            return data_mod.load(d.name, split, batch_size=batch_size,
-                                 shuffle=shuffle, **common)
-        return data_mod.load_numpy(d.name, split, shuffle=shuffle, **common)
-    except BadImageError as e:
-        raise PipelineError(str(e)) from None
-    except FileNotFoundError as e:
-        from remotetrimmer_tf.data.registry import get_spec
-        where = (f"--config.data.data_dir={d.data_dir}" if d.data_dir
-                 else "--config.data.data_dir (not set)")
-        raise PipelineError(
-            f"{where}: dataset '{d.name}' not found (expected the layout "
-            f"{get_spec(d.name).image_folder}/<class>/<image>); pass "
-            "--config.data.data_dir=<folder holding the dataset>") from None
-    except ValueError as e:
-        raise PipelineError(
-            f"--config.data.data_dir={d.data_dir}: {first_line(e)} Pass "
-            "--config.data.data_dir=<folder holding the dataset>, or "
-            "--config.data.name=folder for a folder of your own classes"
-        ) from None
-
-
-def _take(data, steps, batch_size=64):
-    """The first `steps` batches of a dataset (tf.data or numpy `(x, y)`)."""
-    if steps is None:
-        return data
-    steps = int(steps)
-    if hasattr(data, "take"):
-        return data.take(steps)
-    x, y = data
-    return x[:steps * batch_size], y[:steps * batch_size]
-
-
 def _recipe(section):
     """A config recipe section as the dict `training.fit` reads."""
     r = section.to_dict()
@@ -340,7 +139,7 @@ def _fit(run, model, section, stage, teacher=None):
         return {"epochs_run": 0}
     train = run.data("train", batch_size=int(section.batch_size), shuffle=True)
     if section.steps_per_epoch:
-        train = _take(train, section.steps_per_epoch, int(section.batch_size))
+        train = take(train, section.steps_per_epoch, int(section.batch_size))
     val = run.data("val") if float(run.cfg.data.val_fraction) > 0 else None
     # fit() resumes from logs/<stage>/last.keras: only within the same stage key.
     logdir = run.wd / "logs" / stage
@@ -421,7 +220,7 @@ def train(run):
         # only read: a model inside the run folder was copied to inputs/ first
         src = os.path.abspath(run.init_model)
         from remotetrimmer_tf.pipeline.inputs import check_init_model
-        # issue 13: another class count -> replace_head
+        # another class count -> replace_head
         model, head = check_init_model(run)
         info = {"source": "init_model",
                 "init_model": os.path.abspath(getattr(run, "init_model_given", src)),
@@ -434,7 +233,7 @@ def train(run):
         else:
             run.wd.copy_in(src, "model_trained.keras")
     else:
-        from remotetrimmer_tf.pipeline import user_model   # issue 13: any arch
+        from remotetrimmer_tf.pipeline import user_model   # any architecture
         model = user_model.build_model(run)
         t0 = time.time()
         history = _fit(run, model, cfg.train, "train")
@@ -455,7 +254,7 @@ def attention(run):
     if not names:
         if run.cfg.prune.importance != "cap":
             return [], {"skipped": "the model has no SqueezeExcite gates"}
-        # issue 13: CAP on a gate-free model: insert + train SE gates
+        # CAP on a gate-free model: insert + train SE gates
         from remotetrimmer_tf.pipeline import user_model
         model, gate_info = user_model.gate_model(run, model, _fit)
         artifacts = [user_model.GATED_FILE]
@@ -482,7 +281,7 @@ def fold(run):
             "skipped": "no attention.npz (model without SE gates): copied",
             "metrics": run.accuracy(model)}
     from remotetrimmer_tf.attention import fold_attention
-    gated = "model_gated.keras"   # issue 13: gates inserted for CAP
+    gated = "model_gated.keras"   # gates inserted for CAP
     model = run.load_model(gated if run.wd.exists(gated) and gated in (
         (run.wd.entry("attention") or {}).get("artifacts", ())) else
         "model_trained.keras")
@@ -495,65 +294,62 @@ def fold(run):
 
 def prune(run):
     """Decides the kept channels and rebuilds a thinner model."""
-    from remotetrimmer_tf.pruner import Pruner
+    from remotetrimmer_tf.importance import criterion_on_folded
+    from remotetrimmer_tf.pipeline.config import budget_of
     from remotetrimmer_tf.surgeon import prune_channels
     p = run.cfg.prune
     model = run.load_model("model_folded.keras")
-    importance = p.importance
-    if importance == "cap" and not run.wd.exists("attention.npz"):
+    if p.importance == "cap" and not run.wd.exists("attention.npz"):
         raise PipelineError(
             "--config.prune.importance=cap needs attention.npz from an SE "
             "model; set --config.prune.importance=slim for a plain model")
-    criterion = importance
-    if importance == "cap":
-        # The folded model's gamma is gamma * mean attention, so CAP on the SE
-        # model is exactly network slimming (|gamma'|) on the folded model.
-        criterion = "slim"
+    # the fold stage folded the SE attention into the BNs: what scores it now
+    criterion = criterion_on_folded(p.importance)
     data = None
-    if importance in DATA_DRIVEN_IMPORTANCE:
-        data = _take(run.data("train"), p.steps, int(run.cfg.data.batch_size))
-    from remotetrimmer_tf.pipeline import budget_of
-    budget = budget_of(p)   # issue 15: a target replaces the ratio
-    try:
-        pruner = Pruner(model, importance=criterion,
-                        ratio=None if budget else float(p.ratio), **budget,
-                        scope=p.scope, round_to=int(p.round_to),
-                        round_mode=p.get("round_mode", "up"),
-                        min_channels=int(p.min_channels),
-                        ignore=tuple(x for x in p.ignore if x),
-                        reduction=p.reduction, seed=int(p.seed))
-    except (ValueError, TypeError) as e:   # e.g. prune.ignore names no layer
-        raise PipelineError(
-            f"--config.prune: {first_line(e)} Fix the --config.prune.* value") from None
+    if p.importance in DATA_DRIVEN_IMPORTANCE:
+        data = take(run.data("train"), p.steps, int(run.cfg.data.batch_size))
+    budget = budget_of(p)   # a target replaces the ratio
+    pruner = _pruner(model, criterion, p, budget)
     try:
         keep = pruner.plan(data)
     except (ValueError, TypeError) as e:   # e.g. no BatchNormalization to score
-        if budget:
-            raise PipelineError(f"--config.prune: {first_line(e)}") from None
-        raise PipelineError(
-            f"--config.prune.importance={importance}: {first_line(e)}") from None
-    graph = getattr(pruner, "graph", None)
-    pruned = prune_channels(model, keep, graph=graph)
-    kept = {}
-    groups = getattr(graph, "groups", None) or []
-    for gi, idx in sorted(keep.items()):
-        g = groups[gi] if gi < len(groups) else None
-        kept[str(gi)] = {
-            "size": int(g.size) if g is not None else None,
-            "kept": [int(i) for i in np.asarray(idx).ravel()],
-            "layers": list(g.layers) if g is not None else [],
-        }
+        where = "--config.prune" if budget else f"--config.prune.importance={p.importance}"
+        raise PipelineError(f"{where}: {first_line(e)}") from None
+    pruned = prune_channels(model, keep, graph=pruner.graph)
+    kept = _kept(pruner.graph, keep)
     run.save_model(pruned, "model_pruned.keras")
     run.wd.write_json("kept.json", kept)
     return ["model_pruned.keras", "kept.json"], {
-        "importance": importance, "criterion_on_folded_model": criterion,
-        "groups_skipped": {str(k): str(v) for k, v in
-                           (getattr(pruner, "skipped", None) or {}).items()},
-        "groups_pruned": sum(1 for v in kept.values()
-                             if v["size"] is not None and len(v["kept"]) < v["size"]),
+        "importance": p.importance, "criterion_on_folded_model": criterion,
+        "groups_skipped": {str(k): str(v) for k, v in pruner.skipped.items()},
+        "groups_pruned": sum(1 for v in kept.values() if len(v["kept"]) < v["size"]),
         **({"budget": pruner.budget_report} if budget else {}),
         **({"shortfall": pruner.shortfall.as_dict()} if pruner.shortfall else {}),
         "metrics": run.accuracy(pruned)}
+
+
+def _pruner(model, criterion, p, budget):
+    """The `Pruner` of the prune config (a bad value: one line naming it)."""
+    from remotetrimmer_tf.pruner import Pruner
+    try:
+        return Pruner(model, importance=criterion,
+                      ratio=None if budget else float(p.ratio), **budget,
+                      scope=p.scope, round_to=int(p.round_to),
+                      round_mode=p.get("round_mode", "up"),
+                      min_channels=int(p.min_channels),
+                      ignore=tuple(x for x in p.ignore if x),
+                      reduction=p.reduction, seed=int(p.seed))
+    except (ValueError, TypeError) as e:   # e.g. prune.ignore names no layer
+        raise PipelineError(
+            f"--config.prune: {first_line(e)} Fix the --config.prune.* value") from None
+
+
+def _kept(graph, keep):
+    """kept.json: per pruned group, its size, kept channels and layers."""
+    return {str(gi): {"size": int(graph.groups[gi].size),
+                      "kept": [int(i) for i in np.asarray(idx).ravel()],
+                      "layers": list(graph.groups[gi].layers)}
+            for gi, idx in sorted(keep.items())}
 
 
 def recalibrate(run):
@@ -662,8 +458,10 @@ def _export_litert(run, model, check_x, check_y):
     modes = [m for m in e.quantize if m]
     rep = None
     if "int8" in modes:
-        rep = as_xy(_take(run.data("train"), e.representative_steps,
-                          int(run.cfg.data.batch_size)))[0]
+        rep = as_xy(take(run.data("train"), e.representative_steps,
+                           int(run.cfg.data.batch_size)))[0]
+    check_x, check_y = as_xy(run.data(run.cfg.evaluate.split),
+                             limit=int(e.check_samples))
     artifacts, info = [], {}
     for mode in modes:
         name = "model.tflite" if mode == "none" else f"model_{mode}.tflite"

@@ -25,7 +25,6 @@ Example:
   ds = load_split(cfg, "train", 32, True, workdir)
 """
 import hashlib
-import json
 import os
 
 from remotetrimmer_tf.pipeline.workdir import PipelineError, first_line
@@ -250,8 +249,3 @@ def load_split(cfg, split, batch_size, shuffle, workdir=None):
                              **common)
     except user_folder.UserDataError as e:
         raise _user_error(d, e) from None
-
-
-def summary_json(cfg):
-    """The data description as a JSON string (for logs)."""
-    return json.dumps(describe(cfg))

@@ -33,7 +33,7 @@ def _arch_registry():
     name = "remotetrimmer_tf.models.arch_registry"
     if name in sys.modules:
         return sys.modules[name]
-    from remotetrimmer_tf.pipeline import load_module_file
+    from remotetrimmer_tf.pipeline.config import load_module_file
     path = pathlib.Path(__file__).resolve().parents[1] / "models" / "arch_registry.py"
     return load_module_file("remotetrimmer_arch_registry_names", path)
 

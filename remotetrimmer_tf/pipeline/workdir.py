@@ -277,6 +277,20 @@ class Workdir:
     def has_ledger(self):
         return self.ledger is not None
 
+    def reload_ledger(self):
+        """Reads the ledger from disk again (under the run's lock)."""
+        self.ledger = self._read_ledger()
+        return self.ledger
+
+    def save_ledger(self):
+        """Writes the ledger (atomically)."""
+        self._write_ledger()
+
+    @property
+    def superseded_dir(self):
+        """Where this run moved stale results (None if nothing moved)."""
+        return self._superseded
+
     def start(self, config_dict, config_name):
         """Creates the ledger of a new run (keeps an existing one)."""
         if self.ledger is None:

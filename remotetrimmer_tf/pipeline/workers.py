@@ -264,6 +264,7 @@ def follow_chief(cfg, strategy, init_model=None, verbose=2, log=print):
       "skipped": []}`.
     """
     from remotetrimmer_tf.pipeline import stages as stages_mod
+    from remotetrimmer_tf.pipeline.run_state import Run
     mod = _strategy_mod()
     who = mod.describe(strategy)
     folder = tempfile.mkdtemp(prefix="remotetrimmer-worker-")
@@ -283,9 +284,8 @@ def follow_chief(cfg, strategy, init_model=None, verbose=2, log=print):
             if action == "abort":
                 raise PipelineError(f"the chief stopped: {message.get('error')}")
             stage = message["stage"]
-            run = stages_mod.Run(cfg, Workdir(folder), init_model=init_model,
-                                 strategy="multi_worker", verbose=verbose)
-            run._strategy = strategy
+            run = Run(cfg, Workdir(folder), init_model=init_model,
+                      strategy="multi_worker", verbose=verbose, strategy_object=strategy)
             run.keys = message["keys"]
             _check_split(run, strategy)
             plan = os.path.join(folder, "kept.json")

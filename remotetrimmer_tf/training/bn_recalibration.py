@@ -29,7 +29,8 @@ def _walk(layer):
         yield from _walk(sub)
 
 
-def recalibrate_bn(model, data, steps=None, batch_size=64, verbose=0):
+def recalibrate_bn(  # long: one pass over the data; mostly docstring
+        model, data, steps=None, batch_size=64, verbose=0):
     """Return a copy of ``model`` whose BN moving statistics are re-estimated.
 
     Args:

@@ -374,7 +374,8 @@ def _backup_epoch(backup_dir):
         return None
 
 
-def fit(model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose="auto",
+def fit(  # long: the training run in order; half of it is its docstring
+        model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose="auto",
         strategy=None, initial_epoch=0, steps_per_epoch=None, from_logits=None,
         tensorboard=False, resume=True, jit_compile="auto", teacher=None,
         backup_dir=None):

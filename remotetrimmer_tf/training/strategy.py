@@ -284,7 +284,8 @@ def _multi_worker_jax():
     return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
 
 
-def get_strategy(name="default", devices=None, tpu=None):
+def get_strategy(  # long: one branch per strategy name
+        name="default", devices=None, tpu=None):
     """Create the distribution object for ``name`` on the current backend.
 
     Args:
@@ -642,7 +643,7 @@ def trainer_class(cls, strategy):
     return _TRAINER_CLASSES[cls]
 
 
-# --- reproducible runs (issue 14): seeding + deterministic kernels -----------
+# --- reproducible runs: seeding + deterministic kernels ----------------------
 def make_deterministic(seed, kernels=True):
     """Seeds every RNG and asks the backend for deterministic kernels.
 

@@ -4,7 +4,7 @@ import keras
 import pytest
 from keras import layers as L
 
-from remotetrimmer_tf.metrics import count_macs, count_params
+from remotetrimmer_tf.cost import count_macs, count_params
 
 
 def test_conv_dense_depthwise_separable_macs():
