@@ -259,8 +259,8 @@ class PlanCost:
         self.graph = graph
         self.model = graph.model
         self._maps, self._index = [], {}   # channel-id arrays of every map counted on
-        self.mac_records = self._mac_calls()
         self._hook_records = _hook_records(self.model, graph.nodes, self._map_id)
+        self.mac_records = self._mac_calls({r[1] for r in self._hook_records})
         self._param_const, self._param_terms = self._param_axes()
 
     def _map_id(self, m):
@@ -278,11 +278,14 @@ class PlanCost:
             out.append(int(counts[0]) if counts.size and (counts == counts[0]).all() else 1)
         return out
 
-    def _mac_calls(self):
-        """One record per conv / dense call (see ``mac_records``)."""
+    def _mac_calls(self, hooked):
+        """One record per conv / dense call (see ``mac_records``); the calls in
+        ``hooked`` count their MACs with their handler's hook instead."""
         from .graph.functional_view import graph_of
         records = []
         for layer, name, in_shape, out_shape in layer_calls(graph_of(self.model)):
+            if name in hooked:
+                continue
             full = layer_macs(layer, in_shape, out_shape)
             if not full:
                 continue

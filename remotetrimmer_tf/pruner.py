@@ -14,7 +14,7 @@ import numpy as np
 from remotetrimmer_tf.choices import DEFAULT_OBJECTIVE
 from remotetrimmer_tf.importance import criterion_on_folded, get_importance, is_cap
 from remotetrimmer_tf.errors import PruningError
-from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError
+from remotetrimmer_tf.importance.reductions import REDUCTIONS, NoScoreError, reduce_scores
 from remotetrimmer_tf.shortfall import Shortfall, Summary
 from remotetrimmer_tf.planning import (BudgetOutOfRange, ScoredGroups, TargetError,
                                        WidthRules, check_target, plan_ratio, solve_budget)
@@ -101,7 +101,7 @@ def _check_options(unknown, approximate, reduction):
     return unknown, approximate, reduction
 
 
-def _score_groups(graph, score_fn, ctx, ignored, name):
+def _score_groups(graph, score_fn, ctx, ignored, name, reduction="mean"):
     """``({group: scores}, {group: why it was left whole})`` of every prunable
     group (an ignored layer freezes the channels it writes or carries, not the
     ones it only reads: a conv's input group stays prunable)."""
@@ -126,8 +126,18 @@ def _score_groups(graph, score_fn, ctx, ignored, name):
         if not np.all(np.isfinite(sc)):
             raise PruningError(f"Importance {name!r} gave non-finite scores for "
                              f"group {group.index} (layers {group.layers[:4]}).")
-        scores[group.index] = sc
+        scores[group.index] = _per_unit(group, sc, reduction)
     return scores, skipped
+
+
+def _per_unit(group, scores, reduction):
+    """Every channel of a unit (an attention head) gets its unit's
+    ``reduction`` of their scores: a head scores by its q/k/v/o slices."""
+    if group.units is None:
+        return scores
+    out = np.array(scores, dtype=np.float64)
+    out[group.units] = reduce_scores(list(out[group.units].T), reduction)[:, None]
+    return out
 
 
 def _spread(group):
@@ -326,7 +336,7 @@ class Pruner:
                **({"steps": self.steps} if self.steps is not None else {})}
         self.scores, self.skipped = _score_groups(graph, score_fn, ctx,
                                                   self._ignored_layers(graph),
-                                                  self.importance_name)
+                                                  self.importance_name, self.reduction)
         if not self.scores:
             raise PruningError(self._nothing_scored(graph))
         self.approximate_groups = {gi: graph.groups[gi].approximate for gi in self.scores
