@@ -27,9 +27,11 @@ def per_channel_state(node, keys=()):
     """Why a layer thought weight-free carries per-channel state (weights, or
     a config vector over the channels other than ``keys``), else None."""
     layer, c = node.layer, len(node.in_maps[0]) if node.in_maps else 0
-    if getattr(layer, "weights", None):
-        return (f"layer '{node.name}' ({type(layer).__name__}) holds weights that no "
-                "handler slices")
+    for w in getattr(layer, "weights", None) or []:
+        shape = tuple(int(d) for d in w.shape)
+        if c > 1 and c in shape:        # scalars (a learnable affine's scale) are fine
+            return (f"layer '{node.name}' ({type(layer).__name__}) holds a per-channel "
+                    f"weight {w.path!r} that no handler slices")
     try:
         config = layer.get_config()
     except Exception:      # no config: nothing in it to slice
