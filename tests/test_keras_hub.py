@@ -55,7 +55,13 @@ def _check_exact(model, ratio=0.5, tmp_path=None):
     return pruner, small
 
 
-@pytest.mark.parametrize("name", CNN)
+def _sweep(names):
+    """The first name in the fast tier, the rest of the sweep slow."""
+    return [n if i == 0 else pytest.param(n, marks=pytest.mark.slow)
+            for i, n in enumerate(names)]
+
+
+@pytest.mark.parametrize("name", _sweep(CNN))
 def test_every_cnn_backbone_prunes_exactly(name, tmp_path):
     bb = zoo.backbone(name)
     before = [w.copy() for w in bb.get_weights()]

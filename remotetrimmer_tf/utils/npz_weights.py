@@ -48,7 +48,8 @@ def weights_to_arrays(model, dtype="float16"):
     arrays = {}
     for key, var in _named_weights(model):
         value = np.asarray(var.numpy() if hasattr(var, "numpy") else var)
-        cast = value.astype(dtype) if dtype else value
+        with np.errstate(over="ignore"):   # an overflow is refused just below
+            cast = value.astype(dtype) if dtype else value
         if np.issubdtype(cast.dtype, np.floating) and not np.all(np.isfinite(cast)) \
                 and np.all(np.isfinite(value)):
             raise ValueError(
