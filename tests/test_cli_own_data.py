@@ -132,6 +132,7 @@ def test_unknown_dataset_name(tmp_path):
     bad_exit(proc, "--config.data.name", "folder")
 
 
+@pytest.mark.slow
 def test_custom_objects_import_failure(tmp_path):
     (tmp_path / "broken_layers.py").write_text("import not_a_module_anywhere\n")
     proc = cli("--custom_objects=broken_layers", f"--workdir={tmp_path / 'w'}",
@@ -175,6 +176,7 @@ def test_normalisation_is_measured_once_and_cached(tmp_path, monkeypatch):
     assert user_data.normalization(cfg, wd) == ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0))
 
 
+@pytest.mark.slow
 def test_silence_hides_tensorflow_startup_lines():
     code = ("from remotetrimmer_tf.pipeline import quiet\n"
             "quiet.silence()\n"

@@ -27,8 +27,8 @@ PAGES = sorted([REPO / "README.md"] + list((REPO / "docs").rglob("*.md")))
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 NOT_RUNNABLE = re.compile(r"<!--\s*not-runnable:\s*(.*?)\s*-->\s*$")
 # Pages whose blocks train or time models (a minute or more on 2 cores).
-SLOW_PAGES = {"guides/remotetrimmer.md", "guides/keras_hub.md", "guides/export.md",
-              "guides/own_data.md", "guides/budgets.md", "guides/own_model.md"}
+SLOW_PAGES = {"guides/remotetrimmer.md", "guides/export.md", "guides/own_data.md",
+              "guides/own_model.md"}
 
 
 def python_blocks(path):

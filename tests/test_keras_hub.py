@@ -73,6 +73,7 @@ def test_every_cnn_backbone_prunes_exactly(name, tmp_path):
     assert {l.name: len(l._inbound_nodes) for l in bb.layers} == n_nodes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["EfficientNetV2 (fused+unfused)",
                                   "ResNetV2 (pre-activation)"])
 def test_nested_backbone_and_task_prune_exactly(name, tmp_path):

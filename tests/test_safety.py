@@ -56,6 +56,7 @@ def _data_copy(assets, tmp_path):
 
 
 # --------------------------------------------------- 1. validate-first resume
+@pytest.mark.slow
 def test_failed_resume_missing_classes_leaves_the_run_unchanged(assets, run_copy, tmp_path):
     before = snapshot(run_copy)
     data = _data_copy(assets, tmp_path)
@@ -77,6 +78,7 @@ def test_failed_resume_init_model_other_classes_leaves_the_run_unchanged(
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_failed_resume_bad_image_leaves_the_run_unchanged(assets, run_copy, tmp_path):
     before = snapshot(run_copy)
     data = _data_copy(assets, tmp_path)
@@ -112,7 +114,8 @@ def test_init_model_inside_the_run_folder_survives(assets, tmp_path):
 
 
 # ------------------------------------------------------------- 2. bad images
-@pytest.mark.parametrize("kind", ["empty", "truncated", "not_an_image"])
+@pytest.mark.parametrize("kind", ["empty"] + [pytest.param(k, marks=pytest.mark.slow)
+                                              for k in ("truncated", "not_an_image")])
 def test_bad_image_named_before_training(assets, tmp_path, kind):
     data = _data_copy(assets, tmp_path)
     bad = data / "2750" / "Highway" / "Highway_3.jpg"

@@ -127,6 +127,7 @@ def test_pipeline_bridge_loads_a_tfds_split(tmp_path, monkeypatch):
     assert tuple(x.shape[1:]) == (8, 8, 3)
 
 
+@pytest.mark.slow
 def test_cli_tfds_not_prepared_is_one_line(tmp_path, monkeypatch):
     shutil.copy(REPO / "tests" / "tfds_tiny_builders.py", tmp_path)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))

@@ -340,6 +340,7 @@ def test_fit_rejects_bad_input(data):
         training.save_model_atomic(tiny_model(), "/tmp/never.h5")
 
 
+@pytest.mark.slow
 def test_fit_numpy_under_jax_without_tensorflow(tmp_path):
     """The JAX path: numpy data, augmentation, AML, workdir + resume, no TF."""
     code = f"""
