@@ -16,7 +16,6 @@
 import ast
 import importlib.util
 import os
-import pathlib
 import re
 
 import pytest

@@ -73,6 +73,7 @@ def test_latency_budget_lands_under_the_target_in_blocks(resnet, tmp_path):
     assert rep["search_s"] < 60
 
 
+@pytest.mark.slow
 def test_prediction_matches_held_out_widths(resnet, tmp_path):
     """Blocked separable costs are reproduced exactly by sweeps + interpolation."""
     p = Pruner(resnet, importance="l1", ratio=0.0)

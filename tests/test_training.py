@@ -230,6 +230,7 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(data, tmp_path):
     x, y = data
     r = recipes.resolve(dict(epochs=4, batch_size=8, lr=0.05, momentum=0.9, schedule="step",
