@@ -70,7 +70,7 @@ def run_tier(tier, extra=()):
             "cpu_s": cpu, "load_before": load0, "load_after": load1,
             "returncode": proc.returncode, "summary": summary[-1] if summary else "",
             "not_imported": [m for m in package_modules() if m not in imported],
-            "tail": proc.stdout[-3000:]}
+            "tail": proc.stdout[-3000:], "stdout": proc.stdout}
 
 
 def write(result, out, argv):
@@ -102,8 +102,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tier", choices=("fast", "full"), required=True)
     ap.add_argument("--out", default=str(ROOT / "tools/results/test_tiers.md"))
+    ap.add_argument("--log", help="also write pytest's whole output here "
+                    "(e.g. with --durations=0 after the tool's own flags)")
     args, extra = ap.parse_known_args(argv)
     result = run_tier(args.tier, extra)
+    if args.log:
+        pathlib.Path(args.log).write_text(result["stdout"])
     write(result, args.out, [os.path.relpath(sys.argv[0], ROOT)]
           + list(sys.argv[1:] if argv is None else argv))
     print(result["summary"], f"wall {result['wall_s']:.0f} s, cpu {result['cpu_s']:.0f} s")
