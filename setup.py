@@ -1,13 +1,35 @@
 """remotetrimmer_tf: structural channel pruning (RemoteTrimmer) for Keras 3."""
 import pathlib
+import re
 
 from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
 
+
+def _version():
+    """The version written once in remotetrimmer_tf/version.py, read as text
+    (importing the package here would need its dependencies installed)."""
+    text = (HERE / "remotetrimmer_tf" / "version.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+
+
+# Optional features; `test` is everything the test suite and the docs build use.
+EXTRAS = {
+    "onnx": ["onnx", "onnxruntime", "tf2onnx"],   # ONNX export
+    "geo": ["tifffile"],                           # multi-band GeoTIFF tiles
+    "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"],
+    "jax": ["jax"],
+    "plot": ["matplotlib"],
+    "qat": ["tensorflow-model-optimization", "tf_keras"],   # own virtualenv
+}
+EXTRAS["test"] = sorted(
+    {"pytest", "jax[cpu]", "matplotlib", "keras-hub>=0.32"}
+    | set(EXTRAS["onnx"]) | set(EXTRAS["geo"]) | set(EXTRAS["docs"]))
+
 setup(
     name="remotetrimmer_tf",
-    version="0.1.0",
+    version=_version(),
     description=(
         "RemoteTrimmer for Keras 3: channel-attention structural pruning and "
         "the Adaptive Mining Loss for remote-sensing scene classifiers"
@@ -15,6 +37,8 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8")
     if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",   # LICENSE; the demo images keep EuroSAT's MIT licence
+    license_files=["LICENSE"],
     # configs/ ships inside the package as remotetrimmer_tf.configs so that the
     # CLI finds its default (the demo) in a non-editable install too.
     packages=find_packages(include=["remotetrimmer_tf", "remotetrimmer_tf.*"])
@@ -37,12 +61,7 @@ setup(
         "matplotlib",    # the width plot of every run (report.py)
         "tensorboard",   # TensorBoard logs of training (config train.tensorboard)
     ],
-    extras_require={
-        "test": ["pytest", "jax[cpu]", "matplotlib", "keras-hub>=0.32"],
-        "jax": ["jax"],
-        "plot": ["matplotlib"],
-        "qat": ["tensorflow-model-optimization", "tf_keras"],
-    },
+    extras_require=EXTRAS,
     entry_points={
         "console_scripts": ["remotetrimmer=remotetrimmer_tf.prune:run"],
     },

@@ -21,8 +21,7 @@ pruned = rt.Pruner(plain, importance="slim", ratio=0.7).prune()
 import importlib
 
 from remotetrimmer_tf import _keras_registration
-
-__version__ = "0.1.0"
+from remotetrimmer_tf.version import __version__  # noqa: F401 (setup.py reads it)
 
 # Registers our Keras classes (SqueezeExcite, AdaptiveMiningLoss, schedules,
 # augmentation) as soon as Keras is imported, so that a plain

@@ -1,6 +1,23 @@
-"""Shared test fixtures."""
+"""Shared fixtures and the test tiers.
+
+Tiers: ``@pytest.mark.slow`` marks what takes more than ~20 s or starts
+many interpreters (CLI end-to-end runs, several workers, the long property
+run, keras-hub sweeps, LiteRT latency searches). ``pytest -m "not slow"
+tests`` is the fast tier (every module, a few minutes on 2 cores); CI runs
+everything. Helpers (CLI runner, tiny data and models) are in helpers.py.
+"""
+import shutil
+
 import keras
 import pytest
+
+from helpers import cli, make_eurosat_folder, save_tiny_se_model, sha, tiny_args
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: > ~20 s or many subprocesses; left out of the fast "
+        "tier (pytest -m \"not slow\"), run by CI")
 
 
 @pytest.fixture(autouse=True)
@@ -23,5 +40,33 @@ def full_float32_matmuls():
         yield
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than ~20 s (deselect with -m 'not slow')")
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory):
+    """A 10-class EuroSAT-layout folder (6 JPEGs per class, 32x32) and a tiny
+    SE model (`helpers.save_tiny_se_model`), shared by every CLI test."""
+    root = tmp_path_factory.mktemp("assets")
+    make_eurosat_folder(root / "data")
+    model = save_tiny_se_model(root / "tiny.keras")
+    return {"root": root, "data": root / "data", "model": model,
+            "model_sha": sha(model)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(assets, tmp_path_factory):
+    """One finished CLI run of the tiny model (all nine stages), made once
+    per session: ``{"workdir", "stdout", "stderr", "args"}``. Read it only;
+    a test that changes a run folder takes `tiny_run_copy`."""
+    wd = tmp_path_factory.mktemp("tiny_run") / "run"
+    args = tiny_args(assets, wd)
+    proc = cli(*args, cwd=wd.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"workdir": wd, "stdout": proc.stdout, "stderr": proc.stderr,
+            "args": args}
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path):
+    """A private copy of `tiny_run`'s folder (resume it, change it)."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run["workdir"], dst)
+    return dst

@@ -1,108 +1,29 @@
 """`python -m remotetrimmer_tf.prune`: artifacts, resume, bad input.
 
 The CLI runs in subprocesses on a tiny EuroSAT-layout folder of generated
-JPEGs (32x32) and a tiny SE model passed as --init_model, so a full run
-(attention -> fold -> prune -> recalibrate -> finetune -> evaluate -> float32
-LiteRT export -> report) takes seconds; int8 export runs in the demo.
+JPEGs (32x32) and a tiny SE model passed as --init_model (the session
+fixtures `assets` and `tiny_run` of conftest.py: one full run, attention ->
+fold -> prune -> recalibrate -> finetune -> evaluate -> float32 LiteRT
+export -> report, shared by the tests that read it); int8 export runs in
+the demo. Bad inputs refused before TensorFlow starts are fast; the rest
+start TensorFlow and are in the slow tier.
 """
-import hashlib
 import json
 import os
 import pathlib
-import subprocess
-import sys
-import warnings
 import zipfile
 
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway",
-           "Industrial", "Pasture", "PermanentCrop", "Residential", "River",
-           "SeaLake")
-ARTIFACTS = ("model_trained.keras", "attention.npz", "model_folded.keras",
-             "model_pruned.keras", "kept.json", "model_recalibrated.keras",
-             "model_finetuned.keras", "metrics.json", "model.tflite",
-             "report.json", "report.md", "stages.json")
+from helpers import ARTIFACTS, cli, sha, stderr_lines, tiny_args
 
 
-def _env():
-    env = dict(os.environ)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("CUDA_VISIBLE_DEVICES", "")
-    return env
-
-
-def cli(*args, cwd):
-    """Runs the CLI; returns CompletedProcess (text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "remotetrimmer_tf.prune", *map(str, args)],
-        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
-
-
-def _sha(path):
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """A 10-class EuroSAT-layout folder (6 JPEGs per class) + a tiny SE model."""
-    from PIL import Image
-    root = tmp_path_factory.mktemp("assets")
-    rng = np.random.default_rng(0)
-    for i, cls in enumerate(CLASSES):
-        d = root / "data" / "2750" / cls
-        d.mkdir(parents=True)
-        for k in range(6):
-            img = (rng.random((32, 32, 3)) * 60 + i * 20).astype(np.uint8)
-            Image.fromarray(img).save(d / f"{cls}_{k}.jpg")
-    import keras
-    from remotetrimmer_tf.models import SqueezeExcite
-    L = keras.layers
-    x = keras.Input((32, 32, 3))
-    h = L.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(x)
-    h = L.BatchNormalization(name="bn1")(h)
-    h = L.ReLU(name="r1")(h)
-    h = SqueezeExcite(reduction=4, name="se1")(h)
-    h = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="c2")(h)
-    h = L.BatchNormalization(name="bn2")(h)
-    h = L.ReLU(name="r2")(h)
-    h = SqueezeExcite(reduction=4, name="se2")(h)
-    h = L.GlobalAveragePooling2D(name="gap")(h)
-    y = L.Dense(10, name="fc")(h)
-    model_path = root / "tiny.keras"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning,
-                                message=".*numpy.*")
-        keras.Model(x, y, name="tiny").save(model_path)
-    return {"root": root, "data": root / "data", "model": model_path}
-
-
-def tiny_args(assets, workdir, *extra):
-    return [f"--init_model={assets['model']}", f"--workdir={workdir}",
-            f"--config.data.data_dir={assets['data']}",
-            "--config.data.image_size=32", "--config.data.batch_size=16",
-            "--config.finetune.epochs=1", "--config.finetune.batch_size=16",
-            "--config.recalibrate.steps=2",
-            "--config.export.representative_steps=1",
-            "--config.export.check_samples=16", "--config.export.quantize=none",
-            "--verbose=0", *extra]
-
-
-def _stderr_lines(proc):
-    return [l for l in proc.stderr.splitlines() if l.strip()]
-
-
-def test_full_run_resume_and_changed_config(assets, tmp_path):
+def test_full_run_artifacts_and_report(tiny_run, assets):
     import keras
     from remotetrimmer_tf.cost import count_macs, count_params
     from remotetrimmer_tf.models import SqueezeExcite  # noqa: F401 (registers)
-    wd = tmp_path / "run"
-    user_sha = _sha(assets["model"])
-    proc = cli(*tiny_args(assets, wd), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    wd = tiny_run["workdir"]
     for name in ARTIFACTS:
         assert (wd / name).is_file(), name
     assert not list(wd.glob(".tmp-*")), "temporary files left behind"
@@ -112,8 +33,7 @@ def test_full_run_resume_and_changed_config(assets, tmp_path):
         assert (wd / "widths.png").read_bytes()[:4] == b"\x89PNG"
     except ImportError:
         pass
-    assert _sha(assets["model"]) == user_sha, "the user's model was modified"
-    assert "params" in proc.stdout and "MACs" in proc.stdout
+    assert "params" in tiny_run["stdout"] and "MACs" in tiny_run["stdout"]
 
     # report.json agrees with the saved models
     report = json.loads((wd / "report.json").read_text())
@@ -122,7 +42,8 @@ def test_full_run_resume_and_changed_config(assets, tmp_path):
                          ("pruned", "model_pruned.keras"),
                          ("finetuned", "model_finetuned.keras")):
         m = keras.saving.load_model(wd / fname, compile=False)
-        assert report["models"][label]["params"] == count_params(m), label
+        assert report["models"][label]["params"] == count_params(
+            m, trainable_only=True), label
         assert report["models"][label]["macs"] == count_macs(m), label
         assert report["models"][label]["file_bytes"] == (wd / fname).stat().st_size
     assert report["models"]["pruned"]["params"] < report["models"]["folded"]["params"]
@@ -146,11 +67,25 @@ def test_full_run_resume_and_changed_config(assets, tmp_path):
     assert list(ledger["stages"]) == ["train", "attention", "fold", "prune",
                                       "recalibrate", "finetune", "evaluate",
                                       "export", "report"]
+    assert ledger["stages"]["train"]["info"]["source"] == "init_model"
+    # a default run prints no TensorFlow C++ error lines (E0000 ...)
+    assert not [l for l in tiny_run["stderr"].splitlines() if l.startswith("E0")]
 
+
+def test_the_users_model_is_only_read(tiny_run, assets):
+    assert sha(assets["model"]) == assets["model_sha"], "the user's model was modified"
+    ledger = json.loads((tiny_run["workdir"] / "stages.json").read_text())
+    assert ledger["stages"]["train"]["info"]["init_model"] == str(assets["model"])
+
+
+@pytest.mark.slow
+def test_rerun_skips_everything_and_a_changed_config_needs_resume(
+        tiny_run, tiny_run_copy, assets):
+    wd = tiny_run_copy
     # identical rerun: every stage is skipped, nothing rewritten, same table
     mtimes = {p.name: p.stat().st_mtime_ns for p in wd.iterdir() if p.is_file()}
-    table = proc.stdout.split("run folder:")[0]
-    proc = cli(*tiny_args(assets, wd), cwd=tmp_path)
+    table = tiny_run["stdout"].split("run folder:")[0]
+    proc = cli(*tiny_args(assets, wd), cwd=wd.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stage in ("train", "attention", "fold", "prune", "recalibrate",
                   "finetune", "evaluate", "export", "report"):
@@ -162,9 +97,9 @@ def test_full_run_resume_and_changed_config(assets, tmp_path):
 
     # a different config is refused without --resume, in one line
     changed = tiny_args(assets, wd, "--config.prune.ratio=0.5")
-    proc = cli(*changed, cwd=tmp_path)
+    proc = cli(*changed, cwd=wd.parent)
     assert proc.returncode == 2
-    lines = _stderr_lines(proc)
+    lines = stderr_lines(proc)
     assert len(lines) == 1 and "prune.ratio" in lines[0] and "--resume" in lines[0]
     # (--resume rerunning only the changed stages: see
     # test_failed_stage_leaves_nothing_looking_finished, in-process)
@@ -216,7 +151,16 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+# Refused only after TensorFlow started (inputs loaded / checked): ~10 s each.
+AFTER_TF_START = {"missing_init_model", "corrupt_init_model", "zip_not_keras",
+                  "workdir_under_a_file", "workdir_not_a_run_folder",
+                  "unknown_stage", "stage_prerequisite", "unknown_force_stage",
+                  "data_dir_without_dataset"}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.slow) if c in AFTER_TF_START else c
+    for c in sorted(BAD_INPUTS)])
 def test_bad_input_exits_nonzero_with_one_line(case, tmp_path):
     args, expected = BAD_INPUTS[case]
     (tmp_path / "afile").write_text("x")
@@ -234,7 +178,7 @@ def test_bad_input_exits_nonzero_with_one_line(case, tmp_path):
         args.append(f"--workdir={tmp_path / 'wd'}")
     proc = cli(*args, cwd=tmp_path)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = _stderr_lines(proc)
+    lines = stderr_lines(proc)
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ")
     for text in expected:
@@ -258,7 +202,7 @@ def test_read_only_workdir(tmp_path):
     finally:
         ro.chmod(0o700)
     assert proc.returncode == 2
-    assert _stderr_lines(proc)[0].startswith("error: --workdir")
+    assert stderr_lines(proc)[0].startswith("error: --workdir")
 
 
 def test_new_run_dirs_never_collide(tmp_path):
@@ -363,24 +307,29 @@ def test_stage_keys_chain():
     assert stage_keys(cfg, "abc")["train"] != a["train"]
 
 
-def test_finetune_distills_from_the_trained_model_when_asked(assets, tmp_path):
-    wd = tmp_path / "kd"
+@pytest.mark.slow
+def test_finetune_distills_from_the_trained_model_when_asked(assets, tiny_run_copy):
+    wd = tiny_run_copy     # train .. recalibrate are reused; finetune reruns
     proc = cli(*tiny_args(assets, wd, "--config.finetune.distill_weight=1.0",
                           "--stages=train,attention,fold,prune,recalibrate,finetune"),
-               cwd=tmp_path)
+               "--resume", cwd=wd.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "prune: finished earlier, skipped" in proc.stderr
     ledger = json.loads((wd / "stages.json").read_text())
     info = json.dumps(ledger["stages"]["finetune"])
     assert '"teacher": "model_trained.keras"' in info, info[:500]
     assert (wd / "model_finetuned.keras").is_file()
 
 
-def test_round_mode_reaches_the_pruner(assets, tmp_path):
-    wd = tmp_path / "rd"
+@pytest.mark.slow
+def test_round_mode_reaches_the_pruner(assets, tiny_run_copy):
+    wd = tiny_run_copy     # train .. fold are reused; prune reruns
     # ratio 0.5 plans 4 of 8 and 8 of 16 channels; multiples of 3 rounded down
     proc = cli(*tiny_args(assets, wd, "--config.prune.ratio=0.5",
                           "--config.prune.round_to=3", "--config.prune.round_mode=down",
-                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+                          "--stages=train,attention,fold,prune"), "--resume",
+               cwd=wd.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fold: finished earlier, skipped" in proc.stderr
     kept = json.loads((wd / "kept.json").read_text())
     assert sorted(len(v["kept"]) for v in kept.values()) == [3, 6]

@@ -5,16 +5,18 @@ import json
 
 import pytest
 
-from test_cli import _stderr_lines, assets, cli, tiny_args  # noqa: F401  (fixture)
+from helpers import cli, stderr_lines, tiny_args
 
-# the tiny model (see test_cli.assets): c1 32*32*27*8 + c2 16*16*72*16 + fc 16*10
+# the tiny model (conftest.assets, helpers.save_tiny_se_model): c1 32*32*27*8 + c2 16*16*72*16 + fc 16*10
 TINY_MACS = 221_184 + 294_912 + 160
 
 
-def test_target_macs_reaches_the_pruner_and_the_ledger(assets, tmp_path):  # noqa: F811
-    wd = tmp_path / "b"
+@pytest.mark.slow
+def test_target_macs_reaches_the_pruner_and_the_ledger(assets, tiny_run_copy):
+    wd = tiny_run_copy     # train .. fold reused; prune reruns to the budget
     proc = cli(*tiny_args(assets, wd, "--config.prune.target_macs=3e5",
-                          "--stages=train,attention,fold,prune"), cwd=tmp_path)
+                          "--stages=train,attention,fold,prune"), "--resume",
+               cwd=wd.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((wd / "stages.json").read_text())["stages"]["prune"]["info"]
     b = info["budget"]
@@ -48,31 +50,33 @@ def test_target_macs_reaches_the_pruner_and_the_ledger(assets, tmp_path):  # noq
     (["--config.prune.target_latency_of=REF", "--config.prune.target_latency_ms=1"],
      ["--config.prune.target_latency_ms", "--config.prune.target_latency_of", "one budget"]),
 ])
-def test_bad_budget_exits_2_with_one_line(assets, tmp_path, args, expected):  # noqa: F811
+def test_bad_budget_exits_2_with_one_line(assets, tmp_path, args, expected):
     args = [a.replace("=REF", f"={assets['model']}") for a in args]
     proc = cli(*tiny_args(assets, tmp_path / "wd", *args), cwd=tmp_path)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = _stderr_lines(proc)
+    lines = stderr_lines(proc)
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     for text in expected:
         assert text in lines[0], (text, lines[0])
     assert not (tmp_path / "wd" / "model_pruned.keras").exists()
 
 
-def test_unreachable_budget_exits_2_naming_the_range(assets, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_unreachable_budget_exits_2_naming_the_range(assets, tmp_path):
     wd = tmp_path / "u"
     proc = cli(*tiny_args(assets, wd, "--config.prune.target_macs=100",
                           "--stages=train,attention,fold,prune"), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    last = _stderr_lines(proc)[-1]    # after the progress lines of the stages run
+    last = stderr_lines(proc)[-1]    # after the progress lines of the stages run
     assert last.startswith("error: ") and "reachable range" in last, last
     assert "--config.prune" in last and "Traceback" not in proc.stderr
     assert not (wd / "model_pruned.keras").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                     reason="ai_edge_litert not installed")
-def test_target_latency_of_a_model_file(assets, tmp_path):  # noqa: F811
+def test_target_latency_of_a_model_file(assets, tmp_path):
     """No slower than a given .keras model (here the user's own SE model, so
     always reachable); a file that is not a Keras model exits 2 at the prune
     stage with one line, and nothing is pruned."""
@@ -91,6 +95,6 @@ def test_target_latency_of_a_model_file(assets, tmp_path):  # noqa: F811
     proc = cli(*tiny_args(assets, bad, f"--config.prune.target_latency_of={junk}",
                           "--stages=train,attention,fold,prune"), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    last = _stderr_lines(proc)[-1]
+    last = stderr_lines(proc)[-1]
     assert last.startswith("error: ") and "target_latency_of" in last, last
     assert "Traceback" not in proc.stderr and not (bad / "model_pruned.keras").exists()

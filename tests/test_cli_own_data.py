@@ -12,40 +12,17 @@ import warnings
 import numpy as np
 import pytest
 
-from test_cli import REPO, _env, cli  # noqa: F401  (shared CLI helpers)
-
-CLASSES = ("dunes", "fields", "lakes")
-
-
-def _bad(proc, *words):
-    """Exit 2, one stderr line, no traceback, naming every word."""
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
-
-
-def _make_folder(root, classes=CLASSES, n=6):
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for i, cls in enumerate(classes):
-        d = root / cls
-        d.mkdir(parents=True)
-        for k in range(n):
-            img = (rng.random((16, 16, 3)) * 50 + i * 70).astype(np.uint8)
-            mode = "L" if k == 0 else ("RGBA" if k == 1 else "RGB")
-            Image.fromarray(img).convert(mode).save(d / f"{cls}_{k}.png")
-    return root
+from helpers import OWN_CLASSES as CLASSES
+from helpers import bad_exit, cli, env, make_class_folder
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def own(tmp_path_factory):
+    """A 3-class folder of your own scenes and two plain models of yours."""
     import keras
+    from helpers import save_keras_quietly
     root = tmp_path_factory.mktemp("own")
-    _make_folder(root / "scenes")
+    make_class_folder(root / "scenes")
     L = keras.layers
     x = keras.Input((16, 16, 3))
     h = L.Conv2D(8, 3, padding="same", name="c1")(x)
@@ -56,12 +33,11 @@ def assets(tmp_path_factory):
     h = L.Activation("swish", name="a2")(h)
     h = L.GlobalAveragePooling2D(name="gap")(h)
     y = L.Dense(5, activation="softmax", name="head")(h)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        keras.Model(x, y, name="plain5").save(root / "plain5.keras")
-        x3 = keras.Input((16, 16, 4))
-        keras.Model(x3, L.Dense(3)(L.GlobalAveragePooling2D()(L.Conv2D(4, 1)(x3)))
-                    ).save(root / "four_channels.keras")
+    save_keras_quietly(keras.Model(x, y, name="plain5"), root / "plain5.keras")
+    x3 = keras.Input((16, 16, 4))
+    save_keras_quietly(
+        keras.Model(x3, L.Dense(3)(L.GlobalAveragePooling2D()(L.Conv2D(4, 1)(x3)))),
+        root / "four_channels.keras")
     return root
 
 
@@ -74,10 +50,11 @@ FAST = ("--config.data.image_size=16", "--config.data.batch_size=8",
         "--verbose=0")
 
 
-def test_folder_replace_head_and_cap_with_inserted_gates(assets, tmp_path):
+@pytest.mark.slow
+def test_folder_replace_head_and_cap_with_inserted_gates(own, tmp_path):
     wd = tmp_path / "run"
-    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
-               f"--init_model={assets / 'plain5.keras'}",
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={own / 'scenes'}",
+               f"--init_model={own / 'plain5.keras'}",
                "--config.model.replace_head=True", "--config.prune.importance=cap",
                *FAST, f"--workdir={wd}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -96,22 +73,24 @@ def test_folder_replace_head_and_cap_with_inserted_gates(assets, tmp_path):
     report = json.loads((wd / "report.json").read_text())
     assert report["evaluated_samples"] == 3 * 2   # 6 per class, 70/30 split
     # the user's model is untouched
-    assert keras.saving.load_model(assets / "plain5.keras").outputs[0].shape[-1] == 5
+    assert keras.saving.load_model(own / "plain5.keras").outputs[0].shape[-1] == 5
 
 
-def test_class_count_mismatch_explains_both_options(assets, tmp_path):
-    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
-               f"--init_model={assets / 'plain5.keras'}", *FAST,
+@pytest.mark.slow
+def test_class_count_mismatch_explains_both_options(own, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={own / 'scenes'}",
+               f"--init_model={own / 'plain5.keras'}", *FAST,
                f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, "5 outputs", "3 classes", "--config.model.replace_head=True",
+    bad_exit(proc, "5 outputs", "3 classes", "--config.model.replace_head=True",
          "with 3 outputs")
 
 
-def test_input_channels_mismatch(assets, tmp_path):
-    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
-               f"--init_model={assets / 'four_channels.keras'}", *FAST,
+@pytest.mark.slow
+def test_input_channels_mismatch(own, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={own / 'scenes'}",
+               f"--init_model={own / 'four_channels.keras'}", *FAST,
                f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, "4-channel", "3 channels")
+    bad_exit(proc, "4-channel", "3 channels")
 
 
 @pytest.mark.parametrize("setup,words", [
@@ -123,41 +102,42 @@ def test_input_channels_mismatch(assets, tmp_path):
 def test_bad_folders(tmp_path, setup, words):
     data = tmp_path / "d"
     if setup == "one_class":
-        _make_folder(data, classes=("a",))
+        make_class_folder(data, classes=("a",))
     elif setup == "tiny_class":
-        _make_folder(data, classes=("a", "b"), n=1)
-        _make_folder(tmp_path / "extra", classes=("a",), n=4)
+        make_class_folder(data, classes=("a", "b"), n=1)
+        make_class_folder(tmp_path / "extra", classes=("a",), n=4)
         for p in (tmp_path / "extra" / "a").iterdir():
             p.rename(data / "a" / ("x" + p.name))
     elif setup == "broken":
-        _make_folder(data, classes=("a", "b"))
+        make_class_folder(data, classes=("a", "b"))
         (data / "a" / "bad.png").write_bytes(b"\x89PNG but not really")
     args = ["--config.data.name=folder"]
     if setup != "missing":
         args.append(f"--config.data.data_dir={data}")
     proc = cli(*args, *FAST, f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, *words)
+    bad_exit(proc, *words)
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").glob("*.keras"))
 
 
 def test_unknown_arch_did_you_mean(tmp_path):
     proc = cli("--config.model.arch=MobilenetV3Smal", "--config.data.name=folder",
-               f"--config.data.data_dir={_make_folder(tmp_path / 'd')}",
+               f"--config.data.data_dir={make_class_folder(tmp_path / 'd')}",
                f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, "--config.model.arch=MobilenetV3Smal", "did you mean MobileNetV3Small")
+    bad_exit(proc, "--config.model.arch=MobilenetV3Smal", "did you mean MobileNetV3Small")
 
 
 def test_unknown_dataset_name(tmp_path):
     proc = cli("--config.data.name=my_scenes", f"--workdir={tmp_path / 'w'}",
                cwd=tmp_path)
-    _bad(proc, "--config.data.name", "folder")
+    bad_exit(proc, "--config.data.name", "folder")
 
 
+@pytest.mark.slow
 def test_custom_objects_import_failure(tmp_path):
     (tmp_path / "broken_layers.py").write_text("import not_a_module_anywhere\n")
     proc = cli("--custom_objects=broken_layers", f"--workdir={tmp_path / 'w'}",
                cwd=tmp_path)
-    _bad(proc, "--custom_objects=broken_layers", "ModuleNotFoundError")
+    bad_exit(proc, "--custom_objects=broken_layers", "ModuleNotFoundError")
 
 
 def test_custom_objects_registers_layers(tmp_path, monkeypatch):
@@ -179,7 +159,7 @@ def test_normalisation_is_measured_once_and_cached(tmp_path, monkeypatch):
     from remotetrimmer_tf.pipeline.workdir import Workdir
     cfg = config_base().get_config()
     cfg.data.name = "folder"
-    cfg.data.data_dir = str(_make_folder(tmp_path / "d"))
+    cfg.data.data_dir = str(make_class_folder(tmp_path / "d"))
     cfg.data.image_size = 16
     wd = Workdir(tmp_path / "run")
     mean, std = user_data.normalization(cfg, wd)
@@ -196,6 +176,7 @@ def test_normalisation_is_measured_once_and_cached(tmp_path, monkeypatch):
     assert user_data.normalization(cfg, wd) == ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0))
 
 
+@pytest.mark.slow
 def test_silence_hides_tensorflow_startup_lines():
     code = ("from remotetrimmer_tf.pipeline import quiet\n"
             "quiet.silence()\n"
@@ -203,9 +184,9 @@ def test_silence_hides_tensorflow_startup_lines():
             "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])"
             ".predict(np.zeros((1, 3)), verbose=0)\n"
             "print('ok')\n")
-    env = _env()
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    proc = subprocess.run([sys.executable, "-c", code], env=env,
+    child_env = env()
+    child_env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=child_env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
     for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
@@ -215,16 +196,17 @@ def test_silence_hides_tensorflow_startup_lines():
 def test_num_classes_that_contradicts_the_data(tmp_path):
     proc = cli("--config.model.num_classes=3", f"--workdir={tmp_path / 'w'}",
                cwd=tmp_path)
-    _bad(proc, "--config.model.num_classes=3", "10 classes",
+    bad_exit(proc, "--config.model.num_classes=3", "10 classes",
          "--config.data.name=folder")
 
 
-def test_input_size_mismatch_names_the_flag_and_the_fix(assets, tmp_path):
-    proc = cli("--config.data.name=folder", f"--config.data.data_dir={assets / 'scenes'}",
-               f"--init_model={assets / 'plain5.keras'}", *FAST,
+@pytest.mark.slow
+def test_input_size_mismatch_names_the_flag_and_the_fix(own, tmp_path):
+    proc = cli("--config.data.name=folder", f"--config.data.data_dir={own / 'scenes'}",
+               f"--init_model={own / 'plain5.keras'}", *FAST,
                "--config.data.image_size=24", "--config.model.replace_head=True",
                f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, "--init_model=", "16x16", "24x24", "--config.data.image_size=16")
+    bad_exit(proc, "--init_model=", "16x16", "24x24", "--config.data.image_size=16")
 
 
 @pytest.mark.parametrize("mix,words", [
@@ -239,13 +221,14 @@ def test_mixed_channels_in_a_folder(tmp_path, mix, words):
             for k in range(3):
                 np.save(data / cls / f"t{k}.npy", np.zeros((8, 8, bands), np.float32))
     else:
-        _make_folder(data, classes=("a", "b"), n=3)
+        make_class_folder(data, classes=("a", "b"), n=3)
         np.save(data / "b" / "extra.npy", np.zeros((8, 8, 3), np.float32))
     proc = cli("--config.data.name=folder", f"--config.data.data_dir={data}",
                *FAST, f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, "--config.data.data_dir=", *words)
+    bad_exit(proc, "--config.data.data_dir=", *words)
 
 
+@pytest.mark.slow
 def test_cap_on_a_model_with_a_nested_backbone(tmp_path):
     """The transfer-learning shape keras.Model(x, head(backbone(x))): the
     backbone's BNs get gates (the model is inlined), the run finishes."""
@@ -262,7 +245,7 @@ def test_cap_on_a_model_with_a_nested_backbone(tmp_path):
         keras.Model(x, y, name="transfer").save(tmp_path / "transfer.keras")
     wd = tmp_path / "run"
     proc = cli("--config.data.name=folder",
-               f"--config.data.data_dir={_make_folder(tmp_path / 'd')}",
+               f"--config.data.data_dir={make_class_folder(tmp_path / 'd')}",
                f"--init_model={tmp_path / 'transfer.keras'}",
                "--config.prune.importance=cap", *FAST, f"--workdir={wd}",
                cwd=tmp_path)

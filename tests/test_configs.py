@@ -34,7 +34,7 @@ def field_paths(cfg):
 
 
 def test_all_expected_config_files_exist():
-    assert set(CONFIGS) == set(EXPERIMENTS) | {"demo.py"}
+    assert set(CONFIGS) == set(EXPERIMENTS) | {"demo.py", "demo_scratch.py"}
 
 
 def test_config_dir_is_found_from_the_package():
@@ -80,13 +80,42 @@ def test_experiment_values(name):
             0.9, "onecycle", "flips_rot90")
 
 
-def test_demo_config():
+def test_demo_scratch_config():
     from remotetrimmer_tf.data import sample_dir
-    cfg = load("demo.py")
+    cfg = load("demo_scratch.py")
     assert cfg.data.data_dir == str(sample_dir())
     assert (cfg.model.arch, cfg.model.se, cfg.prune.ratio) == ("resnet18", True, 0.7)
-    assert cfg.train.epochs <= 10 and cfg.finetune.epochs <= 5
+    assert 0 < cfg.train.epochs <= 10 and cfg.finetune.epochs <= 5
+    assert cfg.model.weights is None
     assert "none" in cfg.export.quantize
+
+
+def test_demo_config_starts_from_the_shipped_model(tmp_path, monkeypatch):
+    """The default run prunes the packed SE-ResNet-18: its weights, no
+    training epochs, a short fine-tune distilled from it, on the sample."""
+    from remotetrimmer_tf import demo_model
+    from remotetrimmer_tf.data import sample_dir
+    (tmp_path / "weights.npz").write_bytes(b"")
+    (tmp_path / "model.json").write_text("{}")
+    monkeypatch.setattr(demo_model, "DEFAULT_DIR", tmp_path)
+    cfg = load("demo.py")
+    assert cfg.name == "demo" and cfg.data.data_dir == str(sample_dir())
+    assert cfg.model.weights == str(tmp_path / "weights.npz")
+    assert (cfg.model.arch, cfg.model.se) == ("resnet18", True)
+    assert cfg.train.epochs == 0
+    assert 0 < cfg.finetune.epochs <= 10 and cfg.finetune.distill_weight > 0
+    assert (cfg.prune.importance, cfg.prune.ratio) == ("cap", 0.7)
+    assert cfg.recalibrate.steps > 0 and "int8" in cfg.export.quantize
+    validate_config(cfg)
+
+
+def test_demo_config_without_a_packed_model_trains_from_scratch(tmp_path, monkeypatch):
+    from remotetrimmer_tf import demo_model
+    monkeypatch.setattr(demo_model, "DEFAULT_DIR", tmp_path)
+    cfg, scratch = load("demo.py"), load("demo_scratch.py")
+    assert cfg.model.weights is None
+    assert cfg.train.to_dict() == scratch.train.to_dict()
+    assert cfg.finetune.to_dict() == scratch.finetune.to_dict()
 
 
 def test_experiment_rejects_unknown_names():

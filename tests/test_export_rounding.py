@@ -64,6 +64,7 @@ def test_correct_export_of_a_rounding_amplifying_model_passes(tmp_path):
     assert info["keras_float32_error"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1.001, 1.01])
 def test_a_perturbed_model_still_fails(tmp_path, scale):
     model = _loud_net()

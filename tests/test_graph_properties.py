@@ -146,6 +146,7 @@ def _close(a, b):
     return a.shape == b.shape and np.max(np.abs(a - b)) <= 1e-4 * max(1.0, np.max(np.abs(a)))
 
 
+@pytest.mark.slow     # the long property run (test_graph covers every block fast)
 @pytest.mark.parametrize("chunk", range(5))
 def test_random_graphs_prune_exactly(chunk):
     seeds = range(chunk, N_GRAPHS, 5)

@@ -250,6 +250,7 @@ def _eurosat(per_class=30, size=32):
     return x.astype("float32"), np.asarray(ys, np.int32)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(EUROSAT), reason="EuroSAT folder not present")
 def test_cap_and_slim_pick_different_channels_on_a_trained_se_model():
     """A tiny SE net trained briefly on 300 real EuroSAT images."""

@@ -55,7 +55,13 @@ def _check_exact(model, ratio=0.5, tmp_path=None):
     return pruner, small
 
 
-@pytest.mark.parametrize("name", CNN)
+def _sweep(names):
+    """The first name in the fast tier, the rest of the sweep slow."""
+    return [n if i == 0 else pytest.param(n, marks=pytest.mark.slow)
+            for i, n in enumerate(names)]
+
+
+@pytest.mark.parametrize("name", _sweep(CNN))
 def test_every_cnn_backbone_prunes_exactly(name, tmp_path):
     bb = zoo.backbone(name)
     before = [w.copy() for w in bb.get_weights()]
@@ -67,6 +73,7 @@ def test_every_cnn_backbone_prunes_exactly(name, tmp_path):
     assert {l.name: len(l._inbound_nodes) for l in bb.layers} == n_nodes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["EfficientNetV2 (fused+unfused)",
                                   "ResNetV2 (pre-activation)"])
 def test_nested_backbone_and_task_prune_exactly(name, tmp_path):

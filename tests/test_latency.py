@@ -74,6 +74,7 @@ def test_latency_budget_lands_under_the_target_in_blocks(resnet, tmp_path):
     assert rep["search_s"] < 60
 
 
+@pytest.mark.slow
 def test_prediction_matches_held_out_widths(resnet, tmp_path):
     """Blocked separable costs are reproduced exactly by sweeps + interpolation."""
     p = Pruner(resnet, importance="l1", ratio=0.0)
@@ -86,6 +87,7 @@ def test_prediction_matches_held_out_widths(resnet, tmp_path):
             fake_model(pl.build(search.plan(widths))), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_cache_is_keyed_and_reused(resnet, tmp_path):
     target = 0.5 * fake_model(resnet)
     calls = []
@@ -106,6 +108,7 @@ def test_cache_is_keyed_and_reused(resnet, tmp_path):
     assert len(other) == len(calls)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["importance", "macs", "uniform"])
 def test_a_misprediction_tightens_the_search(resnet, tmp_path, objective):
     """The runtime is 30 % slower on pruned models than the tables say: the
@@ -130,6 +133,7 @@ def test_a_misprediction_tightens_the_search(resnet, tmp_path, objective):
         assert rep["predicted_ms"] == pytest.approx(rep["measured_ms"], rel=0.05)
 
 
+@pytest.mark.slow
 def test_depthwise_model_and_min_channels(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None,
@@ -160,6 +164,7 @@ def test_custom_timer_needs_a_key(tmp_path):
         LatencyModel(layer_timer=fake_layer, model_timer=fake_model, cache_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                     reason="ai_edge_litert not installed")
 def test_real_litert_smoke(tmp_path):
@@ -190,6 +195,7 @@ def test_real_litert_smoke(tmp_path):
     assert model in lm2._converted       # the reference is converted once, then reused
 
 
+@pytest.mark.slow
 def test_objective_macs_keeps_more_macs_within_the_same_latency(resnet, tmp_path):
     target = 0.3 * fake_model(resnet)
     reps = {}
@@ -277,6 +283,7 @@ def test_many_layers_convert_into_one_file_with_one_signature_each():
     assert len(ms) == 2 and all(t > 0 for t in ms)
 
 
+@pytest.mark.slow
 def test_pair_moves_after_the_greedy_keep_more_within_the_same_prediction(resnet, tmp_path,
                                                                          monkeypatch):
     """The swap phase finds trades the greedy's ratio rule misses (here: more
@@ -307,6 +314,7 @@ def _drifting(after=2, factor=0.85):
     return timer
 
 
+@pytest.mark.slow
 def test_target_latency_of_a_reference_survives_a_drifting_machine(resnet, tmp_path):
     """Timed alone, a target measured early and candidates measured later
     disagree once the machine drifts; timed side by side with the reference,
@@ -337,6 +345,7 @@ def _noisy(seed, amp=0.03):
     return lambda model: fake_model(model) * (1.0 + rng.uniform(-amp, amp))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_target_latency_of_aims_under_the_reference_by_the_measured_noise(resnet, tmp_path,
                                                                           seed):
@@ -360,6 +369,7 @@ def test_target_latency_of_aims_under_the_reference_by_the_measured_noise(resnet
     assert fake_model(small) > 0.75 * truth       # and still uses the budget
 
 
+@pytest.mark.slow
 def test_an_explicit_latency_margin_is_kept_under_an_absolute_target(resnet, tmp_path):
     target = 0.35 * fake_model(resnet)
     p = Pruner(resnet, importance="l1", target_latency_ms=target, latency_margin=0.1,
@@ -394,6 +404,7 @@ def test_target_latency_of_bad_input(resnet, kwargs, match):
         Pruner(resnet, importance="l1", **kwargs)
 
 
+@pytest.mark.slow
 def test_a_plan_specific_misprediction_lowers_the_goal(resnet, tmp_path):
     """Plans that narrow the last stage run 25 % slower than the tables say (a
     cost two fitted coefficients cannot express): objective="macs" seeks out

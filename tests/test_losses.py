@@ -183,6 +183,7 @@ def test_compiled_model_reloads_in_process(saved_model_path):
     assert (model.loss.r1, model.loss.r2) == (0.5, 1.5)
 
 
+@pytest.mark.slow
 def test_fresh_process_import_package_then_plain_load_model(saved_model_path, tmp_path):
     """`import remotetrimmer_tf` + plain `keras.saving.load_model(path)`."""
     init = open(os.path.join(REPO, "remotetrimmer_tf", "__init__.py")).read()
@@ -200,6 +201,7 @@ def test_fresh_process_import_package_then_plain_load_model(saved_model_path, tm
     assert "AdaptiveMiningLoss" in proc.stdout
 
 
+@pytest.mark.slow
 def test_fresh_process_without_package_import_fails_clearly(saved_model_path, tmp_path):
     """Documented behaviour: without importing remotetrimmer_tf Keras cannot find
     the loss (TypeError); `compile=False` still loads architecture + weights;
@@ -224,6 +226,7 @@ def test_fresh_process_without_package_import_fails_clearly(saved_model_path, tm
     assert "registered AdaptiveMiningLoss 0.5 1.5" in proc.stdout
 
 
+@pytest.mark.slow
 def test_jax_backend_hook_load_value_and_gradient(saved_model_path, tmp_path):
     """JAX without TensorFlow: the import hook registers the loss right after
     `import keras`, the TF-saved .keras loads, values and gradients are right."""

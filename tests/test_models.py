@@ -175,6 +175,7 @@ JAX_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow
 def test_attention_folding_and_pruning_under_jax_without_tensorflow():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",

@@ -10,28 +10,21 @@ the same global batch.
 """
 import hashlib
 import json
-import os
-import pathlib
 import socket
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
+from helpers import env as cli_env
+from helpers import make_eurosat_folder, save_keras_quietly
 from remotetrimmer_tf.training import strategy as strategy_mod
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway",
-           "Industrial", "Pasture", "PermanentCrop", "Residential", "River",
-           "SeaLake")
 
 
 def _env(**extra):
-    env = dict(os.environ)
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    """helpers.env() without an inherited TF_CONFIG, plus ``extra``."""
+    env = cli_env()
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
@@ -126,19 +119,12 @@ def test_single_process_is_the_chief():
 
 # ------------------------------------------------------- 2 workers, CLI
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def mw_assets(tmp_path_factory):
     """A 10-class EuroSAT-layout folder (4 JPEGs per class) and a plain
     conv net (no BN, no SE) for l1 pruning."""
-    from PIL import Image
     import keras
     root = tmp_path_factory.mktemp("mw_assets")
-    rng = np.random.default_rng(0)
-    for i, cls in enumerate(CLASSES):
-        d = root / "data" / "2750" / cls
-        d.mkdir(parents=True)
-        for k in range(4):
-            img = (rng.random((32, 32, 3)) * 60 + i * 20).astype(np.uint8)
-            Image.fromarray(img).save(d / f"{cls}_{k}.jpg")
+    make_eurosat_folder(root / "data", per_class=4)
     keras.utils.set_random_seed(0)
     L = keras.layers
     x = keras.Input((32, 32, 3))
@@ -146,15 +132,13 @@ def assets(tmp_path_factory):
     h = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="c2")(h)
     h = L.GlobalAveragePooling2D(name="gap")(h)
     y = L.Dense(10, name="fc")(h)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        keras.Model(x, y, name="plain").save(root / "plain.keras")
+    save_keras_quietly(keras.Model(x, y, name="plain"), root / "plain.keras")
     return root
 
 
-def _args(assets, *extra):
-    return [f"--init_model={assets / 'plain.keras'}", "--workdir=run",
-            f"--config.data.data_dir={assets / 'data'}",
+def _args(mw_assets, *extra):
+    return [f"--init_model={mw_assets / 'plain.keras'}", "--workdir=run",
+            f"--config.data.data_dir={mw_assets / 'data'}",
             "--config.data.image_size=32", "--config.data.batch_size=8",
             "--config.model.se=False", "--config.prune.importance=l1",
             "--config.prune.ratio=0.5", "--config.recalibrate.steps=0",
@@ -170,7 +154,8 @@ def _weights(path):
     return keras.saving.load_model(str(path), compile=False).get_weights()
 
 
-def test_two_workers_on_loopback_match_one_process(assets, tmp_path):
+@pytest.mark.slow
+def test_two_workers_on_loopback_match_one_process(mw_assets, tmp_path):
     ports = _free_ports(2)
     procs, homes, tmps = [], [], []
     for i in range(2):
@@ -182,10 +167,10 @@ def test_two_workers_on_loopback_match_one_process(assets, tmp_path):
         env = _env(TF_CONFIG=_tf_config(ports, i), TMPDIR=str(tmp),
                    REMOTETRIMMER_CLUSTER_TIMEOUT="120")
         # every worker runs the same command (here each in its own folder)
-        procs.append(_cli(_args(assets, "--strategy=multi_worker"), home, env))
+        procs.append(_cli(_args(mw_assets, "--strategy=multi_worker"), home, env))
     single_home = tmp_path / "single"
     single_home.mkdir()
-    single = _cli(_args(assets), single_home, _env())
+    single = _cli(_args(mw_assets), single_home, _env())
     outs = [_communicate(p, 280) for p in procs]
     s_out, s_err = _communicate(single, 280)
     for p, (out, err) in zip(procs, outs):
@@ -220,10 +205,11 @@ def test_two_workers_on_loopback_match_one_process(assets, tmp_path):
     assert not (chief_run / "logs" / "finetune" / "backup").exists()
 
 
-def test_worker_that_never_comes_times_out_naming_it(assets, tmp_path):
+@pytest.mark.slow
+def test_worker_that_never_comes_times_out_naming_it(mw_assets, tmp_path):
     ports = _free_ports(2)
     env = _env(TF_CONFIG=_tf_config(ports, 0), REMOTETRIMMER_CLUSTER_TIMEOUT="3")
-    p = _cli(_args(assets, "--strategy=multi_worker"), tmp_path, env)
+    p = _cli(_args(mw_assets, "--strategy=multi_worker"), tmp_path, env)
     out, err = _communicate(p, 120)
     lines = _errors(err)
     assert p.returncode == 2, err[-2000:]
@@ -232,20 +218,22 @@ def test_worker_that_never_comes_times_out_naming_it(assets, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env, words", [
     ({"TF_CONFIG": "{oops"}, "TF_CONFIG is not valid JSON"),
     ({"REMOTETRIMMER_CLUSTER_TIMEOUT": "soon", "TF_CONFIG": _tf_config([1, 2], 0)},
      "REMOTETRIMMER_CLUSTER_TIMEOUT"),
 ])
-def test_bad_cluster_description_exits_2_in_one_line(assets, tmp_path, env, words):
-    p = _cli(_args(assets, "--strategy=multi_worker"), tmp_path, _env(**env))
+def test_bad_cluster_description_exits_2_in_one_line(mw_assets, tmp_path, env, words):
+    p = _cli(_args(mw_assets, "--strategy=multi_worker"), tmp_path, _env(**env))
     out, err = _communicate(p, 120)
     lines = _errors(err)
     assert p.returncode == 2 and len(lines) == 1 and words in lines[0], err[-2000:]
 
 
-def test_data_parallel_on_tensorflow_is_refused(assets, tmp_path):
-    p = _cli(_args(assets, "--strategy=data_parallel"), tmp_path,
+@pytest.mark.slow
+def test_data_parallel_on_tensorflow_is_refused(mw_assets, tmp_path):
+    p = _cli(_args(mw_assets, "--strategy=data_parallel"), tmp_path,
              _env(KERAS_BACKEND="tensorflow"))
     out, err = _communicate(p, 120)
     lines = _errors(err)
@@ -258,6 +246,7 @@ class _Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path):
     """A fit killed at the start of epoch 3 restarts from the backup: only the
     missing epochs run, and the weights equal an uninterrupted fit's."""
@@ -304,13 +293,14 @@ def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path):
     assert not (backup / "training_metadata.json").exists()   # deleted at the end
 
 
-def test_killed_worker_restarted_resumes_from_the_backup(assets, tmp_path):
+@pytest.mark.slow
+def test_killed_worker_restarted_resumes_from_the_backup(mw_assets, tmp_path):
     """SIGKILL one of 2 workers during fine-tuning: the chief stops with an
     error (no hang); the same command restarted on both resumes at the
     backed-up epoch (none repeated, none redone from scratch) and finishes."""
     import time
     epochs = 30
-    args = _args(assets, "--strategy=multi_worker", f"--config.finetune.epochs={epochs}")
+    args = _args(mw_assets, "--strategy=multi_worker", f"--config.finetune.epochs={epochs}")
     homes = [tmp_path / "host0", tmp_path / "host1"]
     for h in homes:
         h.mkdir()
@@ -359,6 +349,7 @@ def test_killed_worker_restarted_resumes_from_the_backup(assets, tmp_path):
     assert list(homes[1].iterdir()) == []
 
 
+@pytest.mark.slow
 def test_strategy_after_tensorflow_started_is_one_clear_error(tmp_path):
     """The bug this issue started from: collectives configured after TF ran an
     op. get_strategy says so in one line instead of TF's RuntimeError."""

@@ -59,7 +59,8 @@ def test_unknown_arch_suggests_close_name():
 
 
 @pytest.mark.parametrize("name,shape", [("MobileNetV2", (32, 32, 3)),
-                                        ("EfficientNetB0", (32, 32, 4)),
+                                        pytest.param("EfficientNetB0", (32, 32, 4),
+                                                     marks=pytest.mark.slow),
                                         ("resnet18", (32, 32, 3))])
 def test_build_fits_data(name, shape):
     model = arch_registry.build(name, num_classes=6, input_shape=shape)
@@ -74,6 +75,7 @@ def test_build_too_small_input_is_named():
         arch_registry.build("InceptionV3", 3, (32, 32, 3))
 
 
+@pytest.mark.slow
 def test_local_weights_file_is_loaded(tmp_path):
     a = arch_registry.build("MobileNetV2", 3, (32, 32, 3))
     path = tmp_path / "w.weights.h5"
@@ -128,6 +130,7 @@ def test_insert_gates_keeps_outputs():
     assert np.allclose(ref, got, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_insert_gates_on_mobilenet_keeps_outputs_and_folds_back():
     model = arch_registry.build("MobileNetV2", 4, (32, 32, 3))
     _randomize_bn(model)
@@ -195,6 +198,7 @@ def _nested_net(trainable=True, twice=False):
     return keras.Model(x, L.Dense(3, name="fc")(h), name="transfer")
 
 
+@pytest.mark.slow
 def test_insert_gates_into_nested_backbone_keeps_outputs():
     from remotetrimmer_tf.models.flatten import flatten_nested
     model = _nested_net()

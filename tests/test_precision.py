@@ -90,6 +90,7 @@ def _weights(model):
     return [keras.ops.convert_to_numpy(w) for w in model.weights]
 
 
+@pytest.mark.slow
 def test_fit_bf16_trains_float32_model_reproducibly(tmp_path):
     x, y = _data()
     recipe = dict(epochs=2, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4,
@@ -114,6 +115,7 @@ def test_fit_bf16_trains_float32_model_reproducibly(tmp_path):
         np.testing.assert_array_equal(a, b)     # same seed -> same weights
 
 
+@pytest.mark.slow
 def test_fit_bf16_resume_continues(tmp_path):
     x, y = _data()
     recipe = dict(epochs=2, batch_size=16, lr=0.05, momentum=0.9, augment="none",

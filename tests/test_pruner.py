@@ -141,6 +141,7 @@ def test_ignore_leaves_groups_whole(resnet):
     assert len(pruner.skipped) == 2
 
 
+@pytest.mark.slow
 def test_cap_end_to_end_on_the_se_resnet():
     model = randomize_gamma(resnet18(10, (32, 32, 3), se=True), seed=2)
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")

@@ -120,6 +120,7 @@ def test_compressed_size_of_sparse_bytes():
     assert compressed_size(sparse.tobytes()) < 0.5 * compressed_size(dense.tobytes())
 
 
+@pytest.mark.slow
 @needs_tfmot
 def test_qat_end_to_end(tmp_path):
     x, y = toy_data(128)
@@ -147,6 +148,7 @@ def test_qat_end_to_end(tmp_path):
     assert keras.__version__.startswith("3.")
 
 
+@pytest.mark.slow
 @needs_tfmot
 def test_tfmot_magnitude_pruning_row(tmp_path):
     x, y = toy_data(64)

@@ -16,13 +16,11 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 
 import numpy as np
 import pytest
 
-from test_cli import (REPO, _env, _sha, _stderr_lines, assets, cli,  # noqa: F401
-                      tiny_args)
+from helpers import cli, env, one_error_line, save_keras_quietly, sha, tiny_args
 
 
 def snapshot(folder):
@@ -32,20 +30,10 @@ def snapshot(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def finished(assets, tmp_path_factory):
-    """A finished tiny run (all nine stages)."""
-    wd = tmp_path_factory.mktemp("finished") / "run"
-    proc = cli(*tiny_args(assets, wd), cwd=wd.parent)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return wd
-
-
 @pytest.fixture
-def run_copy(finished, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(finished, dst)
-    return dst
+def run_copy(tiny_run_copy):
+    """A private copy of the session's finished tiny run (conftest.tiny_run)."""
+    return tiny_run_copy
 
 
 def _save_tiny(path, classes=10, size=32, bn=True):
@@ -58,10 +46,7 @@ def _save_tiny(path, classes=10, size=32, bn=True):
     h = L.ReLU(name="r1")(h)
     h = L.GlobalAveragePooling2D(name="gap")(h)
     y = L.Dense(classes, name="fc")(h)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        keras.Model(x, y).save(path)
-    return path
+    return save_keras_quietly(keras.Model(x, y), path)
 
 
 def _data_copy(assets, tmp_path):
@@ -70,37 +55,30 @@ def _data_copy(assets, tmp_path):
     return dst
 
 
-def _one_error_line(proc, *needles, code=2):
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
-    lines = _stderr_lines(proc)
-    assert len(lines) == 1, lines
-    assert "Traceback" not in proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
-
-
 # --------------------------------------------------- 1. validate-first resume
+@pytest.mark.slow
 def test_failed_resume_missing_classes_leaves_the_run_unchanged(assets, run_copy, tmp_path):
     before = snapshot(run_copy)
     data = _data_copy(assets, tmp_path)
     shutil.rmtree(data / "2750" / "Forest")
     args = [a for a in tiny_args(assets, run_copy) if "data_dir" not in a]
     proc = cli(*args, f"--config.data.data_dir={data}", "--resume", cwd=tmp_path)
-    _one_error_line(proc, "Forest", "data_dir")
+    one_error_line(proc, "Forest", "data_dir")
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_failed_resume_init_model_other_classes_leaves_the_run_unchanged(
         assets, run_copy, tmp_path):
     before = snapshot(run_copy)
     other = _save_tiny(tmp_path / "five.keras", classes=5)
     args = [a for a in tiny_args(assets, run_copy) if "init_model" not in a]
     proc = cli(*args, f"--init_model={other}", "--resume", cwd=tmp_path)
-    _one_error_line(proc, "--init_model", "5 outputs", "10 classes")
+    one_error_line(proc, "--init_model", "5 outputs", "10 classes")
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_failed_resume_bad_image_leaves_the_run_unchanged(assets, run_copy, tmp_path):
     before = snapshot(run_copy)
     data = _data_copy(assets, tmp_path)
@@ -108,10 +86,11 @@ def test_failed_resume_bad_image_leaves_the_run_unchanged(assets, run_copy, tmp_
     bad.write_bytes(bad.read_bytes()[:200])            # truncated download
     args = [a for a in tiny_args(assets, run_copy) if "data_dir" not in a]
     proc = cli(*args, f"--config.data.data_dir={data}", "--resume", cwd=tmp_path)
-    _one_error_line(proc, "River_2.jpg", "skip_bad_files")
+    one_error_line(proc, "River_2.jpg", "skip_bad_files")
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_init_model_inside_the_run_folder_survives(assets, tmp_path):
     """--init_model=RUN/model_trained.keras --workdir=RUN --resume: the file
     stays (same bytes) and the run finishes; it used to be deleted first."""
@@ -123,10 +102,10 @@ def test_init_model_inside_the_run_folder_survives(assets, tmp_path):
     proc = cli(*base, cwd=tmp_path)                  # trained "from scratch"
     assert proc.returncode == 0, proc.stderr[-3000:]
     mine = wd / "model_trained.keras"
-    sha = _sha(mine)
+    digest = sha(mine)
     proc = cli(*base, f"--init_model={mine}", "--resume", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert mine.is_file() and _sha(mine) == sha
+    assert mine.is_file() and sha(mine) == digest
     assert "inputs/init_model-" in proc.stderr
     ledger = json.loads((wd / "stages.json").read_text())
     assert ledger["stages"]["train"]["info"]["source"] == "init_model"
@@ -135,6 +114,7 @@ def test_init_model_inside_the_run_folder_survives(assets, tmp_path):
 
 
 # ------------------------------------------------------------- 2. bad images
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["empty", "truncated", "not_an_image"])
 def test_bad_image_named_before_training(assets, tmp_path, kind):
     data = _data_copy(assets, tmp_path)
@@ -147,10 +127,11 @@ def test_bad_image_named_before_training(assets, tmp_path, kind):
         bad.write_text("<html>404 not found</html>")
     args = [a for a in tiny_args(assets, tmp_path / "wd") if "data_dir" not in a]
     proc = cli(*args, f"--config.data.data_dir={data}", cwd=tmp_path)
-    _one_error_line(proc, str(bad), "--config.data.skip_bad_files=True")
+    one_error_line(proc, str(bad), "--config.data.skip_bad_files=True")
     assert not list((tmp_path / "wd").glob("*.keras"))
 
 
+@pytest.mark.slow
 def test_skip_bad_files_runs_and_reports_them(assets, tmp_path):
     data = _data_copy(assets, tmp_path)
     (data / "2750" / "Pasture" / "Pasture_1.jpg").write_bytes(b"")
@@ -337,6 +318,7 @@ def test_leftover_temporaries_removed_on_next_start(assets, tmp_path, monkeypatc
 
 
 # --------------------------------------------------------------------- 3. lock
+@pytest.mark.slow
 def test_busy_run_folder_is_refused_and_stale_lock_taken_over(assets, tmp_path,
                                                              monkeypatch):
     from remotetrimmer_tf.pipeline import run_pipeline
@@ -354,7 +336,7 @@ def test_busy_run_folder_is_refused_and_stale_lock_taken_over(assets, tmp_path,
         args = ["--config.data.image_size=32", f"--config.data.data_dir={assets['data']}",
                 f"--workdir={wd}", "--stages=train"]
         proc = cli(*args, cwd=tmp_path)
-        _one_error_line(proc, "in use by process", str(other.pid))
+        one_error_line(proc, "in use by process", str(other.pid))
         assert snapshot(wd) == before
     finally:
         other.kill()
@@ -376,7 +358,7 @@ def _interrupt_at(args, cwd, stage, sig, delay=0.3):
     stage gets 0: on a fast machine it may be over in 0.3 s); returns
     (rc, stderr)."""
     proc = subprocess.Popen([sys.executable, "-m", "remotetrimmer_tf.prune", *args],
-                            cwd=cwd, env=_env(), stderr=subprocess.PIPE,
+                            cwd=cwd, env=env(), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     lines = []
     deadline = time.time() + 200
@@ -392,6 +374,7 @@ def _interrupt_at(args, cwd, stage, sig, delay=0.3):
     return rc, "".join(lines) + rest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code,stage,delay", [
     (signal.SIGINT, 130, "finetune", 0.3), (signal.SIGTERM, 143, "recalibrate", 0.0)])
 def test_interrupt_is_one_line_and_resumable(assets, tmp_path, sig, code, stage, delay):
@@ -409,7 +392,7 @@ def test_interrupt_is_one_line_and_resumable(assets, tmp_path, sig, code, stage,
     assert stage not in ledger["stages"]
     for entry in ledger["stages"].values():              # ledger matches files
         for name, digest in entry["sha256"].items():
-            assert _sha(wd / name)[:16] == digest
+            assert sha(wd / name)[:16] == digest
     proc = cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fold: finished earlier, skipped" in proc.stderr
@@ -417,12 +400,13 @@ def test_interrupt_is_one_line_and_resumable(assets, tmp_path, sig, code, stage,
 
 
 # ------------------------------------------------------------ 6. one-liners
+@pytest.mark.slow
 def test_model_without_bn_and_slim_is_one_line(assets, tmp_path):
     nobn = _save_tiny(tmp_path / "nobn.keras", bn=False)
     args = [a for a in tiny_args(assets, tmp_path / "wd") if "init_model" not in a]
     proc = cli(*args, f"--init_model={nobn}", "--config.prune.importance=slim",
                cwd=tmp_path)
-    _one_error_line(proc, "--init_model", "BatchNormalization",
+    one_error_line(proc, "--init_model", "BatchNormalization",
                     "--config.prune.importance=l1")
 
 
@@ -466,16 +450,17 @@ def test_init_model_with_another_input_size(assets, tmp_path):
 def test_num_classes_disagreeing_with_model_or_data(assets, tmp_path):
     proc = cli(*tiny_args(assets, tmp_path / "wd", "--config.model.num_classes=3"),
                cwd=tmp_path)
-    _one_error_line(proc, "--config.model.num_classes=3", "10 classes")
+    one_error_line(proc, "--config.model.num_classes=3", "10 classes")
     args = [a for a in tiny_args(assets, tmp_path / "wd2") if "init_model" not in a]
     proc = cli(*args, "--config.model.num_classes=3", "--config.train.epochs=0",
                cwd=tmp_path)
-    _one_error_line(proc, "--config.model.num_classes=3", "10 classes")
+    one_error_line(proc, "--config.model.num_classes=3", "10 classes")
 
 
+@pytest.mark.slow
 def test_tpu_without_tpu(assets, tmp_path):
     proc = cli(*tiny_args(assets, tmp_path / "wd", "--strategy=tpu"), cwd=tmp_path)
-    _one_error_line(proc, "--strategy=tpu", "--strategy=default")
+    one_error_line(proc, "--strategy=tpu", "--strategy=default")
     assert not list((tmp_path / "wd").glob("*.keras"))
 
 
@@ -488,6 +473,7 @@ def _weights_equal(runs, fname):
     return len(wa) == len(wb) and all(np.array_equal(a, b) for a, b in zip(wa, wb))
 
 
+@pytest.mark.slow
 def test_two_seeded_demo_runs_are_bitwise_identical(assets, tmp_path):
     """The demo config (modern recipe: flips/rot90 augmentation, per-epoch
     reshuffle), made tiny: two runs give the same report.json accuracies and
@@ -507,9 +493,10 @@ def test_two_seeded_demo_runs_are_bitwise_identical(assets, tmp_path):
     for fname in ("model_pruned.keras", "model_recalibrated.keras",
                   "model_finetuned.keras"):
         assert _weights_equal(runs, fname), fname
-    assert _sha(runs[0] / "model.tflite") == _sha(runs[1] / "model.tflite")
+    assert sha(runs[0] / "model.tflite") == sha(runs[1] / "model.tflite")
 
 
+@pytest.mark.slow
 def test_two_seeded_trainings_from_scratch_are_bitwise_identical(assets, tmp_path):
     """ResNet-18 + SE built and trained (2 steps) twice: same weights, same
     accuracy (the model used to be initialised before the seed was set)."""

@@ -76,6 +76,7 @@ def test_default_and_unknown():
         pass
 
 
+@pytest.mark.slow
 def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
     code = textwrap.dedent("""
         import tensorflow as tf
@@ -116,6 +117,7 @@ def test_fit_under_mirrored_strategy_two_logical_cpus(tmp_path):
     assert out["diff_kd"] < 1e-4 and out["moved"] > 1e-3, out
 
 
+@pytest.mark.slow
 def test_fit_under_jax_data_parallel_two_devices(tmp_path):
     code = textwrap.dedent("""
         import sys

@@ -16,8 +16,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 import tfds_tiny_builders as tiny  # noqa: E402  (registers the builders)
 from remotetrimmer_tf.data import tfds_any  # noqa: E402
 from remotetrimmer_tf.data.user_folder import UserDataError  # noqa: E402
-from test_cli import REPO, cli  # noqa: E402,F401
-from test_cli_own_data import _bad  # noqa: E402
+from helpers import REPO, bad_exit, cli  # noqa: E402
 
 
 @pytest.fixture
@@ -128,11 +127,12 @@ def test_pipeline_bridge_loads_a_tfds_split(tmp_path, monkeypatch):
     assert tuple(x.shape[1:]) == (8, 8, 3)
 
 
+@pytest.mark.slow
 def test_cli_tfds_not_prepared_is_one_line(tmp_path, monkeypatch):
     shutil.copy(REPO / "tests" / "tfds_tiny_builders.py", tmp_path)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     proc = cli("--config.data.name=tfds:rt_tiny_download_scenes",
                "--custom_objects=tfds_tiny_builders",
                f"--workdir={tmp_path / 'w'}", cwd=tmp_path)
-    _bad(proc, "tfds:rt_tiny_download_scenes", "--config.data.download=True")
+    bad_exit(proc, "tfds:rt_tiny_download_scenes", "--config.data.download=True")
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())

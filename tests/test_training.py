@@ -230,6 +230,7 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(data, tmp_path):
     x, y = data
     r = recipes.resolve(dict(epochs=4, batch_size=8, lr=0.05, momentum=0.9, schedule="step",
@@ -340,6 +341,7 @@ def test_fit_rejects_bad_input(data):
         training.save_model_atomic(tiny_model(), "/tmp/never.h5")
 
 
+@pytest.mark.slow
 def test_fit_numpy_under_jax_without_tensorflow(tmp_path):
     """The JAX path: numpy data, augmentation, AML, workdir + resume, no TF."""
     code = f"""

@@ -85,9 +85,11 @@ def build(name, num_classes, input_shape, se=False, weights=None):
         input_shape: ``(H, W, C)``; any channel count.
         se: SE gates (ours only; for keras.applications CNNs use
             `remotetrimmer_tf.models.insert_se_gates`).
-        weights: None, or a local file: ``.weights.h5`` (``load_weights``)
-            or ``.keras`` (weights copied for every layer of the same name
-            and shapes; a mismatch is an error naming the layer).
+        weights: None, or a local file: ``.weights.h5`` (``load_weights``),
+            ``.keras`` (weights copied for every layer of the same name
+            and shapes; a mismatch is an error naming the layer) or ``.npz``
+            (`utils.npz_weights`: every weight by layer name, any float
+            dtype, e.g. float16).
 
     Returns:
         A functional ``keras.Model``.
@@ -143,7 +145,13 @@ def load_local_weights(model, path):
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
         raise ValueError(f"--config.model.weights={path}: no such file; pass a "
-                         ".weights.h5 or .keras file")
+                         ".weights.h5, .keras or .npz file")
+    if path.endswith(".npz"):   # utils.npz_weights (e.g. the float16 demo model)
+        from remotetrimmer_tf.utils.npz_weights import load_weights_npz
+        try:
+            return load_weights_npz(model, path)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"--config.model.weights={e}") from None
     if path.endswith(".keras"):
         src = keras.saving.load_model(path, compile=False)
         for layer in model.layers:

@@ -237,8 +237,12 @@ def train(run):
         model = user_model.build_model(run)
         t0 = time.time()
         history = _fit(run, model, cfg.train, "train")
-        info = {"source": "trained", "history": history,
+        weights = cfg.model.get("weights")
+        info = {"source": "trained" if int(cfg.train.epochs) else
+                ("weights" if weights else "initialised"), "history": history,
                 "train_seconds": round(time.time() - t0, 2)}
+        if weights:
+            info["weights"] = os.path.abspath(os.path.expanduser(weights))
         run.save_model(model, "model_trained.keras")
     info["se_gates"] = len(se_layer_names(model))
     info["metrics"] = run.accuracy(model)

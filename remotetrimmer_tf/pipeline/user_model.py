@@ -54,7 +54,7 @@ def check_config(cfg, init_model=None):
     if weights and init_model is None and not os.path.isfile(
             os.path.expanduser(weights)):
         raise PipelineError(f"--config.model.weights={weights}: no such file; "
-                            "pass a local .weights.h5 or .keras file")
+                            "pass a local .weights.h5, .keras or .npz file")
     _check_num_classes(cfg)
     for key, low in (("gate_epochs", 0), ("gate_reduction", 1)):
         value = cfg.attention.get(key, low)

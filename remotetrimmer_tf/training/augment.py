@@ -60,12 +60,16 @@ class RandomFlipRot90(keras.layers.Layer):
         self._table_hw = (h, w)
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, draws=None):
+        """Args: inputs (NHWC); training; draws: optional ``(batch, 3)``
+        uniforms in [0, 1) to use instead of drawing from the layer's seed
+        generator (the tf.data path draws them statelessly per batch)."""
         if not training:
             return inputs
         x = inputs
         batch = ops.shape(x)[0]
-        draws = keras.random.uniform((batch, 3), seed=self.seed_generator)
+        if draws is None:
+            draws = keras.random.uniform((batch, 3), seed=self.seed_generator)
         if self._table is not None and tuple(x.shape[1:3]) == self._table_hw:
             return self._gather(x, draws)
         if self.horizontal:

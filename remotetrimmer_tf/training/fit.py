@@ -212,12 +212,23 @@ def _is_tf_dataset(data):
             and hasattr(data, "map") and hasattr(data, "prefetch"))
 
 
-def _augment_dataset(ds, augment):
-    """``ds`` with ``augment`` applied to the images of every batch (sequential
-    map: the seeded draws come in a fixed order), prefetched."""
-    def fn(x, *rest):
-        return (augment(x, training=True),) + rest
-    return ds.map(fn).prefetch(-1)   # -1 = tf.data.AUTOTUNE
+def _augment_dataset(ds, augment, seed):
+    """``ds`` with ``augment`` applied to the images of every batch, prefetched.
+
+    Batch ``i`` draws its transforms statelessly from ``(seed, i)``: the same
+    draws in every run, whatever the map's parallelism. (A stateful draw —
+    the layer's seed generator — made TensorFlow's op determinism turn every
+    parallel map upstream into a sequential one, printing an "E0000 ...
+    NodeDef mentions attribute use_unbounded_threadpool" line.)"""
+    import tensorflow as tf  # TF-only path (tf.data input), imported lazily
+
+    def fn(step, batch):
+        x, rest = batch[0], tuple(batch[1:])
+        key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(step, tf.int64)])
+        draws = tf.random.stateless_uniform((tf.shape(x)[0], 3), seed=key)
+        return (augment(x, training=True, draws=draws),) + rest
+    return ds.enumerate().map(fn, num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _steps_of(data, name):
@@ -455,7 +466,7 @@ def fit(  # long: the training run in order; half of it is its docstring
             # In the input pipeline, overlapped with the step (measured: the
             # same gather inside the training graph costs ~20% of a ResNet-18
             # step on a 2-core CPU, in tf.data next to nothing).
-            train_data = _augment_dataset(train_data, augment)
+            train_data = _augment_dataset(train_data, augment, recipe.seed)
             augment = None
         jit = _resolve_jit(jit_compile)
         trainer, optimizer, loss = _compiled_trainer(

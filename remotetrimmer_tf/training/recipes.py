@@ -154,7 +154,8 @@ def resolve(recipe):
         a new ``ConfigDict`` (the input is not modified).
 
     Raises:
-        ValueError / TypeError naming the bad field.
+        ValueError: a field with a bad value, named in the message
+            (``TypeError`` for a value of the wrong type).
 
     Example:
 
