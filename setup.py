@@ -17,6 +17,7 @@ def _version():
 # Optional features; `test` is everything the test suite and the docs build use.
 EXTRAS = {
     "onnx": ["onnx", "onnxruntime", "tf2onnx"],   # ONNX export
+    "openvino": ["openvino"],                      # OpenVINO export
     "geo": ["tifffile"],                           # multi-band GeoTIFF tiles
     "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"],
     "jax": ["jax"],
@@ -25,7 +26,8 @@ EXTRAS = {
 }
 EXTRAS["test"] = sorted(
     {"pytest", "jax[cpu]", "matplotlib", "keras-hub>=0.32"}
-    | set(EXTRAS["onnx"]) | set(EXTRAS["geo"]) | set(EXTRAS["docs"]))
+    | set(EXTRAS["onnx"]) | set(EXTRAS["openvino"]) | set(EXTRAS["geo"])
+    | set(EXTRAS["docs"]))
 
 setup(
     name="remotetrimmer_tf",
