@@ -15,11 +15,18 @@
 ``--config.model.weights`` with zero training epochs: the run prunes this
 model instead of training one. This module imports no Keras until `load`.
 
-Example:
+Example (any architecture of `models.arch_registry` packs; the demo's is
+``resnet18`` with SE gates, see ``info()``):
 
->>> meta = info()
->>> meta["arch"], meta["se"], meta["input_shape"]
-('resnet18', True, [64, 64, 3])
+>>> import tempfile
+>>> meta = {"arch": "MobileNetV3Small", "se": False, "num_classes": 3,
+...         "input_shape": [32, 32, 3]}
+>>> folder = tempfile.mkdtemp()
+>>> _, written = pack(build(meta), meta, folder=folder)
+>>> available(folder), info(folder)["weights_dtype"]
+(True, 'float16')
+>>> load(folder).output_shape
+(None, 3)
 >>> weights_path().endswith("weights.npz")
 True
 """

@@ -14,7 +14,7 @@ from remotetrimmer_tf.surgeon import prune_channels
 
 @pytest.mark.parametrize("name, kwargs, full_checks", [
     ("MobileNetV3Small", {"alpha": 0.75, "minimalistic": False}, True),
-    ("EfficientNetB0", {}, False),
+    pytest.param("EfficientNetB0", {}, False, marks=pytest.mark.slow),
 ])
 def test_application_prunes_half_and_reloads(name, kwargs, full_checks, tmp_path):
     model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),

@@ -154,6 +154,7 @@ def test_int8_needs_representative_data(model, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_representative_data_forms(model, tmp_path):
     import tensorflow as tf
 

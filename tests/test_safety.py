@@ -215,6 +215,7 @@ def _quiet(lines):
     return lambda line: lines.append(line)
 
 
+@pytest.mark.slow
 def test_damaged_artifact_and_changed_data_are_rerun(assets, tmp_path, monkeypatch):
     from remotetrimmer_tf.pipeline import run_pipeline
     calls, log = [], []
