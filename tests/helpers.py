@@ -144,3 +144,17 @@ def make_class_folder(root, classes=OWN_CLASSES, n=6):
             mode = "L" if k == 0 else ("RGBA" if k == 1 else "RGB")
             Image.fromarray(img).convert(mode).save(d / f"{cls}_{k}.png")
     return pathlib.Path(root)
+
+
+def group_of(graph, producer):
+    """The channel group whose producers include layer ``producer``."""
+    return next(g for g in graph.groups if any(m.layer == producer for m in g.producers))
+
+
+def zero_bn_channels(model, drop):
+    """Zero gamma and beta of channels ``drop`` of the layer named "bn"."""
+    bn = model.get_layer("bn")
+    g, b, mean, var = bn.get_weights()
+    g[drop] = 0
+    b[drop] = 0
+    bn.set_weights([g, b, mean, var])

@@ -18,7 +18,7 @@ import remotetrimmer_tf as rt
 from remotetrimmer_tf.graph import (DependencyGraph, activation_kind, register_activation,
                                     silence_dropped)
 from remotetrimmer_tf.surgeon import prune_channels
-from test_no_silent_errors import _group_of, _zero_bn_channels  # shared helpers
+from helpers import group_of as _group_of, zero_bn_channels as _zero_bn_channels
 
 X = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
 

@@ -14,8 +14,7 @@ pytest.importorskip("tifffile")
 import tifffile  # noqa: E402
 
 from geotiff_tiles import write_tiles  # noqa: E402
-from test_cli import cli  # noqa: E402  (shared CLI helper)
-from test_cli_own_data import _bad  # noqa: E402
+from helpers import bad_exit as _bad, cli  # noqa: E402  (the shared test helpers)
 
 FAST = ("--config.data.name=folder", "--config.data.image_size=16",
         "--config.data.batch_size=8", "--config.train.epochs=1",

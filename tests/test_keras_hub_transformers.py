@@ -13,6 +13,8 @@ import importlib.util
 import pathlib
 
 import keras
+import warnings
+
 import numpy as np
 import pytest
 
@@ -95,17 +97,20 @@ def test_training_the_pruned_model_leaves_the_original_alone():
 
 
 @pytest.mark.parametrize("name,layer", [("Swin", "blocks_0"),
-                                        ("ViTDet", "multi_head_attention_with_relative_pe")])
+                                        ("ViTDet", "add_positional_embedding")])
 def test_untraceable_transformers_are_refused_in_one_line(name, layer):
+    # a layer whose call cannot run on symbolic tensors stays one opaque node:
+    # refused in one line naming it
     with pytest.raises(ValueError) as err:
         DependencyGraph(zoo.backbone(name))
     assert layer in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_layer_built_with_a_lambda_is_refused_in_one_line():
+def test_a_layer_built_with_a_lambda_is_copied_in_process():
     """MobileNetV5 builds Activation(lambda x: gelu(x)): Keras rebuilds a lambda
-    only with safe_mode=False, so no copy of it is made."""
+    only with safe_mode=False; the copy reuses the same function in process."""
     bb = zoo.backbone("MobileNetV5 (hybrid, MQA)")
-    with pytest.raises(ValueError) as err:
-        rt.Pruner(bb, importance="l1", ratio=0.5, approximate=("layernorm",)).plan()
-    assert "lambda" in str(err.value) and "\n" not in str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        thin = rt.Pruner(bb, importance="l1", ratio=0.5, approximate=("layernorm",)).prune()
+    assert thin.count_params() < bb.count_params()

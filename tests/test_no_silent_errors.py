@@ -11,16 +11,7 @@ from remotetrimmer_tf.surgeon import prune_channels
 X = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
 
 
-def _group_of(graph, producer):
-    return next(g for g in graph.groups if any(m.layer == producer for m in g.producers))
-
-
-def _zero_bn_channels(model, drop):
-    bn = model.get_layer("bn")
-    g, b, mean, var = bn.get_weights()
-    g[drop] = 0
-    b[drop] = 0
-    bn.set_weights([g, b, mean, var])
+from helpers import group_of as _group_of, zero_bn_channels as _zero_bn_channels  # noqa: E402
 
 
 @pytest.mark.parametrize("make", ["activation", "dense_gate", "layernorm"])

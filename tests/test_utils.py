@@ -197,8 +197,8 @@ def test_choices_match_the_registries():
     from remotetrimmer_tf.importance import reductions
     assert set(choices.BUILTIN_IMPORTANCES) <= set(importance.available())
     assert tuple(reductions.REDUCTIONS) == choices.REDUCTIONS
-    from remotetrimmer_tf import pruner
-    assert pruner.ROUND_MODES is choices.ROUND_MODES
+    from remotetrimmer_tf.planning import widths
+    assert widths.ROUND_MODES is choices.ROUND_MODES
 
 
 def test_validate_config_accepts_a_registered_criterion():

@@ -278,10 +278,7 @@ class _Tracer:
         failure = None
         try:
             with swapped(op, lambda sub: Proxy(sub, run)):
-                outs = op.call(*args, **call_kwargs(op, kwargs))
-            if any(not isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(outs)):
-                raise TypeError("its call returns values that are not tensors")
-            return outs
+                return op.call(*args, **call_kwargs(op, kwargs))
         except (_Refusal, NotCopyable):
             raise
         except Exception as err:   # noqa: BLE001 - kept whole below, or one line
