@@ -1,7 +1,9 @@
 """A rebuilt model is called once before it is handed back.
 
 ``check_first_call(model, new_model, graph)`` runs the thinner model on a
-small random batch. A model that fails there (a layer whose per-channel state
+small random batch whenever a changed layer is not a proven pair (a Keras
+built-in layer under the library's own handler, exact by the test suite):
+a user's or keras-hub's layer, a keras op, a user's handler. A model that fails there (a layer whose per-channel state
 no handler knew about, a wrong handler) is never returned: the failure
 becomes one ``PruningError`` line naming the first layer that failed and the
 layers whose channels it reads. When the *original* model fails on the same
@@ -21,7 +23,7 @@ import numpy as np
 
 from .errors import PruningError, error_text
 
-__all__ = ["check_first_call", "probe_batch"]
+__all__ = ["check_first_call", "needs_first_call", "probe_batch"]
 
 
 def probe_batch(model, seed: int = 0, batch: int = 1, free_dim: int = 32):
@@ -84,6 +86,21 @@ def _producers(graph, name):
     for gi in graph.groups_of(name):
         out += [m.layer for m in graph.groups[gi].producers if m.layer != name]
     return sorted(set(out))[:4]
+
+
+def _proven(node) -> bool:
+    """A Keras built-in layer under one of the library's own handlers: its
+    slicing is proven exact by the test suite (every class of ``keras.layers``
+    goes through ``tools/layer_sweep.py``), so it needs no run."""
+    layer, handler = node.layer, node.handler
+    return (type(layer).__module__.startswith("keras.src.layers.")
+            and type(handler).__module__.startswith("remotetrimmer_tf.graph.handlers."))
+
+
+def needs_first_call(changed) -> bool:
+    """True when a changed layer is not a proven built-in pair: a user's or
+    keras-hub's layer, a keras op, or any layer under a user's handler."""
+    return any(not _proven(node) for node, _, _ in changed.values())
 
 
 def check_first_call(model, new_model, graph):

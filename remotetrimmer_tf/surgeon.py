@@ -14,7 +14,7 @@ import keras
 
 from .errors import PruningError, error_text, first_line
 from .graph.dependency_graph import DependencyGraph
-from .first_call import check_first_call
+from .first_call import check_first_call, needs_first_call
 from .utils.in_process import config_of, from_config
 from .utils.keras_models import custom_objects
 
@@ -141,7 +141,7 @@ def prune_channels(model, keep: Dict[int, Sequence[int]],
         layer = _get_path(new_model, path)
         setattr(layer, key, keras.initializers.get(value))
     _set_all(model, new_model, "", new_weights)
-    if changed:
+    if needs_first_call(changed):
         check_first_call(model, new_model, graph)
     from .models.keras_hub_rewrap import as_source_class
     return as_source_class(graph.source_model, model, new_model)
