@@ -158,3 +158,16 @@ def zero_bn_channels(model, drop):
     g[drop] = 0
     b[drop] = 0
     bn.set_weights([g, b, mean, var])
+
+
+def outputs(model, x):
+    """Every output of ``model(x)`` as numpy arrays."""
+    import keras
+    return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(model(x))]
+
+
+def assert_close(a, b, tol=1e-4):
+    """Outputs ``a`` and ``b`` equal in shape and within ``tol`` relative to ``a``."""
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+        assert np.max(np.abs(x - y)) <= tol * max(1.0, np.max(np.abs(x)))

@@ -20,6 +20,7 @@ import pytest
 
 import remotetrimmer_tf as rt
 from remotetrimmer_tf.graph import DependencyGraph, silence_dropped
+from helpers import assert_close as _assert_close, outputs  # noqa: E402
 
 pytest.importorskip("keras_hub")
 
@@ -36,13 +37,7 @@ HAND_WRITTEN = ["DINOv3", "MiT (SegFormer encoder)"]
 
 
 def _out(model):
-    return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(model(X))]
-
-
-def _assert_close(a, b, tol=1e-4):
-    for x, y in zip(a, b):
-        assert x.shape == y.shape
-        assert np.max(np.abs(x - y)) <= tol * max(1.0, np.max(np.abs(x)))
+    return outputs(model, X)
 
 
 def _check_exact(model, tmp_path):
