@@ -64,7 +64,8 @@ def _recipes_module():
 
 def recipe(kind="published", stage="train", *, epochs=None):
     """A training recipe: `remotetrimmer_tf.training.recipes.get(kind, stage)`
-    plus the config-only field `steps_per_epoch`.
+    plus the config-only fields `steps_per_epoch`, `tensorboard`, `settle_bn`
+    and `settle_steps`.
 
     Args:
       kind: "published" (RemoteTrimmer paper: plain SGD lr 0.01, x0.1 at 50%
@@ -77,7 +78,9 @@ def recipe(kind="published", stage="train", *, epochs=None):
     Returns:
       A `ConfigDict` with the recipe fields of the interface contract, plus
       `steps_per_epoch` (None = one pass over the training split; a small
-      number bounds each epoch, for smoke tests).
+      number bounds each epoch, for smoke tests), `tensorboard`, and
+      `settle_bn` / `settle_steps` (how BatchNorm statistics are settled at
+      the end of every epoch; `training.fit`).
 
     Example:
       >>> recipe("modern", "finetune", epochs=15).loss
@@ -94,6 +97,11 @@ def recipe(kind="published", stage="train", *, epochs=None):
     r.precision = "auto"
     r.steps_per_epoch = config_dict.placeholder(int)
     r.tensorboard = True   # TensorBoard logs in <workdir>/logs/<stage>/tb
+    # BatchNorm statistics re-estimated with each epoch's final weights before
+    # validation and checkpoints ("precise BN" over settle_steps training
+    # batches): "auto" | "epoch" | "end" | "off" (training.fit's settle_bn)
+    r.settle_bn = "auto"
+    r.settle_steps = 50
     return r
 
 

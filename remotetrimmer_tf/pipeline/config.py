@@ -212,6 +212,7 @@ def _check_recipes(cfg):
         r = cfg[section].to_dict()
         steps = r.pop("steps_per_epoch", None)
         r.pop("tensorboard", None)   # config-only
+        _check_settle(section, r.pop("settle_bn", "auto"), r.pop("settle_steps", 50))
         epochs = r.get("epochs")
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise _bad(f"{section}.epochs", epochs, "must be an integer >= 0")
@@ -224,6 +225,19 @@ def _check_recipes(cfg):
         if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise _bad(f"{section}.steps_per_epoch", steps,
                        "must be a positive integer or None (whole split)")
+
+
+SETTLE_BN = ("auto", "epoch", "end", "off")
+
+
+def _check_settle(section, mode, steps):
+    """`--config.<section>.settle_bn` / `settle_steps` (training.fit's)."""
+    if mode not in SETTLE_BN:
+        raise _bad(f"{section}.settle_bn", mode, f"must be one of {', '.join(SETTLE_BN)}")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool)
+                              or steps < 1):
+        raise _bad(f"{section}.settle_steps", steps,
+                   "must be a positive integer (training batches) or None (all)")
 
 
 def _check_flags(cfg):

@@ -91,7 +91,48 @@ def accuracies(wd):
         m = info.get("metrics")
         if m:
             out[label] = m.get("accuracy")
+        if stage == "train" and out.get(label) is not None:
+            gated = ((wd.entry("attention") or {}).get("info") or {}).get("gated_metrics")
+            if gated:
+                out["gated"] = gated.get("accuracy")
     return out
+
+
+#: the stage pairs (before, after, stage) where an accuracy drop is unexpected
+_NO_DROP = (("trained", "gated", "attention (SE gate training)"),
+            ("trained", "folded", "fold"),
+            ("pruned_before_recalibration", "recalibrated", "recalibrate"),
+            ("recalibrated", "finetuned", "finetune"))
+
+
+def stage_warnings(rep):
+    """Lines for every stage that ended worse than the stage before it (with
+    the numbers), a trained model at chance, and an `--init_model` whose BN
+    statistics had to be re-estimated."""
+    from remotetrimmer_tf.pipeline.bn_check import bn_line
+    acc, stages = rep.get("accuracy") or {}, rep.get("stages") or {}
+    out = []
+    line = bn_line((stages.get("train") or {}).get("bn_statistics"))
+    if line:
+        out.append(line)
+    for before, after, stage in _NO_DROP:
+        if before == "recalibrated" and acc.get(before) is None:
+            before = "pruned"   # fine-tuned straight from the pruned model
+        a, b = acc.get(before), acc.get(after)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b < a - 1e-9:
+            out.append(f"{stage} ended worse than the stage before it: {before} "
+                       f"{100 * a:.1f}% -> {after} {100 * b:.1f}% ({_split_words(rep)})")
+    chance = _chance(rep)
+    trained = acc.get("trained")
+    if chance and isinstance(trained, (int, float)) and trained <= chance + 1e-9:
+        out.append(f"the trained model scores at chance ({100 * trained:.1f}% for "
+                   f"{round(1 / chance)} classes): train longer or check the data")
+    return out
+
+
+def _chance(rep):
+    n = (rep.get("data") or {}).get("num_classes")
+    return 1.0 / n if isinstance(n, int) and n > 1 else None
 
 
 def build_report(run):
@@ -119,6 +160,7 @@ def build_report(run):
     rep["widths"] = {name: {"before": w, "after": final.get(name)}
                      for name, w in base.items()}
     rep.update(_from_ledger(wd.ledger or {}))
+    rep["warnings"] = stage_warnings(rep)
     rep["versions"] = versions()
     rep["hardware"] = hardware()
     return rep
@@ -167,6 +209,7 @@ def _from_ledger(ledger):
                        for s, e in stages.items()},
             "config": ledger.get("config"),
             "data": {"source": data.get("source"), "files": data.get("files"),
+                     "num_classes": data.get("num_classes"),
                      "fingerprint": data.get("digest"), "skipped_bad_files": skipped,
                      "skipped_count": len(skipped)},
             "determinism": inputs.get("determinism")}
@@ -282,6 +325,7 @@ def format_table(rep):
     for extra in (budget_line(rep), shortfall_line(rep)):
         if extra:
             lines.append(extra)
+    lines += [f"warning: {w}" for w in rep.get("warnings") or ()]
     return "\n".join(lines)
 
 
@@ -302,6 +346,31 @@ def compute_lines(rep):
     return out
 
 
+_SETTLED = {"epoch": "re-estimated after every epoch (before validation and checkpoints)",
+            "end": "re-estimated once, after the last epoch",
+            "off": "left as training's running averages (settle_bn=off)"}
+
+
+def settle_lines(rep):
+    """One line per training stage: how its BN statistics were settled and
+    which epoch's weights it kept."""
+    out = []
+    stages = rep.get("stages") or {}
+    found = [("train", (stages.get("train") or {}).get("history")),
+             ("SE gates", (stages.get("attention") or {}).get("gate_history")),
+             ("finetune", (stages.get("finetune") or {}).get("history"))]
+    for stage, h in found:
+        if not h or "bn_settle" not in h:
+            continue
+        line = f"{stage}: BatchNorm statistics {_SETTLED.get(h['bn_settle'], h['bn_settle'])}"
+        if h["bn_settle"] != "off":
+            line += f" over {h.get('bn_batches', 0)} training batches (precise BN)"
+        if h.get("kept_epoch"):
+            line += f"; kept epoch {h['kept_epoch']} (best val_accuracy)"
+        out.append(line)
+    return out
+
+
 def format_markdown(rep):
     """report.md: summary table, widths, timings, environment."""
     out = [f"# RemoteTrimmer run: {rep.get('name')}", "",
@@ -318,6 +387,8 @@ def format_markdown(rep):
         out += ["", "B" + budget_line(rep)[1:] + "."]
     if shortfall_line(rep):
         out += ["", "**P" + shortfall_line(rep)[1:] + ".**"]
+    for w in rep.get("warnings") or ():
+        out += ["", f"**Warning: {w}.**"]
     acc = rep.get("accuracy", {})
     if acc:
         out += ["", "## Accuracy by stage", "", "| stage | accuracy |",
@@ -330,7 +401,7 @@ def format_markdown(rep):
                 for k, v in rep["widths"].items()]
         if rep.get("files", {}).get("widths.png") or rep.get("plot"):
             out += ["", "![widths](widths.png)"]
-    compute = compute_lines(rep)
+    compute = compute_lines(rep) + settle_lines(rep)
     if compute:
         out += ["", "## Training compute", ""] + [f"- {line}" for line in compute]
     out += ["", "## Timings (seconds)", "", "| stage | s |", "|---|---:|"]

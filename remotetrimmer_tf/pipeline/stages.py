@@ -44,7 +44,8 @@ DEPENDS = {
 }
 
 DATA_DRIVEN_IMPORTANCE = ("taylor",)
-_RECIPE_EXTRAS = ("steps_per_epoch", "tensorboard")   # config-only recipe fields
+# config-only recipe fields
+_RECIPE_EXTRAS = ("steps_per_epoch", "tensorboard", "settle_bn", "settle_steps")
 
 
 def stage_keys(config, init_model_digest=None, data_digest=None):
@@ -158,15 +159,23 @@ def _fit(run, model, section, stage, teacher=None):
             model, train, val=val, recipe=recipe, workdir=str(logdir), verbose=run.verbose,
             teacher=teacher, strategy=run.strategy(), backup_dir=backup,
             callbacks=[interrupt.batch_boundary_callback()],
+            settle_bn=section.get("settle_bn", "auto"),
+            settle_steps=section.get("settle_steps", 50),
             # logs/<stage>/tb, on by default
             tensorboard=bool(section.get("tensorboard", True)) and _tensorboard_installed())
     # The stage's own artifact replaces fit's resume checkpoints.
     for ckpt in logdir.glob("*.keras"):
         ckpt.unlink()
     from remotetrimmer_tf.training.precision import compute_setup   # the report states them
-    return dict(_summarize_history(history),
+    return dict(_summarize_history(history), **_ending(history),
                 compute=compute_setup(recipe.get("precision", "float32"),
                                      run.strategy() is not None))
+
+
+def _ending(history):
+    """How a training stage ended (BN statistics settled, which epoch kept)."""
+    summary = getattr(history, "summary", None)
+    return summary() if callable(summary) else {}
 
 
 def _tensorboard_installed():
@@ -231,7 +240,13 @@ def train(run):
             info["train_seconds"] = round(time.time() - t0, 2)
             run.save_model(model, "model_trained.keras")
         else:
-            run.wd.copy_in(src, "model_trained.keras")
+            from remotetrimmer_tf.pipeline.bn_check import check_init_bn
+            used, info["bn_statistics"] = check_init_bn(run, model)
+            if used is model:
+                run.wd.copy_in(src, "model_trained.keras")
+            else:   # unsettled BN statistics: the re-estimated copy is used
+                model = used
+                run.save_model(model, "model_trained.keras")
     else:
         from remotetrimmer_tf.pipeline import user_model   # any architecture
         model = user_model.build_model(run)

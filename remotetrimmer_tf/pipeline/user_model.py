@@ -220,4 +220,4 @@ def gate_model(run, model, fit_fn):
     del keras
     return gated, {"gates_inserted": n, "gate_epochs": epochs,
                    "backbone_frozen": freeze, "gate_history": history,
-                   "gated_model": GATED_FILE}
+                   "gated_model": GATED_FILE, "gated_metrics": run.accuracy(gated)}

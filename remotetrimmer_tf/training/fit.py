@@ -41,6 +41,7 @@ from keras import ops
 
 from remotetrimmer_tf import losses as losses_lib   # a module: no circle at import
 from remotetrimmer_tf.training import callbacks as cbs
+from remotetrimmer_tf.training.settle_batch_norm import SettleBatchNorm, settle_bn as _settle_bn
 from remotetrimmer_tf.training import recipes as recipes_lib
 from remotetrimmer_tf.training.augment import make_augment
 from remotetrimmer_tf.training.precision import resolve_precision, with_policy
@@ -50,7 +51,7 @@ from remotetrimmer_tf.training.strategy import strategy_scope
 from remotetrimmer_tf.utils.keras_models import (clone_with_weights, copy_weights,
                                                  infer_from_logits)
 
-__all__ = ["fit", "evaluate", "make_optimizer", "make_loss", "infer_from_logits",
+__all__ = ["fit", "FitHistory", "evaluate", "make_optimizer", "make_loss", "infer_from_logits",
            "distillation_loss",
            "ArrayBatches", "decayed_variables", "set_seed"]
 
@@ -389,8 +390,15 @@ def fit(  # long: the training run in order; half of it is its docstring
         model, train, val=None, recipe=None, workdir=None, callbacks=(), verbose="auto",
         strategy=None, initial_epoch=0, steps_per_epoch=None, from_logits=None,
         tensorboard=False, resume=True, jit_compile="auto", teacher=None,
-        backup_dir=None):
+        backup_dir=None, settle_bn="auto", settle_steps=50, restore_best="auto"):
     """Train ``model`` in place with a recipe; return the Keras history dict.
+
+    Training ends with settled BatchNorm statistics: Keras' running averages
+    (momentum 0.99) need hundreds of steps to forget their initial (0, 1), so a
+    short run on a small folder would otherwise leave a model that scores at
+    chance in evaluation mode. ``settle_bn`` re-estimates them with the
+    current weights ("precise BN": one pass over training batches, no
+    gradient) before each epoch's validation and checkpoints.
 
     Args:
         model: a built ``keras.Model`` (trained in place; with a ``strategy`` a
@@ -424,11 +432,24 @@ def fit(  # long: the training run in order; half of it is its docstring
             ``fit`` restarted after a crash or a killed worker resumes from
             it instead of from scratch; the backup is deleted when training
             finishes. Under ``multi_worker`` each worker needs its own folder.
+        settle_bn: ``"epoch"``: re-estimate the BN statistics of the trainable
+            BatchNormalization layers after every epoch, before validation
+            (then run on the model as saved) and checkpoints; ``"end"``: once,
+            after training; ``"off"``: keep Keras' running averages;
+            ``"auto"``: ``"epoch"``, or ``"end"`` under a ``strategy``.
+        settle_steps: training batches per re-estimation (``None``: all of
+            ``train``); numpy input uses a fixed random subset.
+        restore_best: with ``val``, end with the weights of the epoch with the
+            best ``val_accuracy`` (``"auto"``: when ``val`` is given);
+            otherwise the last epoch's weights are kept.
 
     Returns:
         dict ``{metric: [per-epoch values]}`` (``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy``) of the epochs run by this call
-        (``{}`` if a resumed ``workdir`` had already finished).
+        (``{}`` if a resumed ``workdir`` had already finished), a
+        :class:`FitHistory` whose ``bn_settle`` / ``bn_batches`` say how the
+        BN statistics were settled and ``kept_epoch`` / ``kept_by`` which
+        epoch's weights the model holds.
 
     Example:
 
@@ -444,8 +465,15 @@ def fit(  # long: the training run in order; half of it is its docstring
     _check_teacher(teacher, recipe)
     if from_logits is None:
         from_logits = infer_from_logits(model)
-    train_data, val_data, spe = _fit_data(train, val, recipe, steps_per_epoch, strategy)
     distributed = strategy is not None
+    settle = _settle_mode(settle_bn, distributed)
+    restore = _restore_mode(restore_best, val)
+    # under "epoch" validation runs on the float32 model as saved, after the
+    # BN statistics are settled (a callback), not inside Keras' fit
+    keras_val = val if settle != "epoch" else None
+    train_data, val_data, spe = _fit_data(train, keras_val, recipe, steps_per_epoch, strategy)
+    own_val = _as_val(val, recipe) if keras_val is None else None
+    settle_data = _settle_source(train, settle_steps, recipe) if settle != "off" else None
     # "auto" picks bf16 on a single CPU process only; under a distribution
     # strategy (untested with the bf16 clone) it stays float32
     policy = resolve_precision("float32" if distributed and recipe.precision == "auto"
@@ -471,9 +499,12 @@ def fit(  # long: the training run in order; half of it is its docstring
         jit = _resolve_jit(jit_compile)
         trainer, optimizer, loss = _compiled_trainer(
             inner, keeper, augment, recipe, spe, from_logits, teacher, policy, strategy, jit)
+        settler = SettleBatchNorm(keeper, settle_data if settle == "epoch" else None,
+                                  own_val, restore, int(recipe.batch_size))
         initial_epoch, all_callbacks = _fit_callbacks(
-            workdir, resume, recipe, inner, keeper, trainer, optimizer, val_data,
-            initial_epoch, tensorboard, callbacks, backup_dir, verbose)
+            workdir, resume, recipe, inner, keeper, trainer, optimizer,
+            val if val is not None else val_data,
+            initial_epoch, tensorboard, callbacks, backup_dir, verbose, settler)
         if isinstance(train_data, ArrayBatches):
             train_data.epoch = int(initial_epoch)
             train_data._order = None
@@ -487,13 +518,107 @@ def fit(  # long: the training run in order; half of it is its docstring
         # multi_worker: BN moving statistics are per replica; every worker ends
         # with the chief's (as DDP's broadcast buffers), so all workers agree.
         strategy_lib.sync_from_chief(strategy, inner)
-    if keeper is not inner:
+    if keeper is not inner and not settler.synced:
         copy_weights(keeper, inner)
+    kept = settler.restore_best(keeper)
     if distributed:
         copy_weights(model, keeper)
         model.compile(optimizer=_optimizer_of(recipe, spe), loss=loss,
                       metrics=["accuracy"], jit_compile=jit)
-    return history
+    batches = settler.batches
+    if settle == "end":
+        batches = _settle_bn(model, settle_data, only_trainable=True,
+                             batch_size=int(recipe.batch_size), name="fit: `train`")
+    return FitHistory(history, bn_settle=settle, bn_batches=batches,
+                      kept_epoch=kept, kept_by="val_accuracy" if kept else "last")
+
+
+class FitHistory(dict):
+    """What :func:`fit` returns: the Keras history dict ``{metric: [values]}``
+    plus how it ended: ``bn_settle`` (``"epoch"`` / ``"end"`` / ``"off"``),
+    ``bn_batches`` (training batches of the last BN re-estimation; 0: none),
+    ``kept_epoch`` (1-based epoch whose weights were restored, ``None``: the
+    last) and ``kept_by``."""
+
+    def __init__(self, history, bn_settle="off", bn_batches=0, kept_epoch=None,
+                 kept_by="last"):
+        super().__init__(history)
+        self.bn_settle, self.bn_batches = bn_settle, int(bn_batches or 0)
+        self.kept_epoch, self.kept_by = kept_epoch, kept_by
+
+    def summary(self):
+        """The JSON-able facts (for reports)."""
+        return {"bn_settle": self.bn_settle, "bn_batches": self.bn_batches,
+                "kept_epoch": self.kept_epoch, "kept_by": self.kept_by}
+
+
+_SETTLE_MODES = ("auto", "epoch", "end", "off")
+
+
+def _settle_mode(settle_bn, distributed):
+    if settle_bn is True:
+        settle_bn = "auto"
+    if settle_bn in (False, None):
+        settle_bn = "off"
+    if settle_bn not in _SETTLE_MODES:
+        raise ValueError(f"fit: settle_bn must be one of {_SETTLE_MODES}, got {settle_bn!r}.")
+    if settle_bn == "auto":
+        return "end" if distributed else "epoch"
+    if settle_bn == "epoch" and distributed:
+        raise ValueError("fit: settle_bn='epoch' is not available under a distribution "
+                         "strategy; use 'end' (or 'auto').")
+    return settle_bn
+
+
+def _restore_mode(restore_best, val):
+    if restore_best == "auto":
+        return val is not None
+    if restore_best and val is None:
+        raise ValueError("fit: restore_best=True needs `val` (the best epoch is chosen "
+                         "by val_accuracy).")
+    return bool(restore_best)
+
+
+def _settle_source(train, steps, recipe):
+    """The training batches BN statistics are re-estimated on: numpy input: a
+    fixed random subset (``recipe.seed``); otherwise the first ``steps``
+    batches of ``train`` as it iterates."""
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"fit: settle_steps must be >= 1 or None, got {steps}.")
+    batch = int(recipe.batch_size)
+    if _is_array_pair(train):
+        x = train[0]
+        n = len(x) if steps is None else min(len(x), int(steps) * batch)
+        return x[np.random.default_rng([int(recipe.seed), 7]).permutation(len(x))[:n]]
+    if isinstance(train, keras.utils.PyDataset):
+        count = len(train) if steps is None else min(len(train), int(steps))
+        return _PyDatasetBatches(train, count)
+    if steps is not None and hasattr(train, "take") and hasattr(train, "element_spec"):
+        return train.take(int(steps))
+    return _Limited(train, steps)
+
+
+class _PyDatasetBatches:
+    """The first ``count`` batches of a PyDataset (its indexing, not iteration)."""
+
+    def __init__(self, data, count):
+        self.data, self.count = data, int(count)
+
+    def __iter__(self):
+        return (self.data[i] for i in range(self.count))
+
+
+class _Limited:
+    """At most ``steps`` batches of an iterable (each pass a new iterator)."""
+
+    def __init__(self, data, steps):
+        self.data, self.steps = data, steps
+
+    def __iter__(self):
+        for i, batch in enumerate(self.data):
+            if self.steps is not None and i >= int(self.steps):
+                return
+            yield batch
 
 
 def _check_model(model):
@@ -524,10 +649,7 @@ def _fit_data(train, val, recipe, steps_per_epoch, strategy):
                         f"{[type(a).__name__ for a in train]}.")
     else:
         train_data = train
-    if _is_array_pair(val):
-        val_data = ArrayBatches(val[0], val[1], batch_size, seed=None)
-    else:
-        val_data = val
+    val_data = _as_val(val, recipe)
     spe = steps_per_epoch or _steps_of(train_data, "train")
     if not spe:
         raise ValueError("fit: cannot tell how many batches `train` has (infinite or "
@@ -535,6 +657,13 @@ def _fit_data(train, val, recipe, steps_per_epoch, strategy):
     # multi-worker: every worker keeps its share of each global batch
     return (strategy_lib.prepare_dataset(strategy, train_data),
             strategy_lib.prepare_dataset(strategy, val_data), int(spe))
+
+
+def _as_val(val, recipe):
+    """Validation data in a form Keras reads (numpy pairs batched, in order)."""
+    if _is_array_pair(val):
+        return ArrayBatches(val[0], val[1], int(recipe.batch_size), seed=None)
+    return val
 
 
 def _fit_models(model, policy, strategy):
@@ -582,14 +711,18 @@ def _compiled_trainer(inner, keeper, augment, recipe, spe, from_logits, teacher,
 
 
 def _fit_callbacks(workdir, resume, recipe, inner, keeper, trainer, optimizer, val_data,
-                   initial_epoch, tensorboard, callbacks, backup_dir, verbose):
-    """``(initial_epoch, callbacks)``: resume from ``workdir`` / ``backup_dir``
-    and the checkpoint, log and backup callbacks."""
-    all_callbacks = []
+                   initial_epoch, tensorboard, callbacks, backup_dir, verbose, settler):
+    """``(initial_epoch, callbacks)``: resume from ``workdir`` / ``backup_dir``;
+    the weight sync, BN settling + validation, checkpoint, log and backup
+    callbacks, in the order each needs the one before."""
+    all_callbacks = [_SyncWeights(inner, keeper)] if keeper is not inner else []
+    settler.synced = keeper is not inner
+    all_callbacks.append(settler)
     if workdir is not None:
-        initial_epoch, all_callbacks = _workdir_callbacks(
+        initial_epoch, saving = _workdir_callbacks(
             os.fspath(workdir), resume, int(recipe.epochs), inner, keeper, trainer,
-            optimizer, val_data, initial_epoch, tensorboard, verbose)
+            optimizer, val_data, initial_epoch, tensorboard, verbose, settler)
+        all_callbacks += saving
     all_callbacks += list(callbacks)
     if backup_dir is not None:
         backed_up = _backup_epoch(backup_dir)
@@ -605,7 +738,7 @@ def _fit_callbacks(workdir, resume, recipe, inner, keeper, trainer, optimizer, v
 
 
 def _workdir_callbacks(workdir, resume, epochs, inner, keeper, trainer, optimizer, val_data,
-                       initial_epoch, tensorboard, verbose):
+                       initial_epoch, tensorboard, verbose, settler):
     """Resume from ``workdir/last.keras``; best / last checkpoints, CSV log."""
     os.makedirs(workdir, exist_ok=True)
     state, all_callbacks = {}, []
@@ -622,8 +755,8 @@ def _workdir_callbacks(workdir, resume, epochs, inner, keeper, trainer, optimize
                               monitor=monitor, mode="max", best=state.get("best"))
     if state.get("best_epoch"):
         best.best_epoch = int(state["best_epoch"]) - 1
-    if keeper is not inner:
-        all_callbacks.append(_SyncWeights(inner, keeper))
+        settler.resume_best(os.path.join(workdir, "best.keras"), state.get("best"),
+                            best.best_epoch)
     all_callbacks += [best,
                       cbs.LastCheckpoint(workdir, keeper, best_checkpoint=best,
                                          extra_state={"epochs": epochs}),
