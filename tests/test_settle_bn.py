@@ -140,3 +140,38 @@ def test_report_warns_when_a_stage_ends_worse_and_says_how_bn_was_settled():
     rep["accuracy"].update(trained=0.9, finetuned=0.5)
     rep["stages"]["train"] = {}
     assert stage_warnings(rep) == []
+
+
+class _Run:
+    """What check_init_bn reads of a pipeline Run: the config's batch size and
+    validation fraction, and the splits as numpy (x, y)."""
+
+    def __init__(self, x, y):
+        import ml_collections
+        self.cfg = ml_collections.ConfigDict(
+            {"data": {"batch_size": 16, "val_fraction": 0.0}})
+        self.xy = (x, y)
+
+    def data(self, split, shuffle=False, batch_size=None):
+        assert split == "train"   # never the test split
+        return self.xy
+
+
+def test_init_model_with_unsettled_statistics_is_used_re_estimated():
+    from remotetrimmer_tf.pipeline.bn_check import bn_line, check_init_bn
+    x, y = _data()
+    user = _model()
+    training.fit(user, (x, y), recipe=RECIPE, verbose=0, settle_bn="off")
+    before = [np.asarray(w).copy() for w in user.weights]
+    used, info = check_init_bn(_Run(x, y), user)
+    assert used is not user and info["action"] == "re-estimated"
+    assert info["stored_accuracy"] <= 0.3 < 0.7 <= info["settled_accuracy"]
+    assert training.evaluate(used, (x, y))["accuracy"] >= 0.7
+    for a, b in zip(before, user.weights):        # the user's model is untouched
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert "carries unsettled BatchNorm statistics" in bn_line(info)
+
+    settled = _model()
+    training.fit(settled, (x, y), recipe=RECIPE, verbose=0)
+    used, info = check_init_bn(_Run(x, y), settled)
+    assert used is settled and info["action"] == "kept" and bn_line(info) is None
