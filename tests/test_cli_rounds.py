@@ -154,7 +154,7 @@ def test_report_shows_the_rounds(tmp_path):
     pytest.importorskip("matplotlib")
     assert report.plot_widths(rep, tmp_path / "w.png")
     assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
-    assert [label for label, _ in report._width_series(rep, list(rep["widths"].items()))] \
+    assert [label for label, _ in report.width_series(rep, list(rep["widths"].items()))] \
         == ["round 1 (900 params)", "round 2 (500 params)", "round 3 (180 params)"]
     del rep["rounds"]
     assert "## Rounds" not in report.format_markdown(rep)

@@ -483,7 +483,7 @@ def plot_widths(rep, path):
     if not items:
         return False
     names = [k for k, _ in items]
-    series = _width_series(rep, items)
+    series = width_series(rep, items)
     # Horizontal bars, one row per layer: every name stays readable however
     # many layers the model has (MobileNetV2: ~100); rounds: one bar each.
     row = 0.17 + 0.06 * max(0, len(series) - 1)
@@ -509,7 +509,7 @@ def plot_widths(rep, path):
     return True
 
 
-def _width_series(rep, items):
+def width_series(rep, items):
     """``[(label, widths per layer)]``: "after", or one per round."""
     rounds = rep.get("rounds")
     if not rounds:
