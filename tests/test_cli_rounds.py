@@ -1,9 +1,10 @@
 """`--config.prune.rounds=k`: iterative pruning in the CLI (pipeline/rounds.py).
 
 Fast: the checks of the flag, the epoch split, kept.json composition, stage
-keys, the report's rounds table and plot (synthetic). In-process on the tiny
-assets: a run killed in round 2 resumes at round 2 (round 1 is not redone),
-and a changed fine-tune config redoes the rounds. Slow: the CLI end to end
+keys, the report's rounds table and plot (synthetic); in-process on the tiny
+assets, rounds to a MACs target. Slow, in-process: a run killed in round 2
+resumes at round 2 (round 1 is not redone), and a changed fine-tune config
+redoes the rounds. Slow: the CLI end to end
 (rounds=3 ends at the one-shot model's widths, report with 3 rounds).
 """
 import json
@@ -249,3 +250,27 @@ def test_three_rounds_end_to_end_end_at_the_one_shot_size(assets, tiny_run, tmp_
     for artifact in ("model_finetuned.keras", "metrics.json", "model.tflite"):
         assert (wd / artifact).is_file(), artifact
     assert (wd / "rounds/round_2/model_finetuned.keras").is_file()
+
+
+def test_rounds_to_a_macs_target_end_under_it(assets, tmp_path):
+    """Only the last round prunes to the target; the earlier ones follow the
+    ratio the one-shot search reached. The budget line keeps the folded
+    model's MACs as "unpruned"."""
+    import keras
+
+    from remotetrimmer_tf.cost import count_macs
+    from remotetrimmer_tf.pipeline import run_pipeline
+    cfg, wd = _cfg(assets, rounds=2, epochs=2), tmp_path / "run"
+    cfg.prune.target_macs = 200_000
+    run_pipeline(cfg, workdir=wd, init_model=str(assets["model"]),
+                 stages="train,attention,fold,prune", log=lambda line: None)
+    info = json.loads((wd / "stages.json").read_text())["stages"]["prune"]["info"]
+    schedule = info["schedule"]["widths"]
+    assert schedule[-1] == {"ratio": None, "target_macs": 200_000}
+    assert 0 < schedule[0]["ratio"] < 0.5
+    pruned = keras.saving.load_model(wd / "model_pruned.keras", compile=False)
+    folded = keras.saving.load_model(wd / "model_folded.keras", compile=False)
+    assert count_macs(pruned) <= 200_000 == info["budget"]["target"]
+    assert info["budget"]["achieved"] == count_macs(pruned)
+    assert info["budget"]["unpruned"] == count_macs(folded)
+    assert info["rounds"][0]["macs"] > info["rounds"][1]["macs"] == count_macs(pruned)

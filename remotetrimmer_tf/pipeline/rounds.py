@@ -91,6 +91,7 @@ def prune_in_rounds(run, folded, widths, steps):
         from remotetrimmer_tf.pipeline.workdir import PipelineError
         raise PipelineError(f"--config.prune.rounds={k}: {e}") from None
     del one_shot
+    started = pruner.budget_report     # a target: the one-shot search's range
     source, kept, records, artifacts = "model_folded.keras", {}, [], []
     for i in range(1, k):
         record = _finished(run, i, source)
@@ -107,10 +108,13 @@ def prune_in_rounds(run, folded, widths, steps):
     # its accuracies are the prune / finetune stages' (the report fills them in)
     records.append(dict(_describe(run, k, pruned, kept), accuracy=None,
                         epochs=int(finetune_section(run.cfg, k).epochs)))
-    return pruned, pruner, kept, artifacts, {
-        "rounds": records,
-        "schedule": {"rounds": k, "widths": schedule,
-                     "epochs": epoch_shares(int(run.cfg.finetune.epochs), k)}}
+    info = {"rounds": records,
+            "schedule": {"rounds": k, "widths": schedule,
+                         "epochs": epoch_shares(int(run.cfg.finetune.epochs), k)}}
+    if started and pruner.budget_report:   # "unpruned": model_folded's, not round k-1's
+        info["budget"] = dict(pruner.budget_report, unpruned=started["unpruned"],
+                              min_reachable=started["min_reachable"], rounds=k)
+    return pruned, pruner, kept, artifacts, info
 
 
 def _run_round(run, i, source, widths, kept_before, steps):
