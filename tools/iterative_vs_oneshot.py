@@ -20,10 +20,12 @@ one-shot per seed, and a one-line verdict computed from them. A rerun skips
 the jobs whose result file exists in ``OUT/jobs`` (and the pipeline resumes a
 killed job, per round).
 
-Example (the measurement of issue 29; UC Merced at 64 px on CPU):
+Example (the measurement of issue 29; UC Merced at 64 px on CPU; 40 + 20
+epochs as tools/results/reproduce/ucmerced_resnet18_cpu64_3seeds.md, whose
+cap + aml row is the same one-shot job):
 
     python tools/iterative_vs_oneshot.py --data_dir=/work/shared/data/ucmerced \\
-        --out=/tmp/ivo --train_epochs=30 --finetune_epochs=15 --seeds=0,1,2
+        --out=/tmp/ivo --train_epochs=40 --finetune_epochs=20 --seeds=0,1,2
 
 A smoke run (two classes, one seed, bounded epochs; results kept out of
 tools/results):
@@ -69,8 +71,8 @@ def parse(argv=None):
     p.add_argument("--loss", default="aml", choices=["aml", "ce", "aml_kd", "ce_kd"],
                    help="fine-tuning loss; _kd also distils from the seed's parent")
     p.add_argument("--ratio", type=float, default=0.7)
-    p.add_argument("--train_epochs", type=int, default=30)
-    p.add_argument("--finetune_epochs", type=int, default=15,
+    p.add_argument("--train_epochs", type=int, default=40)
+    p.add_argument("--finetune_epochs", type=int, default=20,
                    help="TOTAL fine-tuning epochs of every schedule (split over its rounds)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--rounds", default="1,3,5", help="the schedules; 1 = one-shot")
