@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from remotetrimmer_tf.errors import PruningError
+
 __all__ = ["round_ratios", "round_widths", "schedule_of", "final_widths", "epoch_shares",
            "prune_in_rounds", "fit_between_rounds"]
 
@@ -37,9 +39,9 @@ def round_ratios(ratio, rounds):
         ``rounds`` floats; their survivors multiply to ``1 - ratio``.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}.")
+        raise PruningError(f"rounds must be an int >= 1, got {rounds!r}.")
     if not 0.0 <= float(ratio) < 1.0:
-        raise ValueError(f"ratio must be in [0, 1), got {ratio!r}.")
+        raise PruningError(f"ratio must be in [0, 1), got {ratio!r}.")
     cumulative = [float(ratio) * i / rounds for i in range(rounds + 1)]
     return [1.0 - (1.0 - cumulative[i]) / (1.0 - cumulative[i - 1])
             for i in range(1, rounds + 1)]
@@ -85,7 +87,7 @@ def schedule_of(pruner, pruned, rounds):
         target. One round: the one-shot arguments.
 
     Raises:
-        ValueError: a latency target with ``rounds > 1`` (each round would
+        PruningError: a latency target with ``rounds > 1`` (each round would
             need its own latency search).
     """
     from remotetrimmer_tf.cost import count_params
@@ -95,7 +97,7 @@ def schedule_of(pruner, pruned, rounds):
         return round_widths(pruner.ratio, rounds, final if rounds > 1 else None)
     if budget["kind"] not in ("macs", "params"):
         if rounds > 1:
-            raise ValueError(f"rounds={rounds}: a latency target prunes in one round; "
+            raise PruningError(f"rounds={rounds}: a latency target prunes in one round; "
                              "prune in rounds to a ratio, target_macs or target_params.")
         return [{"ratio": None, "target_latency_ms": budget["target"]}]
     reached = float((pruner.budget_report or {}).get("ratio", 0.0))
