@@ -13,7 +13,7 @@ Sections:
   train       training recipe for the unpruned model (see `recipe()`).
   attention   how many batches to average the SE gates over (None = all).
   prune       importance criterion, ratio or budget (MACs, params, latency),
-              scope, rounding, ignored layers.
+              scope, rounding, ignored layers, rounds (iterative pruning).
   recalibrate BN-statistics re-estimation after pruning (steps, 0 = off).
   finetune    fine-tuning recipe of the pruned model (Adaptive Mining Loss).
   evaluate    which split the accuracies are measured on.
@@ -172,6 +172,11 @@ def get_config():
     c.prune.ignore = ()      # names of layers never pruned
     c.prune.seed = 0
     c.prune.steps = 8        # batches the data-driven criteria (taylor) use
+    # Iterative pruning: k rounds to the final ratio (or MACs / params target),
+    # each pruned round BN-recalibrated and fine-tuned with the finetune recipe
+    # before the next; finetune.epochs is the TOTAL over the k rounds (split as
+    # evenly as possible, the remainder to the last rounds). 1 = one-shot.
+    c.prune.rounds = 1
     # Budgets (remotetrimmer_tf/budget.py, latency.py): give one target instead of
     # the ratio; widths come closest to it without exceeding it.
     c.prune.target_macs = config_dict.placeholder(float)        # e.g. 15e6

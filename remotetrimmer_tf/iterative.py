@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-__all__ = ["round_ratios", "prune_in_rounds", "fit_between_rounds"]
+from remotetrimmer_tf.errors import PruningError
+
+__all__ = ["round_ratios", "round_widths", "schedule_of", "final_widths", "epoch_shares",
+           "prune_in_rounds", "fit_between_rounds"]
 
 
 def round_ratios(ratio, rounds):
@@ -36,12 +39,98 @@ def round_ratios(ratio, rounds):
         ``rounds`` floats; their survivors multiply to ``1 - ratio``.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}.")
+        raise PruningError(f"rounds must be an int >= 1, got {rounds!r}.")
     if not 0.0 <= float(ratio) < 1.0:
-        raise ValueError(f"ratio must be in [0, 1), got {ratio!r}.")
+        raise PruningError(f"ratio must be in [0, 1), got {ratio!r}.")
     cumulative = [float(ratio) * i / rounds for i in range(rounds + 1)]
     return [1.0 - (1.0 - cumulative[i]) / (1.0 - cumulative[i - 1])
             for i in range(1, rounds + 1)]
+
+
+def round_widths(ratio, rounds, final=None):
+    """The width arguments of ``Pruner`` for every round of the schedule.
+
+    Args:
+        ratio: the final fraction of the original channels removed, [0, 1).
+        rounds: how many rounds (>= 1).
+        final: what the last round prunes to instead of its ratio, e.g.
+            ``{"target_params": n}`` (the one-shot model's size) or a MACs /
+            params budget; None: the last round prunes by its ratio too.
+
+    Returns:
+        ``rounds`` dicts: ``{"ratio": r}`` (:func:`round_ratios`) for each
+        round, the last one ``{"ratio": None, **final}`` when ``final`` is given.
+
+    Example:
+        >>> round_widths(0.5, 2, {"target_params": 100})[1]
+        {'ratio': None, 'target_params': 100}
+    """
+    out = [{"ratio": r} for r in round_ratios(ratio, rounds)]
+    if final:
+        out[-1] = {"ratio": None, **final}
+    return out
+
+
+def schedule_of(pruner, pruned, rounds):
+    """The width arguments of every round, ending where one-shot pruning ended.
+
+    Args:
+        pruner: the one-shot ``Pruner`` (planned) of the model to prune.
+        pruned: the model it returned.
+        rounds: how many rounds (>= 1).
+
+    Returns:
+        :func:`round_widths`: by a ratio, the rounds follow
+        :func:`round_ratios` of it and the last one prunes to ``pruned``'s
+        trainable-parameter count; by a MACs / params target, they follow the
+        ratio the target's search reached and the last one prunes to the
+        target. One round: the one-shot arguments.
+
+    Raises:
+        PruningError: a latency target with ``rounds > 1`` (each round would
+            need its own latency search).
+    """
+    from remotetrimmer_tf.cost import count_params
+    budget = pruner.budget
+    if not budget:
+        final = {"target_params": count_params(pruned, trainable_only=True)}
+        return round_widths(pruner.ratio, rounds, final if rounds > 1 else None)
+    if budget["kind"] not in ("macs", "params"):
+        if rounds > 1:
+            raise PruningError(f"rounds={rounds}: a latency target prunes in one round; "
+                             "prune in rounds to a ratio, target_macs or target_params.")
+        return [{"ratio": None, "target_latency_ms": budget["target"]}]
+    reached = float((pruner.budget_report or {}).get("ratio", 0.0))
+    return round_widths(min(max(reached, 0.0), 0.99), rounds,
+                        {f"target_{budget['kind']}": int(budget["target"])})
+
+
+def final_widths(model, widths):
+    """``widths`` for the last round, or ``{"ratio": 0.0}`` (nothing to
+    remove) when ``model`` already meets its ``target_params`` /
+    ``target_macs`` (flooring in earlier rounds can get there first; a budget
+    above the model's own count is out of the planner's range)."""
+    from remotetrimmer_tf.cost import count_macs, count_params
+    if widths.get("target_params") is not None:
+        now = count_params(model, trainable_only=True)
+        target = widths["target_params"]
+    elif widths.get("target_macs") is not None:
+        now, target = count_macs(model), widths["target_macs"]
+    else:
+        return widths
+    return {"ratio": 0.0} if now <= target else widths
+
+
+def epoch_shares(epochs, rounds):
+    """Fine-tuning epochs of each round: ``epochs`` split as evenly as
+    possible, the remainder to the last rounds (the total stays ``epochs``).
+
+    Example:
+        >>> epoch_shares(10, 3), epoch_shares(2, 3)
+        ([3, 3, 4], [0, 1, 1])
+    """
+    base, extra = divmod(int(epochs), int(rounds))
+    return [base + (1 if i >= rounds - extra else 0) for i in range(rounds)]
 
 
 def fit_between_rounds(train, recipe, teacher=None, val=None, verbose=0):
@@ -57,7 +146,7 @@ def _record(index, ratio, model, pruner, evaluate):
     from remotetrimmer_tf.metrics import count_macs, count_params
     widths = {str(g["layers"][0]): int(g["kept"]) for g in pruner.summary()}
     return {"round": index, "ratio": round(float(ratio), 6), "widths": widths,
-            "params": int(count_params(model)), "macs": int(count_macs(model)),
+            "params": int(count_params(model, trainable_only=True)), "macs": int(count_macs(model)),
             "accuracy": None if evaluate is None else float(evaluate(model))}
 
 
@@ -82,19 +171,17 @@ def prune_in_rounds(model, rounds=3, *, ratio=0.7, importance="l1", data=None,
         ``(pruned model, rounds)``: ``rounds`` is a list of
         ``{"round", "ratio", "widths", "params", "macs", "accuracy"}``.
     """
-    from remotetrimmer_tf.metrics import count_params
     from remotetrimmer_tf.pruner import Pruner
-    ratios = round_ratios(ratio, rounds)
-    target = None
+    schedule = round_widths(ratio, rounds)
     if rounds > 1:     # the one-shot model's size: where every schedule ends
-        target = count_params(Pruner(model, importance=importance, ratio=ratio,
-                                     **pruner_args).prune(data))
+        one_shot = Pruner(model, importance=importance, ratio=ratio, **pruner_args)
+        schedule = schedule_of(one_shot, one_shot.prune(data), rounds)
     history, current = [], model
-    for i, r in enumerate(ratios, start=1):
+    for i, widths in enumerate(schedule, start=1):
         crit = "slim" if importance == "cap" and i > 1 else importance
-        last = i == rounds and target is not None
-        pruner = Pruner(current, importance=crit, ratio=None if last else r,
-                        target_params=target if last else None, **pruner_args)
+        if i == rounds:
+            widths = final_widths(current, widths)
+        pruner = Pruner(current, importance=crit, **widths, **pruner_args)
         current = pruner.prune(data)
         if finetune is not None:
             finetune(current, i)

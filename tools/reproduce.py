@@ -296,11 +296,8 @@ def run_job(args, name):
     elif kind == "finetune":
         crit, loss_tag, ratio_s = rest.split("-")[:3]
         cfg = _row_config(args, seed, crit, ratio_s, loss=loss_tag)
-        prune_dir = _paths(args, f"prune-{crit}-{ratio_s}-s{seed}")[1]
-        if not os.path.exists(folder):   # the pruned run, branched for this loss
-            with atomic_path(folder) as tmp:
-                shutil.copytree(prune_dir, tmp,
-                                ignore=shutil.ignore_patterns(".lock", "logs", "superseded"))
+        # the pruned run, branched for this loss
+        branch_run_folder(_paths(args, f"prune-{crit}-{ratio_s}-s{seed}")[1], folder)
         wd = _run_stages(args, name, cfg, "finetune", init_model=_trained_model(args, crit, seed))
         model = keras.saving.load_model(os.path.join(folder, "model_finetuned.keras"))
         result.update(epochs=cfg.finetune.epochs, accuracy=_metric(wd, "finetune"),
@@ -315,6 +312,16 @@ def run_job(args, name):
     result["seconds"] = round(time.time() - start, 1)
     result["backend"] = keras.backend.backend()
     _write_json(result_path, result)
+
+
+def branch_run_folder(source, folder):
+    """A copy of the run folder ``source`` at ``folder`` (made once, atomically;
+    without its lock, logs and superseded results): a later job resumes there
+    after the stages ``source`` finished."""
+    if not os.path.exists(folder):
+        with atomic_path(folder) as tmp:
+            shutil.copytree(source, tmp,
+                            ignore=shutil.ignore_patterns(".lock", "logs", "superseded"))
 
 
 def _last_values(wd, stage):
@@ -508,7 +515,9 @@ def _count(values):
     return f"{values[0]:,}" if len(set(values)) == 1 else f"{float(np.mean(values)):,.0f} (mean)"
 
 
-def main(argv=None):
+def build_parser():
+    """The tool's options (also the defaults tools/iterative_vs_oneshot.py
+    builds its job configs from, through ``_config``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="eurosat")
     p.add_argument("--data_dir", default=None)
@@ -541,7 +550,11 @@ def main(argv=None):
     p.add_argument("--latency_dtype", default="int8", choices=list(DTYPES))
     p.add_argument("--latency_threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for jobs and reports
     if args.job:
         run_job(args, args.job)

@@ -116,6 +116,7 @@ def validate_config(cfg, init_model=None, given=()):
     user_model.check_config(cfg, init_model)
     _check_choices(cfg)
     _check_prune(cfg.prune, "prune.ratio" in given)
+    _check_rounds(cfg.prune)
     _check_numbers(cfg)
     _check_recipes(cfg)
     _check_flags(cfg)
@@ -181,6 +182,22 @@ def _check_prune(p, ratio_given):
         check_target(given, ratio_given=ratio_given, **_latency_options(p))
     except TargetError as err:
         raise PipelineError(err.worded(lambda f: f"--config.prune.{f}")) from None
+
+
+def _check_rounds(p):
+    """``prune.rounds``: an integer >= 1; several rounds take a ratio or a
+    MACs / params target (a latency search per round is not offered)."""
+    rounds = p.get("rounds", 1)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise _bad("prune.rounds", rounds, "must be an integer >= 1 (1: one-shot "
+                   "pruning; k: k rounds with fine-tuning between), e.g. "
+                   "--config.prune.rounds=3")
+    latency = [k for k in _LATENCY if p.get(k) is not None]
+    if rounds > 1 and latency:
+        raise PipelineError(
+            f"--config.prune.rounds={rounds} with --config.prune.{latency[0]}: a latency "
+            "budget prunes in one round; pass --config.prune.rounds=1, or prune in rounds "
+            "to a ratio, target_macs or target_params")
 
 
 def _check_numbers(cfg):

@@ -160,6 +160,9 @@ def build_report(run):
     rep["widths"] = {name: {"before": w, "after": final.get(name)}
                      for name, w in base.items()}
     rep.update(_from_ledger(wd.ledger or {}))
+    rounds = round_rows(wd.ledger or {}, rep["accuracy"])
+    if rounds:
+        rep["rounds"] = rounds
     rep["warnings"] = stage_warnings(rep)
     rep["versions"] = versions()
     rep["hardware"] = hardware()
@@ -196,6 +199,25 @@ def _accuracy(wd, export_info):
     return acc
 
 
+def round_rows(ledger, acc):
+    """`report.json["rounds"]` of a run pruned in rounds (`prune.rounds` > 1;
+    `[]` otherwise): per round its index, the share of the pruned groups'
+    channels removed so far (`ratio`), per-layer widths, params, MACs, the
+    accuracy after its prune and after its fine-tune, epochs and fine-tune
+    seconds. The last round's accuracies and fine-tune are the prune /
+    finetune stages'."""
+    stages = ledger.get("stages") or {}
+    records = ((stages.get("prune") or {}).get("info") or {}).get("rounds") or []
+    out = [{k: v for k, v in r.items() if k != "history"} for r in records]
+    if out:
+        finetune = (stages.get("finetune") or {}).get("info") or {}
+        out[-1].update(accuracy_pruned=acc.get("pruned"), accuracy=acc.get("finetuned"),
+                       finetune_seconds=finetune.get("train_seconds"))
+        if finetune.get("epochs") is not None:
+            out[-1]["epochs"] = finetune["epochs"]
+    return out
+
+
 def _from_ledger(ledger):
     """Timings, stage infos, config, data and determinism of the ledger."""
     stages = ledger.get("stages", {})
@@ -205,7 +227,8 @@ def _from_ledger(ledger):
     data = inputs.get("data") or {}
     skipped = list(data.get("skipped_bad_files") or [])
     return {"timings_s": timings,
-            "stages": {s: {k: v for k, v in e.get("info", {}).items() if k != "per_gate"}
+            "stages": {s: {k: v for k, v in e.get("info", {}).items()
+                           if k not in ("per_gate", "rounds")}   # rounds: rep["rounds"]
                        for s, e in stages.items()},
             "config": ledger.get("config"),
             "data": {"source": data.get("source"), "files": data.get("files"),
@@ -306,6 +329,39 @@ def shortfall_line(rep):
             f"channels removed for {100 * s['asked']:.0f}% asked; frozen: {why}")
 
 
+def rounds_line(rep):
+    """One line on iterative pruning (params and accuracy per round), or None."""
+    rounds = rep.get("rounds")
+    if not rounds:
+        return None
+    steps = " -> ".join(f"{_fmt_int(r.get('params'))} ({_fmt_acc(r.get('accuracy'))})"
+                        for r in rounds)
+    return (f"pruned in {len(rounds)} rounds, fine-tuning between: params (accuracy "
+            f"after the round's fine-tune) {steps}")
+
+
+def rounds_markdown(rep):
+    """report.md's table of the rounds (empty for one-shot pruning)."""
+    rounds = rep.get("rounds")
+    if not rounds:
+        return []
+    epochs = [r.get("epochs") for r in rounds]
+    out = ["", "## Rounds (iterative pruning)", "",
+           f"Pruned in {len(rounds)} rounds; fine-tuning epochs per round "
+           f"{', '.join(str(e) for e in epochs)} (total "
+           f"{sum(e or 0 for e in epochs)} = finetune.epochs). `removed`: share of the "
+           "pruned groups' channels removed so far.", "",
+           "| round | removed | params | MACs | pruned | fine-tuned | epochs | fine-tune s |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rounds:
+        secs = r.get("finetune_seconds")
+        out.append(f"| {r['round']} | {100 * r.get('ratio', 0):.1f}% | "
+                   f"{_fmt_int(r.get('params'))} | {_fmt_int(r.get('macs'))} | "
+                   f"{_fmt_acc(r.get('accuracy_pruned'))} | {_fmt_acc(r.get('accuracy'))} | "
+                   f"{r.get('epochs', '-')} | {'-' if secs is None else secs} |")
+    return out
+
+
 def format_table(rep):
     """The plain-text summary table printed at the end of a run."""
     rows = [HEADER] + table_rows(rep)
@@ -322,7 +378,7 @@ def format_table(rep):
         lines.append(f"params removed {100 * red['params_removed']:.1f}%, "
                      f"MACs removed {100 * red['macs_removed']:.1f}% "
                      f"(accuracy on the {_split_words(rep)})")
-    for extra in (budget_line(rep), shortfall_line(rep)):
+    for extra in (budget_line(rep), shortfall_line(rep), rounds_line(rep)):
         if extra:
             lines.append(extra)
     lines += [f"warning: {w}" for w in rep.get("warnings") or ()]
@@ -389,6 +445,7 @@ def format_markdown(rep):
         out += ["", "**P" + shortfall_line(rep)[1:] + ".**"]
     for w in rep.get("warnings") or ():
         out += ["", f"**Warning: {w}.**"]
+    out += rounds_markdown(rep)
     acc = rep.get("accuracy", {})
     if acc:
         out += ["", "## Accuracy by stage", "", "| stage | accuracy |",
@@ -414,7 +471,8 @@ def format_markdown(rep):
 
 
 def plot_widths(rep, path):
-    """Bar plot of per-layer widths before/after; False without matplotlib."""
+    """Bar plot of per-layer widths before / after (after each round when
+    pruned in rounds); False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg", force=False)
@@ -425,34 +483,55 @@ def plot_widths(rep, path):
     if not items:
         return False
     names = [k for k, _ in items]
-    before = [v["before"] for _, v in items]
-    after = [v["after"] or 0 for _, v in items]
+    series = width_series(rep, items)
     # Horizontal bars, one row per layer: every name stays readable however
-    # many layers the model has (MobileNetV2: ~100).
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.17 * len(names) + 1.6)))
+    # many layers the model has (MobileNetV2: ~100); rounds: one bar each.
+    row = 0.17 + 0.06 * max(0, len(series) - 1)
+    fig, ax = plt.subplots(figsize=(8, max(3.0, row * len(names) + 1.6)))
     ys = list(range(len(names)))[::-1]
-    ax.barh(ys, before, color="#c8c8c8", label="before", height=0.8)
-    ax.barh(ys, after, color="#1f77b4", label="after", height=0.8)
+    ax.barh(ys, [v["before"] for _, v in items], color="#c8c8c8", label="before",
+            height=0.8)
+    height = 0.8 / len(series)
+    cmap = matplotlib.colormaps["viridis"]
+    for n, (label, widths) in enumerate(series):
+        color = "#1f77b4" if len(series) == 1 else cmap(0.85 * n / (len(series) - 1))
+        offset = 0.4 - height * (n + 0.5)
+        ax.barh([y + offset for y in ys], widths, color=color, label=label, height=height)
     ax.set_yticks(ys)
     ax.set_yticklabels(names, fontsize=7)
     ax.set_ylim(-0.8, len(names) - 0.2)
     ax.set_xlabel("output channels")
+    ax.set_title(_plot_title(rep), fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def width_series(rep, items):
+    """``[(label, widths per layer)]``: "after", or one per round."""
+    rounds = rep.get("rounds")
+    if not rounds:
+        return [("after", [v["after"] or 0 for _, v in items])]
+    return [(f"round {r['round']} ({_fmt_int(r.get('params'))} params)",
+             [(r.get("widths") or {}).get(name, 0) for name, _ in items]) for r in rounds]
+
+
+def _plot_title(rep):
     cfg = rep.get("config") or {}
     prune = cfg.get("prune", {}) if isinstance(cfg, dict) else {}
     title = f"Per-layer widths: {rep.get('name')}"
     if prune.get("ratio") is not None:
         title += (f" — ratio {prune['ratio']} ({prune.get('importance')}, "
                   f"{prune.get('scope')})")
+    if rep.get("rounds"):
+        title += f", {len(rep['rounds'])} rounds"
     red = rep.get("reduction")
     if red:
         title += (f"\nparams removed {100 * red['params_removed']:.1f}%, "
                   f"MACs removed {100 * red['macs_removed']:.1f}%")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
-    return True
+    return title
 
 
 def write_report(run):

@@ -158,6 +158,7 @@ def run_pipeline(  # long: its docstring is the order of work
     from remotetrimmer_tf.pipeline.lock import RunLock
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     validate_config(cfg, init_model)
+    _check_rounds_strategy(cfg, strategy)
     if not isinstance(verbose, int) or isinstance(verbose, bool) or not 0 <= verbose <= 2:
         raise PipelineError(f"--verbose={verbose!r} must be 0, 1 or 2")
     if stages is not None and not isinstance(stages, str):
@@ -199,6 +200,17 @@ def run_pipeline(  # long: its docstring is the order of work
                 wd.path.rmdir()          # only succeeds when still empty
             except OSError:
                 pass
+
+
+def _check_rounds_strategy(cfg, strategy):
+    """Pruning in rounds trains inside the prune stage, which runs on the
+    chief only under --strategy=multi_worker: refused there, in one line."""
+    rounds = cfg.prune.get("rounds", 1)
+    if strategy == "multi_worker" and isinstance(rounds, int) and rounds > 1:
+        raise PipelineError(
+            f"--config.prune.rounds={rounds} with --strategy=multi_worker: the rounds "
+            "fine-tune on one machine; pass --config.prune.rounds=1 for several "
+            "workers, or another --strategy")
 
 
 class _Request(NamedTuple):

@@ -119,12 +119,13 @@ class Run:
         """Loads a `.keras` artifact of this run (custom layers registered)."""
         return load_keras(self.wd / name)
 
-    def save_model(self, model, name):
+    def save_model(self, model, name, track=True):
         """Saves `model` atomically, without optimizer state (so file sizes
-        compare models, not training state)."""
+        compare models, not training state); `track=False`: a checkpoint that
+        outlives a failure of the stage (`Workdir.atomic`)."""
         from remotetrimmer_tf.training import save_keras
         model = without_optimizer(model)
-        with self.wd.atomic(name) as tmp:
+        with self.wd.atomic(name, track=track) as tmp:
             save_keras(model, tmp)
 
     def accuracy(self, model, split=None):

@@ -11,11 +11,18 @@ summary that goes into the ledger and the report.
 | attention   | model_trained.keras          | attention.npz (SE models only)  |
 | fold        | model_trained, attention.npz | model_folded.keras              |
 | prune       | model_folded.keras           | model_pruned.keras, kept.json   |
+|             |                              | (+ rounds/round_<i>/: rounds>1) |
 | recalibrate | model_pruned.keras           | model_recalibrated.keras        |
 | finetune    | recalibrated (or pruned)     | model_finetuned.keras           |
 | evaluate    | model_finetuned.keras        | metrics.json                    |
 | export      | model_finetuned.keras        | model.tflite, model_int8.tflite |
 | report      | all of the above             | report.json, report.md, widths.png |
+
+With `--config.prune.rounds=k` (k > 1) the prune stage runs rounds 1..k-1
+(prune, recalibrate, fine-tune its share of `finetune.epochs`; each round
+kept in `rounds/round_<i>/`, resumed per round: `pipeline.rounds`) and
+prunes round k into model_pruned.keras; recalibrate and finetune are then
+round k (finetune trains the last share of the epochs).
 """
 import os
 import time
@@ -24,6 +31,7 @@ import zipfile
 import numpy as np
 
 from remotetrimmer_tf.pipeline import report as report_mod
+from remotetrimmer_tf.pipeline import rounds as rounds_mod
 from remotetrimmer_tf.pipeline.run_state import Run, load_keras, take  # noqa: F401 - Run: its old home
 from remotetrimmer_tf.pipeline.workdir import PipelineError, config_hash, file_digest, first_line
 
@@ -62,7 +70,7 @@ def stage_keys(config, init_model_digest=None, data_digest=None):
     """
     keys, previous = {}, ""
     for stage in STAGES:
-        parts = {s: config.get(s) for s in DEPENDS[stage]}
+        parts = {s: config.get(s) for s in _depends(config, stage)}
         if stage == "train":
             parts["init_model"] = init_model_digest
             if data_digest is not None:
@@ -70,6 +78,15 @@ def stage_keys(config, init_model_digest=None, data_digest=None):
         previous = config_hash([previous, stage, parts])
         keys[stage] = previous
     return keys
+
+
+def _depends(config, stage):
+    """`DEPENDS[stage]`; pruning in rounds also recalibrates and fine-tunes,
+    so the prune stage then depends on those sections too."""
+    rounds = (config.get("prune") or {}).get("rounds", 1)
+    if stage == "prune" and isinstance(rounds, int) and rounds > 1:
+        return DEPENDS["prune"] + ("recalibrate", "finetune")
+    return DEPENDS[stage]
 
 
 # --------------------------------------------------------------------- checks
@@ -132,8 +149,10 @@ def _recipe(section):
     return r
 
 
-def _fit(run, model, section, stage, teacher=None):
-    """Trains `model` in place with the recipe in config `section`."""
+def _fit(run, model, section, stage, teacher=None, key=None):
+    """Trains `model` in place with the recipe in config `section`; its logs
+    (and resume checkpoints, valid for `key`: default the stage's key) in
+    `logs/<stage>`."""
     from remotetrimmer_tf import training
     recipe = _recipe(section)
     if int(recipe["epochs"]) == 0:
@@ -145,7 +164,7 @@ def _fit(run, model, section, stage, teacher=None):
     # fit() resumes from logs/<stage>/last.keras: only within the same stage key.
     logdir = run.wd / "logs" / stage
     keyfile = logdir / "stage_key.txt"
-    key = run.keys.get(stage, "")
+    key = run.keys.get(stage, "") if key is None else key
     if logdir.exists() and (not keyfile.exists() or keyfile.read_text() != key):
         run.wd.supersede(f"logs/{stage}")   # another config's checkpoints: kept aside
     logdir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +230,8 @@ def needs_all_workers(run, stage):
         trains = not run.init_model or bool(run.cfg.model.get("replace_head", False))
         return trains and int(run.cfg.train.epochs) > 0
     if stage == "finetune":
-        return int(run.cfg.finetune.epochs) > 0
+        return int(rounds_mod.finetune_section(
+            run.cfg, rounds_mod.rounds_of(run.cfg)).epochs) > 0
     return False
 
 
@@ -312,47 +332,62 @@ def fold(run):
 
 
 def prune(run):
-    """Decides the kept channels and rebuilds a thinner model."""
-    from remotetrimmer_tf.importance import criterion_on_folded
-    from remotetrimmer_tf.pipeline.config import budget_of
-    from remotetrimmer_tf.surgeon import prune_channels
+    """Decides the kept channels and rebuilds a thinner model (in
+    `prune.rounds` rounds with fine-tuning between: `pipeline.rounds`)."""
     p = run.cfg.prune
     model = run.load_model("model_folded.keras")
     if p.importance == "cap" and not run.wd.exists("attention.npz"):
         raise PipelineError(
             "--config.prune.importance=cap needs attention.npz from an SE "
             "model; set --config.prune.importance=slim for a plain model")
+    from remotetrimmer_tf.importance import criterion_on_folded
+    from remotetrimmer_tf.pipeline.config import budget_of
     # the fold stage folded the SE attention into the BNs: what scores it now
     criterion = criterion_on_folded(p.importance)
     data = None
     if p.importance in DATA_DRIVEN_IMPORTANCE:
         data = take(run.data("train"), p.steps, int(run.cfg.data.batch_size))
     budget = budget_of(p)   # a target replaces the ratio
-    pruner = _pruner(model, criterion, p, budget)
-    try:
-        keep = pruner.plan(data)
-    except (ValueError, TypeError) as e:   # e.g. no BatchNormalization to score
-        where = "--config.prune" if budget else f"--config.prune.importance={p.importance}"
-        raise PipelineError(f"{where}: {first_line(e)}") from None
-    pruned = prune_channels(model, keep, graph=pruner.graph)
-    kept = _kept(pruner.graph, keep)
+    widths = {"ratio": None, **budget} if budget else {"ratio": float(p.ratio)}
+    step = lambda m, w: _prune_step(m, criterion, p, w, data)  # noqa: E731
+    extra, info = [], {}
+    if rounds_mod.rounds_of(run.cfg) > 1:
+        pruned, pruner, kept, extra, info = rounds_mod.prune_in_rounds(
+            run, model, widths, rounds_mod.Steps(step, _recalibrated, _fit))
+    else:
+        pruned, pruner, kept = step(model, widths)
     run.save_model(pruned, "model_pruned.keras")
     run.wd.write_json("kept.json", kept)
-    return ["model_pruned.keras", "kept.json"], {
+    return extra + ["model_pruned.keras", "kept.json"], {
         "importance": p.importance, "criterion_on_folded_model": criterion,
         "groups_skipped": {str(k): str(v) for k, v in pruner.skipped.items()},
         "groups_pruned": sum(1 for v in kept.values() if len(v["kept"]) < v["size"]),
         **({"budget": pruner.budget_report} if budget else {}),
         **({"shortfall": pruner.shortfall.as_dict()} if pruner.shortfall else {}),
-        "metrics": run.accuracy(pruned)}
+        **info, "metrics": run.accuracy(pruned)}
 
 
-def _pruner(model, criterion, p, budget):
-    """The `Pruner` of the prune config (a bad value: one line naming it)."""
+def _prune_step(model, criterion, p, widths, data):
+    """``(pruned model, pruner, kept.json dict)`` of one ``Pruner`` over
+    ``model`` with the width arguments ``widths`` (a bad value: one line)."""
+    from remotetrimmer_tf.surgeon import prune_channels
+    pruner = _pruner(model, criterion, p, widths)
+    try:
+        keep = pruner.plan(data)
+    except (ValueError, TypeError) as e:   # e.g. no BatchNormalization to score
+        where = ("--config.prune" if widths.get("ratio") is None
+                 else f"--config.prune.importance={p.importance}")
+        raise PipelineError(f"{where}: {first_line(e)}") from None
+    pruned = prune_channels(model, keep, graph=pruner.graph)
+    return pruned, pruner, _kept(pruner.graph, keep)
+
+
+def _pruner(model, criterion, p, widths):
+    """The `Pruner` of the prune config with the width arguments `widths`
+    (`{"ratio": r}` or a target); a bad value: one line naming it."""
     from remotetrimmer_tf.pruner import Pruner
     try:
-        return Pruner(model, importance=criterion,
-                      ratio=None if budget else float(p.ratio), **budget,
+        return Pruner(model, importance=criterion, **widths,
                       scope=p.scope, round_to=int(p.round_to),
                       round_mode=p.get("round_mode", "up"),
                       min_channels=int(p.min_channels),
@@ -376,15 +411,24 @@ def recalibrate(run):
     steps = int(run.cfg.recalibrate.steps or 0)
     if steps <= 0:
         return [], {"skipped": "recalibrate.steps=0"}
-    from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn
     model = run.load_model("model_pruned.keras")
     before = run.accuracy(model)
-    out = recalibrate_bn(model, run.data("train", shuffle=True), steps=steps,
-                         batch_size=int(run.cfg.data.batch_size))
-    out = out if out is not None else model
+    out = _recalibrated(run, model)
     run.save_model(out, "model_recalibrated.keras")
     return ["model_recalibrated.keras"], {"metrics_before": before,
                                           "metrics": run.accuracy(out)}
+
+
+def _recalibrated(run, model):
+    """`model` with its BN statistics re-estimated over `recalibrate.steps`
+    training batches (the model itself when steps = 0)."""
+    steps = int(run.cfg.recalibrate.steps or 0)
+    if steps <= 0:
+        return model
+    from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn
+    out = recalibrate_bn(model, run.data("train", shuffle=True), steps=steps,
+                         batch_size=int(run.cfg.data.batch_size))
+    return out if out is not None else model
 
 
 def finetune(run):
@@ -399,10 +443,12 @@ def finetune(run):
     teacher = (run.load_model("model_trained.keras")
                if float(run.cfg.finetune.get("distill_weight", 0.0)) > 0 else None)
     t0 = time.time()
-    history = _fit(run, model, run.cfg.finetune, "finetune", teacher=teacher)
+    # prune.rounds > 1: the last round's share of finetune.epochs
+    section = rounds_mod.finetune_section(run.cfg, rounds_mod.rounds_of(run.cfg))
+    history = _fit(run, model, section, "finetune", teacher=teacher)
     run.save_model(model, "model_finetuned.keras")
     return ["model_finetuned.keras"], {
-        "source": src, "history": history,
+        "source": src, "history": history, "epochs": int(section.epochs),
         "teacher": "model_trained.keras" if teacher is not None else None,
         "train_seconds": round(time.time() - t0, 2),
         "metrics": run.accuracy(model)}

@@ -140,17 +140,21 @@ class Workdir:
         return (self.path / name).exists()
 
     @contextlib.contextmanager
-    def atomic(self, name):
+    def atomic(self, name, track=True):
         """Yields a temporary path next to `name`; renames it on success.
 
         `utils.files.atomic_path` does the work: the temporary name is
         `.tmp-<pid>-<random>-<name>` and keeps the suffix (Keras insists on
         `.keras`), so it never looks like a finished artifact. On error (or
         an interrupt) the temporary file is removed and nothing is renamed. `name` may hold a subfolder (`inputs/x.keras`).
+        `track=False`: the file outlives a failure of the running stage (not
+        removed by `discard_written`): a checkpoint a rerun resumes from,
+        such as a finished round of `--config.prune.rounds`.
         """
         with atomic_path(self.path / name) as tmp:
             yield tmp
-        self.track(name)
+        if track:
+            self.track(name)
 
     def track(self, name):
         """Remembers an artifact written by the running stage (see
@@ -169,13 +173,13 @@ class Workdir:
             (self.path / name).unlink(missing_ok=True)
         self._written = []
 
-    def write_text(self, name, text):
-        with self.atomic(name) as tmp:
+    def write_text(self, name, text, track=True):
+        with self.atomic(name, track=track) as tmp:
             pathlib.Path(tmp).write_text(text, encoding="utf-8")
 
-    def write_json(self, name, obj):
+    def write_json(self, name, obj, track=True):
         self.write_text(name, json.dumps(obj, indent=2, sort_keys=False,
-                                         default=_json_default) + "\n")
+                                         default=_json_default) + "\n", track=track)
 
     def read_json(self, name):
         return json.loads((self.path / name).read_text(encoding="utf-8"))
