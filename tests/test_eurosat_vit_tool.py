@@ -4,13 +4,14 @@ tiny fake EuroSAT folder; its model builder (tools/keras_vits.image_vit)
 prunes exactly; bad flags and folders are one line, exit 2."""
 import importlib.util
 import json
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 import remotetrimmer_tf as rt
-from helpers import REPO, make_eurosat_folder
+from helpers import REPO, env, make_eurosat_folder
 from remotetrimmer_tf.graph import silence_dropped
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -65,6 +66,13 @@ def test_tool_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert out.count("done before") == len(tool.PHASES)
     again = json.loads(results.with_suffix(".json").read_text())["records"]
     assert again == rec
+    # a fresh process finishing a stopped run loads the saved phases
+    (tmp_path / "work" / "measure.json").unlink()
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eurosat_vit.py"), *argv],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done before") == len(tool.PHASES) - 1
+    assert json.loads(results.with_suffix(".json").read_text())["records"]["train"] == rec["train"]
     # other settings in the same work folder: refused, naming the flag
     line = _exit_line(capsys, [*argv, "--epochs", "2"])
     assert "--epochs" in line and "--out" in line

@@ -185,7 +185,7 @@ def load_data(args):
     return out
 
 
-def test_images(test, n):
+def first_images(test, n):
     """The first ``n`` test images as one float32 array (parity checks)."""
     xs, count = [], 0
     for x, _ in test:
@@ -265,6 +265,7 @@ class WorkFolder:
 
     def model(self, phase):
         import keras
+        import keras_vits  # noqa: F401 - registers ClassTokenPosition (a rerun loads first)
         return keras.saving.load_model(self.path / f"{phase}.keras", compile=False)
 
     def fit_dir(self, phase):
@@ -302,6 +303,7 @@ def _epoch_timer():
 def _fit(model, data, recipe, wf, phase, teacher=None):
     """``training.fit`` in the phase's resumable workdir; seconds and history."""
     from remotetrimmer_tf import training
+    from remotetrimmer_tf.training.precision import resolve_precision
     resumed = os.path.exists(os.path.join(wf.fit_dir(phase), "last.keras"))
     timer = _epoch_timer()
     t0 = time.perf_counter()
@@ -309,6 +311,7 @@ def _fit(model, data, recipe, wf, phase, teacher=None):
                         teacher=teacher, verbose=2, callbacks=[timer])
     return {"seconds": round(time.perf_counter() - t0, 1), "epochs": recipe["epochs"],
             "images": data["n_train"], "epoch_seconds": timer.seconds,
+            "precision": resolve_precision(recipe["precision"]),
             "resumed_from_checkpoint": resumed,
             "train_loss": [round(v, 4) for v in hist.get("loss", [])], "recipe": recipe}
 
@@ -370,7 +373,7 @@ def phase_measure(args, data, wf):
     names = ("train", "finetune", "scratch")
     models = {n: wf.model(n) for n in names}
     tflite = {n: litert_timing.convert(models[n]) for n in names}
-    x = test_images(data["test"], args.parity_images)
+    x = first_images(data["test"], args.parity_images)
     parity = litert.check_parity(models["finetune"], tflite["finetune"], x, num_threads=1)
     ms = litert_timing.time_interleaved([tflite[n] for n in names], threads=1,
                                         rounds=args.latency_rounds)
@@ -439,7 +442,7 @@ def to_markdown(report):
     lines = ["# EuroSAT ViT: pruned to half its MACs vs the same MACs from scratch", "",
              f"Command: `{report['command']}`", "", f"Commit: `{report['commit']}`", "",
              f"Hardware: {hw['cpu']}, {hw['cpu_count']} CPUs, TensorFlow {hw['tensorflow']}, "
-             f"Keras {hw['keras']}, training precision {hw['precision']} (requested "
+             f"Keras {hw['keras']}, training precision {r['train']['precision']} (requested "
              f"\"auto\"), intra-op threads {hw.get('intra_op_threads')}.", "",
              f"Data: EuroSAT RGB {report['args']['image_size']}x{report['args']['image_size']} "
              f"from `{data['root']}`, the package's stratified 70/30 split (seed "
@@ -464,8 +467,10 @@ def to_markdown(report):
               "| phase | epochs | training images | wall s |", "|---|---|---|---|"]
     for phase in PHASES:
         rec = r[phase]
+        resumed = " (resumed after a stop: this run's part)" \
+            if rec.get("resumed_from_checkpoint") else ""
         lines.append(f"| {phase} | {rec.get('epochs', '')} | {rec.get('images', '')} | "
-                     f"{rec['seconds']} |")
+                     f"{rec['seconds']}{resumed} |")
     lines += ["", f"Total wall seconds: {sum(r[p]['seconds'] for p in PHASES):.0f}.", ""]
     lines += _method_lines(report)
     return "\n".join(lines) + "\n"
@@ -507,15 +512,18 @@ def write_results(args, data, records, argv):
 
 
 # ------------------------------------------------------------------ main
-def _set_threads(n):
-    if n:
-        import tensorflow as tf
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
+def _setup_tensorflow(threads):
+    """Thread pools (before any op runs) and TensorFlow's Python warnings off
+    (the retracing notes of evaluation's last, smaller batch)."""
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def run(args, argv):
-    _set_threads(args.threads)
+    _setup_tensorflow(args.threads)
     wf = WorkFolder(args)
     data = load_data(args)          # the folder is checked before --out is touched
     wf.open()
