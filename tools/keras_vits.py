@@ -4,6 +4,11 @@ Vision Transformer" example (``Patches`` / ``PatchEncoder`` layers, Flatten
 head), a functional pre-norm ViT, a post-norm one with ``key_dim != value_dim``,
 one with grouped-query attention and a gated (SiLU) MLP, and a subclassed
 ``keras.Model``. Small sizes, random weights.
+
+``image_vit`` builds the classic ViT classifier at any size (patchify
+convolution, a learned class token and position table, pre-norm blocks of
+``MultiHeadAttention`` and a GELU MLP, class-token head), with per-layer head
+counts and MLP widths; ``tools/eurosat_vit.py`` trains it on EuroSAT.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import keras
 from keras import layers as L
 from keras import ops
+
+from remotetrimmer_tf.graph import LayerHandler, WeightAxes, register_handler
 
 SIZE, PATCH, WIDTH, CLASSES = 32, 8, 32, 5
 
@@ -128,6 +135,86 @@ def subclassed_vit():
     model = MyViT(name="my_vit")
     model(ops.zeros((1, SIZE, SIZE, 3)))
     return model
+
+
+@keras.saving.register_keras_serializable("keras_vits")
+class ClassTokenPosition(L.Layer):
+    """Prepends a learned class token to ``(batch, tokens, width)`` and adds a
+    learned ``(tokens + 1, width)`` position table."""
+
+    def build(self, input_shape):
+        tokens, width = int(input_shape[1]), int(input_shape[2])
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.class_token = self.add_weight(name="class_token", shape=(1, 1, width),
+                                           initializer=init)
+        self.position = self.add_weight(name="position", shape=(1, tokens + 1, width),
+                                        initializer=init)
+
+    def call(self, x):
+        token = ops.cast(self.class_token, x.dtype)
+        token = ops.broadcast_to(token, (ops.shape(x)[0], 1, ops.shape(x)[2]))
+        return ops.concatenate([token, x], axis=1) + ops.cast(self.position, x.dtype)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], None if shape[1] is None else shape[1] + 1, shape[2])
+
+
+class ClassTokenPositionHandler(LayerHandler):
+    """Channel-wise: both tables are sliced on their last (channel) axis."""
+
+    def propagate(self, node, ctx):
+        ctx.channelwise(node, node.in_maps[0])
+        return [node.in_maps[0]]
+
+    def weight_axes(self, layer):
+        return {0: WeightAxes(out_axis=-1, in_axis=-1), 1: WeightAxes(out_axis=-1, in_axis=-1)}
+
+
+register_handler(ClassTokenPosition, ClassTokenPositionHandler())
+
+
+def _per_layer(value, depth, name):
+    values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)] * depth
+    if len(values) != depth or min(values) < 1:
+        raise ValueError(f"image_vit: {name} must be a positive int or {depth} positive ints "
+                         f"(one per layer), got {value!r}.")
+    return values
+
+
+def image_vit(image_size=64, patch=8, depth=6, width=192, heads=3, key_dim=64, mlp_dim=768,
+              classes=10, dropout=0.0, name="vit"):
+    """The classic ViT classifier, pre-norm, written with keras.layers.
+
+    ``(image_size / patch)²`` patch tokens (a ``Conv2D`` patchify) plus a
+    learned class token, a learned position table, ``depth`` blocks of
+    ``x + MHA(LN(x))`` and ``x + Dense(GELU(Dense(LN(x))))``, a final
+    LayerNormalization and a ``Dense`` head on the class token. ``heads`` and
+    ``mlp_dim`` are one int or one per layer (a pruned model's widths).
+    Layers are named ``block{i}_attn`` / ``block{i}_fc1`` / ``block{i}_fc2``.
+    """
+    heads, mlp_dim = _per_layer(heads, depth, "heads"), _per_layer(mlp_dim, depth, "mlp_dim")
+    if image_size % patch:
+        raise ValueError(f"image_vit: image_size {image_size} is not a multiple of patch {patch}.")
+    tokens = (image_size // patch) ** 2
+    inp = keras.Input((image_size, image_size, 3))
+    x = L.Conv2D(width, patch, strides=patch, name="patchify")(inp)
+    x = ClassTokenPosition(name="class_position")(L.Reshape((tokens, width), name="tokens")(x))
+    for i in range(depth):
+        h = L.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln1")(x)
+        h = L.MultiHeadAttention(heads[i], key_dim, dropout=dropout, name=f"block{i}_attn")(h, h)
+        x = L.Add(name=f"block{i}_add1")([x, h])
+        h = L.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln2")(x)
+        h = L.Dense(mlp_dim[i], activation="gelu", name=f"block{i}_fc1")(h)
+        h = L.Dense(width, name=f"block{i}_fc2")(L.Dropout(dropout, name=f"block{i}_drop")(h))
+        x = L.Add(name=f"block{i}_add2")([x, h])
+    x = L.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
+    return keras.Model(inp, L.Dense(classes, name="head")(x[:, 0]), name=name)
+
+
+def layer_widths(model, depth):
+    """``(heads per layer, MLP width per layer)`` of an ``image_vit`` (or its pruned copy)."""
+    return ([int(model.get_layer(f"block{i}_attn").num_heads) for i in range(depth)],
+            [int(model.get_layer(f"block{i}_fc1").units) for i in range(depth)])
 
 
 MODELS = {
