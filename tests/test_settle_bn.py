@@ -140,6 +140,11 @@ def test_report_warns_when_a_stage_ends_worse_and_says_how_bn_was_settled():
     rep["accuracy"].update(trained=0.9, finetuned=0.5)
     rep["stages"]["train"] = {}
     assert stage_warnings(rep) == []
+    rep["rounds"] = [{"round": 1, "accuracy_pruned": 0.3, "accuracy_recalibrated": 0.6,
+                      "accuracy": 0.4}, {"round": 2, "accuracy": 0.5}]
+    assert stage_warnings(rep) == [
+        "the fine-tune of pruning round 1 ended worse than its input: 60.0% -> 40.0% "
+        "(test split, 72 images)"]
 
 
 class _Run:

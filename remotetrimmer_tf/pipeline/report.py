@@ -122,6 +122,11 @@ def stage_warnings(rep):
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b < a - 1e-9:
             out.append(f"{stage} ended worse than the stage before it: {before} "
                        f"{100 * a:.1f}% -> {after} {100 * b:.1f}% ({_split_words(rep)})")
+    for r in (rep.get("rounds") or [])[:-1]:   # the last round is the stages above
+        a, b = r.get("accuracy_recalibrated", r.get("accuracy_pruned")), r.get("accuracy")
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b < a - 1e-9:
+            out.append(f"the fine-tune of pruning round {r.get('round')} ended worse than "
+                       f"its input: {100 * a:.1f}% -> {100 * b:.1f}% ({_split_words(rep)})")
     chance = _chance(rep)
     trained = acc.get("trained")
     if chance and isinstance(trained, (int, float)) and trained <= chance + 1e-9:

@@ -127,8 +127,10 @@ def _run_round(run, i, source, widths, kept_before, steps):
     run.save_model(pruned, f"{where}/model_pruned.keras", track=False)
     accuracy_pruned = run.accuracy(pruned).get("accuracy")
     model = steps.recalibrate(run, pruned)
+    accuracy_input = accuracy_pruned   # what the round's fine-tune starts from
     if model is not pruned:
         run.save_model(model, f"{where}/model_recalibrated.keras", track=False)
+        accuracy_input = run.accuracy(model).get("accuracy")
     section = finetune_section(run.cfg, i)
     teacher = (run.load_model("model_trained.keras")
                if float(section.get("distill_weight", 0.0)) > 0 else None)
@@ -139,6 +141,7 @@ def _run_round(run, i, source, widths, kept_before, steps):
     run.save_model(model, f"{where}/model_finetuned.keras", track=False)
     run.wd.write_json(f"{where}/kept.json", kept, track=False)
     record = dict(_describe(run, i, model, kept), accuracy_pruned=accuracy_pruned,
+                  accuracy_recalibrated=accuracy_input,
                   accuracy=run.accuracy(model).get("accuracy"), epochs=int(section.epochs),
                   finetune_seconds=seconds, history=history)
     run.wd.write_json(f"{where}/round.json", dict(
