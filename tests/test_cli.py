@@ -61,6 +61,14 @@ def test_full_run_artifacts_and_report(tiny_run, assets):
     assert compute["precision"] in ("float32", "mixed_bfloat16")
     assert compute["intra_op_threads"] >= 1
     assert f"finetune: precision {compute['precision']}" in (wd / "report.md").read_text()
+    # ... and how its BatchNorm statistics were settled (re-estimated every epoch)
+    history = report["stages"]["finetune"]["history"]
+    assert history["bn_settle"] == "epoch" and history["bn_batches"] >= 1
+    assert "finetune: BatchNorm statistics re-estimated after every epoch" in (
+        wd / "report.md").read_text()
+    assert isinstance(report["warnings"], list)
+    # the user's model was checked for unsettled statistics before it was used
+    assert report["stages"]["train"]["bn_statistics"]["action"] in ("kept", "re-estimated")
     kept = json.loads((wd / "kept.json").read_text())
     assert sorted(len(v["kept"]) for v in kept.values()) == [2, 4]
     ledger = json.loads((wd / "stages.json").read_text())
