@@ -18,7 +18,7 @@ __all__ = ["check_init_bn", "CLEARLY_BETTER"]
 CLEARLY_BETTER = 0.02
 
 
-def check_init_bn(run, model, batches=50):
+def check_init_bn(run, model, batches=20):
     """``(model to use, info)`` for a loaded `--init_model`.
 
     Args:
