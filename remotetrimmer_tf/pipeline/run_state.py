@@ -151,9 +151,18 @@ def without_optimizer(model):
         return model
     from remotetrimmer_tf.utils.keras_models import clone_with_weights
     try:
-        return clone_with_weights(model)
+        clone = clone_with_weights(model)
     except Exception:  # noqa: BLE001 - subclassed models: keep the state
         return model
+    # Keras 3.15's clone_model compiles the clone from the source's compile
+    # config, and model.save() then writes a (built) optimizer into the file:
+    # the fine-tuned model was saved at twice its size. Drop that state.
+    if getattr(clone, "optimizer", None) is not None:
+        clone.optimizer = None
+        clone.compiled = False
+        if hasattr(clone, "_compile_config"):
+            clone._compile_config = None
+    return clone
 
 
 def load_keras(path):
