@@ -180,3 +180,18 @@ def test_init_model_with_unsettled_statistics_is_used_re_estimated():
     training.fit(settled, (x, y), recipe=RECIPE, verbose=0)
     used, info = check_init_bn(_Run(x, y), settled)
     assert used is settled and info["action"] == "kept" and bn_line(info) is None
+
+
+def test_callback_in_a_plain_keras_fit_settles_and_validates():
+    """Python users of plain `model.fit` get the same through the callback."""
+    x, y = _data()
+    model = _model()
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    settle = training.SettleBatchNorm(model, x, val=(x, y), restore=True, batch_size=16)
+    hist = model.fit(x, y, batch_size=16, epochs=3, callbacks=[settle], verbose=0)
+    assert settle.batches == 6 and len(hist.history["val_accuracy"]) == 3
+    assert settle.restore_best(model) == int(np.argmax(hist.history["val_accuracy"])) + 1
+    assert training.evaluate(model, (x, y))["accuracy"] == pytest.approx(
+        max(hist.history["val_accuracy"]), abs=1e-6)

@@ -16,11 +16,12 @@ print(training.evaluate(model, (x_test, y_test)))
 """
 from remotetrimmer_tf.training import recipes
 from remotetrimmer_tf.training.augment import Augment, RandomFlipRot90, make_augment
-from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn
+from remotetrimmer_tf.training.bn_recalibration import recalibrate_bn, settle_bn
 from remotetrimmer_tf.training.callbacks import (BestCheckpoint, LastCheckpoint,
                                                  ProgressLogger, save_keras,
                                                  save_model_atomic)
-from remotetrimmer_tf.training.fit import (ArrayBatches, decayed_variables,
+from remotetrimmer_tf.training.settle_batch_norm import SettleBatchNorm
+from remotetrimmer_tf.training.fit import (ArrayBatches, FitHistory, decayed_variables,
                                            distillation_loss, evaluate, fit,
                                            infer_from_logits, make_loss, make_optimizer,
                                            set_seed)
@@ -28,7 +29,8 @@ from remotetrimmer_tf.training.schedules import (MultiStepDecay, OneCycle, Warmu
                                                  make_schedule)
 from remotetrimmer_tf.training.strategy import get_strategy, strategy_scope
 
-__all__ = ["recipes", "fit", "evaluate", "recalibrate_bn", "make_optimizer", "make_loss",
+__all__ = ["recipes", "fit", "FitHistory", "evaluate", "recalibrate_bn", "settle_bn",
+           "SettleBatchNorm", "make_optimizer", "make_loss",
            "make_schedule", "make_augment", "Augment", "RandomFlipRot90",
            "MultiStepDecay", "OneCycle", "WarmupCosine", "BestCheckpoint",
            "LastCheckpoint", "ProgressLogger", "save_keras", "save_model_atomic", "ArrayBatches",

@@ -67,7 +67,11 @@ class SettleBatchNorm(keras.callbacks.Callback):
             self.batches = settle_bn(model, self.data, batch_size=self.batch_size,
                                      only_trainable=True, name="fit: `train`")
         if logs is not None and self.val is not None:
-            result = model.evaluate(self.val, verbose=0, return_dict=True)
+            if isinstance(self.val, (tuple, list)) and len(self.val) == 2:   # numpy (x, y)
+                result = model.evaluate(self.val[0], self.val[1], batch_size=self.batch_size,
+                                        verbose=0, return_dict=True)
+            else:
+                result = model.evaluate(self.val, verbose=0, return_dict=True)
             logs["val_loss"] = float(result["loss"])
             logs["val_accuracy"] = float(result["accuracy"])
         self.last_epoch = int(epoch)
