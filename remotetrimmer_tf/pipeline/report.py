@@ -120,12 +120,12 @@ def stage_warnings(rep):
         if before == "recalibrated" and acc.get(before) is None:
             before = "pruned"   # fine-tuned straight from the pruned model
         a, b = acc.get(before), acc.get(after)
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b < a - 1e-9:
+        if _worse(a, b):
             out.append(f"{stage} ended worse than the stage before it: {before} "
                        f"{100 * a:.1f}% -> {after} {100 * b:.1f}% ({_split_words(rep)})")
     for r in (rep.get("rounds") or [])[:-1]:   # the last round is the stages above
         a, b = r.get("accuracy_recalibrated", r.get("accuracy_pruned")), r.get("accuracy")
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b < a - 1e-9:
+        if _worse(a, b):
             out.append(f"the fine-tune of pruning round {r.get('round')} ended worse than "
                        f"its input: {100 * a:.1f}% -> {100 * b:.1f}% ({_split_words(rep)})")
     chance = _chance(rep)
@@ -134,6 +134,12 @@ def stage_warnings(rep):
         out.append(f"the trained model scores at chance ({100 * trained:.1f}% for "
                    f"{round(1 / chance)} classes): train longer or check the data")
     return out
+
+
+def _worse(before, after):
+    """Both accuracies known and ``after`` below ``before``."""
+    return (isinstance(before, (int, float)) and isinstance(after, (int, float))
+            and after < before - 1e-9)
 
 
 def _chance(rep):

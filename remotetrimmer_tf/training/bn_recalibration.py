@@ -12,6 +12,8 @@ Only BN moving statistics change: the forward passes run eagerly on a clone
 with dropout disabled, and trainable weights are untouched. The user's model
 is never modified; a new model is returned. Backend-agnostic (``keras`` only).
 """
+import contextlib
+
 import keras
 
 from remotetrimmer_tf.utils.batches import iterate_batches
@@ -65,12 +67,7 @@ def recalibrate_bn(  # long: one pass over the data; mostly docstring
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"recalibrate_bn: `model` must be a keras.Model, got {type(model).__name__}.")
-    if steps is not None and int(steps) < 1:
-        raise ValueError(f"recalibrate_bn: `steps` must be >= 1 or None, got {steps}.")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"recalibrate_bn: `batch_size` must be >= 1, got {batch_size}.")
-
+    _check_steps(steps, batch_size, "recalibrate_bn")   # before the copy is made
     clone = clone_with_weights(model, what="recalibrate_bn")
     used = settle_bn(clone, data, steps=steps, batch_size=batch_size,
                      name="recalibrate_bn")
@@ -121,72 +118,49 @@ def settle_bn(  # long: one pass over the data; mostly docstring
     settle_bn(model, x_train[:2048], steps=32)
     ```
     """
-    if steps is not None and int(steps) < 1:
-        raise ValueError(f"{name}: `steps` must be >= 1 or None, got {steps}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"{name}: `batch_size` must be >= 1, got {batch_size}.")
+    _check_steps(steps, batch_size, name)
     bns = batch_norms(model, only_trainable)
     if not bns:
         return 0
-    layers = list(_walk(model))
-    # Training-mode forward passes, but without stochastic layers and with
-    # every BN updating its statistics (a frozen BN runs in inference mode).
-    saved = [(l, l.momentum, l.trainable) for l in bns]
-    noise = []
-    for l in layers:
-        if isinstance(l, _NOISE_LAYERS):
-            attr = "stddev" if isinstance(l, keras.layers.GaussianNoise) else "rate"
-            noise.append((l, attr, getattr(l, attr)))
-            setattr(l, attr, 0.0)
-    for l in bns:
-        l.trainable = True
     used = 0
-    try:
+    with _statistics_pass(model, bns):
         for batch in iterate_batches(data, None if steps is None else int(steps),
                                      int(batch_size), name=f"{name}: `data`"):
             used += 1
             for l in bns:
                 l.momentum = (used - 1) / used
             model(batch, training=True)
-    finally:
-        for l, momentum, trainable in saved:
-            l.momentum = momentum
-            l.trainable = trainable
-        for l, attr, value in noise:
-            setattr(l, attr, value)
     if used == 0:
         raise ValueError(f"{name}: `data` yielded no batch.")
     return used
 
-    # Training-mode forward passes, but without stochastic layers and with
-    # every BN updating its statistics (a frozen BN runs in inference mode).
+
+def _check_steps(steps, batch_size, name):
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"{name}: `steps` must be >= 1 or None, got {steps}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"{name}: `batch_size` must be >= 1, got {batch_size}.")
+
+
+@contextlib.contextmanager
+def _statistics_pass(model, bns):
+    """Training-mode forward passes, but without stochastic layers and with
+    every BN in ``bns`` updating its statistics (a frozen BN runs in
+    inference mode); momenta, ``trainable`` and noise rates restored after."""
     saved = [(l, l.momentum, l.trainable) for l in bns]
     noise = []
-    for l in layers:
+    for l in _walk(model):
         if isinstance(l, _NOISE_LAYERS):
             attr = "stddev" if isinstance(l, keras.layers.GaussianNoise) else "rate"
             noise.append((l, attr, getattr(l, attr)))
             setattr(l, attr, 0.0)
     for l in bns:
         l.trainable = True
-
-    used = 0
     try:
-        for batch in iterate_batches(data, None if steps is None else int(steps), batch_size,
-                                     name="recalibrate_bn: `data`"):
-            used += 1
-            for l in bns:
-                l.momentum = (used - 1) / used
-            clone(batch, training=True)
+        yield
     finally:
         for l, momentum, trainable in saved:
             l.momentum = momentum
             l.trainable = trainable
         for l, attr, value in noise:
             setattr(l, attr, value)
-    if used == 0:
-        raise ValueError("recalibrate_bn: `data` yielded no batch.")
-    if verbose:
-        print(f"recalibrate_bn: re-estimated {len(bns)} BatchNormalization layers "
-              f"over {used} batches")
-    return clone

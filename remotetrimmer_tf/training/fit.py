@@ -232,6 +232,28 @@ def _augment_dataset(ds, augment, seed):
                               deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+def _train_stream(train_data, steps_per_epoch, spe, recipe, distributed):
+    """``(train_data, fit steps, augment)`` as Keras' fit reads them; ``augment``
+    is ``None`` when it moved into the tf.data pipeline."""
+    augment = make_augment(recipe.augment, seed=int(recipe.seed))
+    fit_steps = steps_per_epoch
+    if steps_per_epoch is None and _is_tf_dataset(train_data):
+        # One iterator for the whole run: a finite dataset is repeated and
+        # cut into epochs of its own length, so the prefetch keeps running
+        # across epoch boundaries (measured: Keras' new iterator per epoch
+        # cost ~10 ms a step of the pruned ResNet-18 on 2 cores at 8 steps
+        # an epoch; tools/bench_train.py). The same under a strategy, so
+        # that one process and N workers draw the same epochs.
+        train_data, fit_steps = train_data.repeat(), spe
+    if augment is not None and not distributed and _is_tf_dataset(train_data):
+        # In the input pipeline, overlapped with the step (measured: the
+        # same gather inside the training graph costs ~20% of a ResNet-18
+        # step on a 2-core CPU, in tf.data next to nothing).
+        train_data = _augment_dataset(train_data, augment, recipe.seed)
+        augment = None
+    return train_data, fit_steps, augment
+
+
 def _steps_of(data, name):
     """Number of batches of a tf.data / PyDataset / sized iterable, or None."""
     if hasattr(data, "cardinality"):
@@ -480,27 +502,14 @@ def fit(  # long: the training run in order; half of it is its docstring
                                else recipe.precision)
     with strategy_scope(strategy):
         inner, keeper = _fit_models(model, policy, strategy)
-        augment = make_augment(recipe.augment, seed=int(recipe.seed))
-        fit_steps = steps_per_epoch
-        if steps_per_epoch is None and _is_tf_dataset(train_data):
-            # One iterator for the whole run: a finite dataset is repeated and
-            # cut into epochs of its own length, so the prefetch keeps running
-            # across epoch boundaries (measured: Keras' new iterator per epoch
-            # cost ~10 ms a step of the pruned ResNet-18 on 2 cores at 8 steps
-            # an epoch; tools/bench_train.py). The same under a strategy, so
-            # that one process and N workers draw the same epochs.
-            train_data, fit_steps = train_data.repeat(), spe
-        if augment is not None and not distributed and _is_tf_dataset(train_data):
-            # In the input pipeline, overlapped with the step (measured: the
-            # same gather inside the training graph costs ~20% of a ResNet-18
-            # step on a 2-core CPU, in tf.data next to nothing).
-            train_data = _augment_dataset(train_data, augment, recipe.seed)
-            augment = None
+        train_data, fit_steps, augment = _train_stream(
+            train_data, steps_per_epoch, spe, recipe, distributed)
         jit = _resolve_jit(jit_compile)
         trainer, optimizer, loss = _compiled_trainer(
             inner, keeper, augment, recipe, spe, from_logits, teacher, policy, strategy, jit)
         settler = SettleBatchNorm(keeper, settle_data if settle == "epoch" else None,
-                                  own_val, restore, int(recipe.batch_size))
+                                  own_val, restore, int(recipe.batch_size),
+                                  steps=settle_steps)
         initial_epoch, all_callbacks = _fit_callbacks(
             workdir, resume, recipe, inner, keeper, trainer, optimizer,
             val if val is not None else val_data,
@@ -518,7 +527,9 @@ def fit(  # long: the training run in order; half of it is its docstring
         # multi_worker: BN moving statistics are per replica; every worker ends
         # with the chief's (as DDP's broadcast buffers), so all workers agree.
         strategy_lib.sync_from_chief(strategy, inner)
-    if keeper is not inner and not settler.synced:
+    if keeper is not inner and not history:
+        # no epoch ran in this call, so no epoch end synced the float32 model
+        # (e.g. a backup restored into `inner` had every epoch done)
         copy_weights(keeper, inner)
     kept = settler.restore_best(keeper)
     if distributed:
@@ -527,10 +538,9 @@ def fit(  # long: the training run in order; half of it is its docstring
                       metrics=["accuracy"], jit_compile=jit)
     batches = settler.batches
     if settle == "end":
-        batches = _settle_bn(model, settle_data, only_trainable=True,
+        batches = _settle_bn(model, settle_data, steps=settle_steps, only_trainable=True,
                              batch_size=int(recipe.batch_size), name="fit: `train`")
-    return FitHistory(history, bn_settle=settle, bn_batches=batches,
-                      kept_epoch=kept, kept_by="val_accuracy" if kept else "last")
+    return FitHistory(history, bn_settle=settle, bn_batches=batches, kept_epoch=kept)
 
 
 class FitHistory(dict):
@@ -540,11 +550,15 @@ class FitHistory(dict):
     ``kept_epoch`` (1-based epoch whose weights were restored, ``None``: the
     last) and ``kept_by``."""
 
-    def __init__(self, history, bn_settle="off", bn_batches=0, kept_epoch=None,
-                 kept_by="last"):
+    def __init__(self, history, bn_settle="off", bn_batches=0, kept_epoch=None):
         super().__init__(history)
         self.bn_settle, self.bn_batches = bn_settle, int(bn_batches or 0)
-        self.kept_epoch, self.kept_by = kept_epoch, kept_by
+        self.kept_epoch = kept_epoch
+
+    @property
+    def kept_by(self):
+        """``"val_accuracy"`` when the best epoch was restored, else ``"last"``."""
+        return "val_accuracy" if self.kept_epoch else "last"
 
     def summary(self):
         """The JSON-able facts (for reports)."""
@@ -580,45 +594,28 @@ def _restore_mode(restore_best, val):
 
 
 def _settle_source(train, steps, recipe):
-    """The training batches BN statistics are re-estimated on: numpy input: a
-    fixed random subset (``recipe.seed``); otherwise the first ``steps``
-    batches of ``train`` as it iterates."""
+    """The training batches BN statistics are re-estimated on (at most
+    ``steps`` of them are used): numpy input: a fixed random subset
+    (``recipe.seed``); otherwise ``train`` as it iterates."""
     if steps is not None and int(steps) < 1:
         raise ValueError(f"fit: settle_steps must be >= 1 or None, got {steps}.")
-    batch = int(recipe.batch_size)
     if _is_array_pair(train):
         x = train[0]
-        n = len(x) if steps is None else min(len(x), int(steps) * batch)
+        n = len(x) if steps is None else min(len(x), int(steps) * int(recipe.batch_size))
         return x[np.random.default_rng([int(recipe.seed), 7]).permutation(len(x))[:n]]
     if isinstance(train, keras.utils.PyDataset):
-        count = len(train) if steps is None else min(len(train), int(steps))
-        return _PyDatasetBatches(train, count)
-    if steps is not None and hasattr(train, "take") and hasattr(train, "element_spec"):
-        return train.take(int(steps))
-    return _Limited(train, steps)
+        return _PyDatasetBatches(train)
+    return train
 
 
 class _PyDatasetBatches:
-    """The first ``count`` batches of a PyDataset (its indexing, not iteration)."""
+    """The batches of a PyDataset by its indexing (iterating one never ends)."""
 
-    def __init__(self, data, count):
-        self.data, self.count = data, int(count)
-
-    def __iter__(self):
-        return (self.data[i] for i in range(self.count))
-
-
-class _Limited:
-    """At most ``steps`` batches of an iterable (each pass a new iterator)."""
-
-    def __init__(self, data, steps):
-        self.data, self.steps = data, steps
+    def __init__(self, data):
+        self.data = data
 
     def __iter__(self):
-        for i, batch in enumerate(self.data):
-            if self.steps is not None and i >= int(self.steps):
-                return
-            yield batch
+        return (self.data[i] for i in range(len(self.data)))
 
 
 def _check_model(model):
@@ -716,7 +713,6 @@ def _fit_callbacks(workdir, resume, recipe, inner, keeper, trainer, optimizer, v
     the weight sync, BN settling + validation, checkpoint, log and backup
     callbacks, in the order each needs the one before."""
     all_callbacks = [_SyncWeights(inner, keeper)] if keeper is not inner else []
-    settler.synced = keeper is not inner
     all_callbacks.append(settler)
     if workdir is not None:
         initial_epoch, saving = _workdir_callbacks(

@@ -32,6 +32,8 @@ class SettleBatchNorm(keras.callbacks.Callback):
             epoch logs), or ``None`` (Keras' own validation, if any, is read).
         restore: remember the weights of the best ``val_accuracy`` epoch.
         batch_size: batch size for numpy ``data`` / ``val``.
+        steps: at most this many batches of ``data`` per re-estimation
+            (``None``: all).
 
     Example:
 
@@ -50,22 +52,23 @@ class SettleBatchNorm(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, model, data, val=None, restore=False, batch_size=64):
+    def __init__(self, model, data, val=None, restore=False, batch_size=64, steps=None):
         super().__init__()
         self._target = [model]   # a list: not tracked by Keras
         self.data, self.val = data, val
         self.restore = bool(restore)
         self.batch_size = int(batch_size)
+        self.steps = steps
         self.batches = 0
-        self.synced = False      # fit: the weights are synced into `model` every epoch
         self.best, self.best_epoch, self.last_epoch = None, None, None
         self._best_weights, self._best_file = None, None
 
     def on_epoch_end(self, epoch, logs=None):
         model = self._target[0]
         if self.data is not None:
-            self.batches = settle_bn(model, self.data, batch_size=self.batch_size,
-                                     only_trainable=True, name="fit: `train`")
+            self.batches = settle_bn(model, self.data, steps=self.steps,
+                                     batch_size=self.batch_size, only_trainable=True,
+                                     name="fit: `train`")
         if logs is not None and self.val is not None:
             if isinstance(self.val, (tuple, list)) and len(self.val) == 2:   # numpy (x, y)
                 result = model.evaluate(self.val[0], self.val[1], batch_size=self.batch_size,
