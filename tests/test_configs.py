@@ -42,6 +42,20 @@ def test_config_dir_is_found_from_the_package():
     assert cli.default_config_path() == str(REPO / "configs" / "demo.py")
 
 
+@pytest.mark.parametrize("argv, name", [
+    ([], "demo.py"),
+    (["--config.prune.ratio=0.5", "--workdir=w"], "demo.py"),
+    (["--config.data.data_dir=/my/tiles"], "demo_scratch.py"),
+    (["--config.model.arch=vgg16_bn"], "demo_scratch.py"),
+    (["--init_model", "my.keras"], "demo_scratch.py"),
+    (["--init_model=my.keras"], "demo_scratch.py"),
+])
+def test_the_shipped_model_is_the_default_only_for_the_sample(argv, name):
+    """The shipped weights fit only the sample (64x64 RGB, 10 EuroSAT
+    classes): naming your own data, model or --init_model trains from scratch."""
+    assert cli.default_config_path(["prog", *argv]) == str(REPO / "configs" / name)
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_has_the_full_schema_and_validates(name):
     cfg = load(name)

@@ -373,10 +373,13 @@ def test_fit_numpy_under_jax_without_tensorflow(tmp_path):
                             verbose=0, callbacks=[])
         after = training.evaluate(model, (x, y))
         last = keras.saving.load_model(os.path.join({str(tmp_path)!r}, "last.keras"))
-        same = all(np.array_equal(a, b) for a, b in zip(last.get_weights(), model.get_weights()))
+        best = keras.saving.load_model(os.path.join({str(tmp_path)!r}, "best.keras"))
+        # with val, fit ends on the best val_accuracy epoch (best.keras)
+        same = all(np.array_equal(a, b) for a, b in zip(best.get_weights(), model.get_weights()))
         print("RESULT", json.dumps(dict(epochs=len(hist["loss"]), before=before["loss"],
               after=after["loss"], same=same, loss=type(last.loss).__name__,
-              it=int(last.optimizer.iterations), tf="tensorflow" in sys.modules)))
+              it=int(last.optimizer.iterations), tf="tensorflow" in sys.modules,
+              kept=hist.kept_epoch)))
     """
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -385,6 +388,7 @@ def test_fit_numpy_under_jax_without_tensorflow(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert out == dict(out, epochs=3, same=True, loss="AdaptiveMiningLoss", it=12, tf=False)
+    assert out["kept"] is None or 1 <= out["kept"] <= 3
     assert out["after"] < out["before"]
 
 
