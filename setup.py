@@ -25,7 +25,7 @@ EXTRAS = {
     "qat": ["tensorflow-model-optimization", "tf_keras"],   # own virtualenv
 }
 EXTRAS["test"] = sorted(
-    {"pytest", "jax[cpu]", "matplotlib", "keras-hub>=0.32"}
+    {"pytest", "pytest-xdist", "jax[cpu]", "matplotlib", "keras-hub>=0.32"}
     | set(EXTRAS["onnx"]) | set(EXTRAS["openvino"]) | set(EXTRAS["geo"])
     | set(EXTRAS["docs"]))
 

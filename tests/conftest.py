@@ -2,9 +2,10 @@
 
 Tiers: ``@pytest.mark.slow`` marks what takes more than ~20 s or starts
 many interpreters (CLI end-to-end runs, several workers, the long property
-run, keras-hub sweeps, LiteRT latency searches). ``pytest -m "not slow"
-tests`` is the fast tier (every module, a few minutes on 2 cores); CI runs
-everything. Helpers (CLI runner, tiny data and models) are in helpers.py.
+run, keras-hub sweeps, LiteRT latency searches; a sweep keeps its first
+cases fast, ``helpers.fast_first``). ``pytest -m "not slow" -n 2 --dist
+loadgroup tests`` is the fast tier (every module, in two worker processes);
+CI runs everything, also in two workers. Helpers (CLI runner, tiny data and models) are in helpers.py.
 """
 import shutil
 
@@ -18,6 +19,19 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: > ~20 s or many subprocesses; left out of the fast "
         "tier (pytest -m \"not slow\"), run by CI")
+    config.addinivalue_line(
+        "markers", "xdist_group(name): pytest-xdist --dist loadgroup runs the "
+        "tests of one group in one worker")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``pytest -n 2 --dist loadgroup``: a module's tests run in one
+    worker (its module fixtures are built once), and every test that reads the
+    session's tiny CLI run shares one worker, so that run is made once."""
+    for item in items:
+        uses_run = {"tiny_run", "tiny_run_copy"} & set(getattr(item, "fixturenames", ()))
+        group = "tiny_run" if uses_run else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)

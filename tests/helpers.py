@@ -11,6 +11,8 @@ live in ``tests/conftest.py``; no test file imports from another test file.
 - `make_class_folder`: a tiny folder of your own classes (16x16 PNGs).
 - `stderr_lines`, `one_error_line`: what a bad input must print (exit 2,
   one ``error:`` line naming the flag and the fix, no traceback).
+- `fast_first`: a parametrized sweep whose first cases run in the fast tier
+  and the rest only in the full suite (``slow``).
 """
 import hashlib
 import os
@@ -30,6 +32,15 @@ ARTIFACTS = ("model_trained.keras", "attention.npz", "model_folded.keras",
              "model_finetuned.keras", "metrics.json", "model.tflite",
              "report.json", "report.md", "stages.json")
 OWN_CLASSES = ("dunes", "fields", "lakes")
+
+
+def fast_first(values, keep=1):
+    """``values`` for ``pytest.mark.parametrize``: the first ``keep`` stay in
+    the fast tier, the others are marked ``slow`` (a sweep over many models
+    keeps one case in ``-m "not slow"`` and all of them in the full suite)."""
+    import pytest
+    return [v if i < keep else pytest.param(v, marks=pytest.mark.slow)
+            for i, v in enumerate(values)]
 
 
 def env():

@@ -27,7 +27,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 NOT_RUNNABLE = re.compile(r"<!--\s*not-runnable:\s*(.*?)\s*-->\s*$")
 # Pages whose blocks train or time models (a minute or more on 2 cores).
 SLOW_PAGES = {"guides/remotetrimmer.md", "guides/export.md", "guides/own_data.md",
-              "guides/own_model.md"}
+              "guides/own_model.md", "ecosystem.md", "iterative.md", "guides/budgets.md"}
 
 
 def python_blocks(path):

@@ -12,8 +12,8 @@ def _blocks(name):
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-@pytest.mark.parametrize("name,needs", [("multispectral.md", "tifffile"),
-                                        ("ecosystem.md", "keras_hub")])
+@pytest.mark.parametrize("name,needs", [("multispectral.md", "tifffile"), pytest.param(
+    "ecosystem.md", "keras_hub", marks=pytest.mark.slow)])
 def test_doc_blocks_run(name, needs):
     pytest.importorskip(needs)
     blocks = _blocks(name)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import remotetrimmer_tf as rt
+from helpers import fast_first
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -52,7 +53,7 @@ def _prune(model):
     return rt.Pruner(model, importance="l1", ratio=0.5).prune()
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", fast_first(BACKBONES))
 def test_backbone_stays_its_class_and_round_trips_a_preset(name, tmp_path):
     bb = zoo.backbone(name)
     thin = _prune(bb)
@@ -84,7 +85,7 @@ def _task(name, num_classes=4):
     return cls(backbone=bb, num_classes=num_classes, preprocessor=pre), cls
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", fast_first(TASKS))
 def test_task_with_preprocessor_round_trips_a_preset(name, tmp_path):
     task, cls = _task(name)
     thin = _prune(task)
@@ -105,6 +106,7 @@ def test_task_with_preprocessor_round_trips_a_preset(name, tmp_path):
     np.testing.assert_allclose(np.asarray(back_pre(PIXELS)), np.asarray(pre(PIXELS)))
 
 
+@pytest.mark.slow
 def test_pruned_task_predicts_and_fits_through_its_preprocessor():
     task, _ = _task("ResNetV1 basic")
     thin = _prune(task)

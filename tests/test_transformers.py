@@ -22,6 +22,7 @@ from remotetrimmer_tf.budget import PlanCost
 from remotetrimmer_tf.graph import (DependencyGraph, LayerHandler, WeightAxes,
                                     register_handler, silence_dropped)
 from remotetrimmer_tf.surgeon import prune_channels
+from helpers import fast_first
 
 TOKENS, WIDTH = 6, 16
 X = np.random.default_rng(0).standard_normal((2, TOKENS, 8)).astype("float32")
@@ -398,7 +399,7 @@ class _Gen:
         return keras.Model(inp, L.Dense(3, name="head")(x), name=f"rand{self.n}")
 
 
-@pytest.mark.parametrize("chunk", range(4))
+@pytest.mark.parametrize("chunk", fast_first(range(4)))
 def test_random_transformer_graphs_prune_exactly(chunk):
     from remotetrimmer_tf.graph.dead_channels import silence_in_place
     for seed in range(chunk, N_GRAPHS, 4):

@@ -1,12 +1,13 @@
 """Times a test tier and writes the measurement into tools/results/test_tiers.md.
 
-    python tools/time_test_tiers.py --tier fast     # pytest -m "not slow" tests
-    python tools/time_test_tiers.py --tier full     # pytest tests (what CI runs)
+    python tools/time_test_tiers.py --tier fast --workers 2   # pytest -m "not slow" -n 2 tests
+    python tools/time_test_tiers.py --tier full --workers 2   # pytest -n 2 tests (CI)
 
 Records the wall time, the CPU time of pytest and every process it started
 (user + system: what the tier costs, nearly independent of other load on a
 shared machine), the load average before and after, the pass/fail counts,
-and which modules of the package the pytest process itself never imported
+and which modules of the package no pytest process (the main one or an
+``-n`` worker) imported
 (the command-line subprocesses import more). Appends one section per run,
 with the command and commit at its top (utils.provenance).
 """
@@ -25,11 +26,14 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# Every pytest process (the main one and each -n worker) writes the package
+# modules it imported into its own file of the folder RT_TIER_MODULES.
 PLUGIN = '''
 import json, os, sys
 def pytest_sessionfinish(session, exitstatus):
     names = sorted(m for m in sys.modules if m.startswith("remotetrimmer_tf"))
-    with open(os.environ["RT_TIER_MODULES"], "w") as f:
+    path = os.path.join(os.environ["RT_TIER_MODULES"], f"modules-{os.getpid()}.json")
+    with open(path, "w") as f:
         json.dump(names, f)
 '''
 
@@ -45,16 +49,25 @@ def package_modules():
     return out
 
 
-def run_tier(tier, extra=()):
+def imported_modules(folder):
+    """The union of the module lists the pytest processes wrote."""
+    names = set()
+    for path in pathlib.Path(folder).glob("modules-*.json"):
+        names.update(json.loads(path.read_text()))
+    return names
+
+
+def run_tier(tier, extra=(), workers=0):
     args = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
             "-p", "rt_tier_modules"]
     if tier == "fast":
         args[4:4] = ["-m", "not slow"]
+    if workers:
+        args += ["-n", str(workers), "--dist", "loadgroup"]
     args += list(extra)
     with tempfile.TemporaryDirectory() as tmp:
         (pathlib.Path(tmp) / "rt_tier_modules.py").write_text(PLUGIN)
-        modules_file = pathlib.Path(tmp) / "modules.json"
-        env = dict(os.environ, RT_TIER_MODULES=str(modules_file),
+        env = dict(os.environ, RT_TIER_MODULES=tmp,
                    TF_CPP_MIN_LOG_LEVEL="3",
                    PYTHONPATH=os.pathsep.join([str(ROOT), tmp,
                                                os.environ.get("PYTHONPATH", "")]))
@@ -63,7 +76,7 @@ def run_tier(tier, extra=()):
         proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall, load1 = time.time() - t0, os.getloadavg()
-        imported = json.loads(modules_file.read_text()) if modules_file.exists() else []
+        imported = imported_modules(tmp)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     summary = [l for l in proc.stdout.splitlines() if re.search(r"\d+ (passed|failed)", l)]
     return {"tier": tier, "command": shlex.join(["python"] + args[1:]), "wall_s": wall,
@@ -93,7 +106,7 @@ def write(result, out, argv):
         f"{os.cpu_count()} cores",
         f"- load average before: {la(result['load_before'])}; after: "
         f"{la(result['load_after'])}",
-        f"- package modules the pytest process never imported (CLI subprocesses "
+        f"- package modules no pytest process imported (CLI subprocesses "
         f"may): {', '.join(result['not_imported']) or 'none'}", ""]
     write_text_atomic(out, text + "\n".join(section))
 
@@ -101,11 +114,14 @@ def write(result, out, argv):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tier", choices=("fast", "full"), required=True)
+    ap.add_argument("--workers", type=int, default=0,
+                    help="pytest-xdist worker processes (-n N --dist loadgroup: tests/conftest.py groups them); "
+                    "0: one process")
     ap.add_argument("--out", default=str(ROOT / "tools/results/test_tiers.md"))
     ap.add_argument("--log", help="also write pytest's whole output here "
                     "(e.g. with --durations=0 after the tool's own flags)")
     args, extra = ap.parse_known_args(argv)
-    result = run_tier(args.tier, extra)
+    result = run_tier(args.tier, extra, args.workers)
     if args.log:
         pathlib.Path(args.log).write_text(result["stdout"])
     write(result, args.out, [os.path.relpath(sys.argv[0], ROOT)]
