@@ -24,6 +24,7 @@ def pytest_configure(config):
         "tests of one group in one worker")
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Groups for ``pytest -n 2 --dist loadgroup``: a module's tests run in one
     worker (its module fixtures are built once), and every test that reads the
