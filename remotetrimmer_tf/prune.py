@@ -70,9 +70,8 @@ def default_config_path(argv=()):
 def _names_own_inputs(argv):
     """Whether `argv` sets a `--config.data.*` / `--config.model.*` field or
     `--init_model`."""
-    fields = given_fields(argv) if argv else ()
-    own = any(f.split(".", 1)[0] in ("data", "model") for f in fields)
-    return own or any(re.match(r"^--?init_model(=|$)", a) for a in argv[1:])
+    own = any(f.split(".", 1)[0] in ("data", "model") for f in given_fields(argv))
+    return own or _flag_value(argv, "init_model") is not None
 
 
 def load_config_file(spec):
@@ -165,12 +164,13 @@ def given_fields(argv):
     return frozenset(out)
 
 
-def _config_arg(argv):
-    """The value of `--config` on the command line, or None."""
+def _flag_value(argv, name):
+    """The value of `--name` (`--name=v` or `--name v`) on the command line,
+    or None when it is not given."""
     for i, arg in enumerate(argv[1:], start=1):
         if arg == "--":
             break
-        m = re.match(r"^--?config(=(.*))?$", arg)
+        m = re.match(rf"^--?{name}(=(.*))?$", arg)
         if m:
             if m.group(1) is not None:
                 return m.group(2)
@@ -187,7 +187,7 @@ def define_flags(argv, flag_values=None):
     """
     from ml_collections import config_flags
     fv = flags.FLAGS if flag_values is None else flag_values
-    spec = _config_arg(argv)
+    spec = _flag_value(argv, "config")
     default = default_config_path(argv)
     cfg = load_config_file(spec if spec is not None else default)
     check_overrides(argv, cfg)
@@ -197,7 +197,8 @@ def define_flags(argv, flag_values=None):
         "config", default=default,
         help_string="ml_collections config file (default: the embedded demo, "
         "configs/demo.py, or configs/demo_scratch.py when --config.data.*, "
-        "--config.model.* or --init_model name your own inputs); override any field as --config.section.field=value",
+        "--config.model.* or --init_model name your own inputs); override any "
+        "field as --config.section.field=value",
         flag_values=fv, sys_argv=list(argv))
     flags.DEFINE_string(
         "workdir", None, "run folder (default: a fresh ./runs/<UTC timestamp>); "

@@ -5,7 +5,8 @@ many interpreters (CLI end-to-end runs, several workers, the long property
 run, keras-hub sweeps, LiteRT latency searches; a sweep keeps its first
 cases fast, ``helpers.fast_first``). ``pytest -m "not slow" -n 2 --dist
 loadgroup tests`` is the fast tier (every module, in two worker processes);
-CI runs everything, also in two workers. Helpers (CLI runner, tiny data and models) are in helpers.py.
+CI runs everything, also in two workers. Helpers (CLI runner, tiny data and
+models) are in helpers.py.
 """
 import shutil
 
