@@ -36,6 +36,21 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _seeded_module():
+    """Module fixtures draw the same initial weights whichever worker runs
+    them and whatever ran before (Keras initialisers without a seed read
+    the global generator)."""
+    keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_test():
+    """The same for every test: its random draws do not depend on the order
+    or the worker pytest-xdist gives it."""
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture(autouse=True)
 def full_float32_matmuls():
     """Exactness checks need true float32 matmuls; GPUs default to TF32."""
