@@ -18,7 +18,7 @@ def _version():
 EXTRAS = {
     "onnx": ["onnx", "onnxruntime", "tf2onnx"],   # ONNX export
     "openvino": ["openvino"],                      # OpenVINO export
-    "geo": ["tifffile"],                           # multi-band GeoTIFF tiles
+    "geo": ["tifffile", "imagecodecs"],            # multi-band GeoTIFF tiles (LZW, ...)
     "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"],
     "jax": ["jax"],
     "plot": ["matplotlib"],

@@ -27,7 +27,7 @@ def tile(rng, i, size, bands, dtype):
 
 
 def write_tiles(root, classes=("crops", "water", "urban"), n=6, size=16, bands=13,
-                dtype="uint16", planar=False, seed=0):
+                dtype="uint16", planar=False, seed=0, **imwrite):
     """Writes the tiles; returns ``{relative path: array (H, W, bands)}``."""
     import tifffile
     root = pathlib.Path(root)
@@ -40,9 +40,9 @@ def write_tiles(root, classes=("crops", "water", "urban"), n=6, size=16, bands=1
             path = root / cls / f"{cls}_{k}.tif"
             if planar:
                 tifffile.imwrite(path, np.moveaxis(arr, -1, 0), planarconfig="separate",
-                                 photometric="minisblack")
+                                 photometric="minisblack", **imwrite)
             else:
-                tifffile.imwrite(path, arr)
+                tifffile.imwrite(path, arr, **imwrite)
             out[f"{cls}/{cls}_{k}.tif"] = arr
     return out
 

@@ -4,6 +4,9 @@ EuroSAT-MS folder layout and TFDS ``eurosat/all`` offline.
 
 Every tile is written here with tifffile; nothing is downloaded.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ pytest.importorskip("tifffile")
 
 import tifffile  # noqa: E402
 
+from helpers import env  # noqa: E402
 from geotiff_tiles import EUROSAT_SUBDIR, prepare_eurosat_all, write_tiles  # noqa: E402
 from remotetrimmer_tf.data import geotiff  # noqa: E402
 from remotetrimmer_tf.data import user_folder as uf  # noqa: E402
@@ -26,6 +30,44 @@ def test_every_band_and_value_is_kept(tmp_path, bands, dtype, planar):
     x = uf.decode(src, src.files, image_size=10)
     want = np.stack([tiles[f] for f in src.files]).astype(np.float32)
     np.testing.assert_array_equal(x, want)
+
+
+@pytest.mark.parametrize("bands,dtype,imwrite", [
+    (5, "uint16", {"compression": "zlib"}),
+    (4, "float32", {"compression": "zlib", "predictor": True}),
+    (6, "uint16", {"compression": "lzw", "planar": True}),
+    (3, "int16", {"compression": "packbits"}),
+    (5, "uint8", {"tile": (16, 16)}),
+    (2, "uint32", {"bigtiff": True})])
+def test_compressed_tiled_and_bigtiff_tiles_read_exactly(tmp_path, bands, dtype, imwrite):
+    """What GDAL and Sentinel-2 tooling write: LZW / Deflate (with a predictor)
+    / PackBits, tiled, BigTIFF (LZW and PackBits decode through imagecodecs,
+    in the geo extra)."""
+    if imwrite.get("compression") in ("lzw", "packbits") or imwrite.get("predictor"):
+        pytest.importorskip("imagecodecs")
+    imwrite = dict(imwrite)
+    planar = imwrite.pop("planar", False)
+    tiles = write_tiles(tmp_path, n=2, size=16, bands=bands, dtype=dtype, planar=planar,
+                        **imwrite)
+    src = uf.open_folder(tmp_path)
+    assert (src.kind, src.channels) == ("array", bands)
+    x = uf.decode(src, src.files, image_size=16)
+    np.testing.assert_array_equal(x, np.stack([tiles[f] for f in src.files]).astype(np.float32))
+
+
+def test_tile_needing_a_missing_codec_names_the_package(tmp_path):
+    """Without imagecodecs an LZW tile is named with the package to install
+    (run in a fresh interpreter where importing imagecodecs fails)."""
+    pytest.importorskip("imagecodecs")
+    write_tiles(tmp_path, n=2, size=8, bands=5, compression="lzw")
+    code = ("import sys; sys.modules['imagecodecs'] = None\n"
+            "from remotetrimmer_tf.data import user_folder as uf\n"
+            "try:\n    uf.open_folder(sys.argv[1])\n"
+            "except uf.UserDataError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120, env=env()).stdout.strip().splitlines()
+    assert len(out) == 1, out
+    assert ".tif: unreadable" in out[0] and "pip install imagecodecs" in out[0]
 
 
 def test_four_band_rgb_nir_tiff_keeps_nir(tmp_path):

@@ -305,18 +305,33 @@ def _says(kind):
     return "an RGB image" if kind[0] == "image" else f"a {kind[1]}-band array"
 
 
+# what a reader raises for a file it cannot read (tifffile: KeyError or
+# ValueError for a codec that needs imagecodecs)
+_READ_ERRORS = (OSError, ValueError, KeyError, SyntaxError, ImportError)
+
+
+def _unreadable(path, e):
+    """The one-line error for a file that cannot be read, with its fix: a
+    TIFF compressed with a codec tifffile decodes only through imagecodecs
+    (LZW, PackBits, JPEG, a floating-point predictor) needs that package;
+    a multi-band TIFF without any TIFF reader needs tifffile."""
+    first = str(e).strip().strip("'\"").splitlines()
+    said = f"{type(e).__name__}: {first[0][:120]}" if first else type(e).__name__
+    if "imagecodecs" in str(e):
+        fix = "pip install imagecodecs (part of remotetrimmer_tf[geo])"
+    elif os.path.splitext(str(path))[1].lower() in TIFF_EXTENSIONS and \
+            not tiff_reader_available():
+        fix = "multi-band TIFFs need `pip install tifffile`; or replace or remove the file"
+    else:
+        fix = "replace or remove the file"
+    return UserDataError(f"{path}: unreadable ({said}); {fix}")
+
+
 def _header(root, f):
     try:
         return _file_kind(root / f)
-    except (OSError, ValueError, SyntaxError, ImportError) as e:
-        hint = ""
-        if os.path.splitext(f)[1].lower() in TIFF_EXTENSIONS and \
-                not tiff_reader_available():
-            hint = " (multi-band TIFFs need `pip install tifffile`)"
-        raise UserDataError(
-            f"{root / f}: unreadable ({type(e).__name__}: "
-            f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})"
-            f"{hint}; replace or remove the file") from None
+    except _READ_ERRORS as e:
+        raise _unreadable(root / f, e) from None
 
 
 def check_file_headers(root, files):
@@ -440,9 +455,8 @@ def read_raw(path):
     try:
         arr = np.load(path, allow_pickle=False) if ext in ARRAY_EXTENSIONS \
             else geotiff.read_tiff(path)
-    except (OSError, ValueError, ImportError) as e:
-        raise UserDataError(f"{path}: unreadable ({e}); replace or remove "
-                            "the file") from None
+    except _READ_ERRORS as e:
+        raise _unreadable(path, e) from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
