@@ -113,3 +113,67 @@ def test_dynamic_input_needs_check_data(tmp_path):
     x = np.ones((2, 8, 8, 3), "float32")
     res = fm.export_format(model, tmp_path / "sm", "tf_saved_model", check_data=x)
     assert res.max_abs_diff <= 1e-5
+
+
+def _normalized_gelu_model(adapt):
+    """A pruned model with what Keras' ONNX route (tf2onnx.from_function)
+    fails on: a Normalization layer (its mean / variance are captured
+    tensors, not variables) and an exact GELU (TensorFlow's Erfc)."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    if adapt:
+        norm = L.Normalization(axis=-1)
+        norm.adapt(np.random.default_rng(0).uniform(0, 255, (16, 12, 12, 3)).astype("float32"))
+    else:
+        norm = L.Normalization(axis=-1, mean=[120.0, 110.0, 100.0], variance=[900.0, 800.0, 700.0])
+    x = norm(inp)
+    x = L.Conv2D(16, 3, name="c1")(x)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Activation("gelu", name="act")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Dense(8, activation="gelu", name="mlp")(x)
+    model = keras.Model(inp, L.Dense(3, name="head")(x))
+    return rt.Pruner(model, importance="l1", ratio=0.5).prune()
+
+
+@pytest.mark.parametrize("adapt", [True, False])
+def test_onnx_of_normalization_and_exact_gelu_runs_with_one_input(adapt, tmp_path):
+    if fm.missing_packages("onnx"):
+        pytest.skip("onnx packages not installed")
+    import onnxruntime as ort
+    model = _normalized_gelu_model(adapt)
+    x = np.random.default_rng(4).uniform(0, 255, (5, 12, 12, 3)).astype("float32")
+    res = fm.export_format(model, tmp_path / "m.onnx", "onnx", check_data=x)
+    assert res.max_abs_diff <= 1e-4 and res.converter == "frozen_graph"
+    session = ort.InferenceSession(res.path, providers=["CPUExecutionProvider"])
+    assert len(session.get_inputs()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+    # unchecked, the artifact is still one that runs
+    res = fm.export_format(model, tmp_path / "u.onnx", "onnx", check=False)
+    np.testing.assert_allclose(fm.RUNNERS["onnx"](res.path, x), np.asarray(model(x)),
+                               atol=1e-4)
+
+
+def test_exact_gelu_goes_through_keras_onnx_export(tmp_path):
+    if fm.missing_packages("onnx"):
+        pytest.skip("onnx packages not installed")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="gelu", name="c")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    res = fm.export_format(model, tmp_path / "g.onnx", "onnx")
+    assert res.converter == "keras" and res.max_abs_diff <= 1e-4
+
+
+def test_an_artifact_the_runtime_cannot_load_is_one_line(tmp_path, monkeypatch):
+    model = _pruned()
+    fmt = AVAILABLE[0]
+
+    def broken(path, x):
+        raise RuntimeError("INVALID_GRAPH : node X\nsecond line")
+    monkeypatch.setitem(fm.RUNNERS, fmt, broken)
+    with pytest.raises(fm.ExportFormatError) as err:
+        fm.export_format(model, tmp_path / PATHS[fmt], fmt)
+    assert "does not run" in str(err.value) and "\n" not in str(err.value)
+    assert os.listdir(tmp_path) == []

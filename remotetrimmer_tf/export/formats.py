@@ -36,7 +36,7 @@ import shutil
 
 import numpy as np
 
-from remotetrimmer_tf.export import _io
+from remotetrimmer_tf.export import _io, onnx_graph
 from remotetrimmer_tf.export.parity import compare, keras_outputs
 from remotetrimmer_tf.utils.batches import as_sample_array
 from remotetrimmer_tf.utils.files import (atomic_path, remove_quietly, replace_atomic,
@@ -74,6 +74,9 @@ class FormatExport:
             (``None`` / 0 without a check).
         check_source: ``"check_data"`` or ``"random"``.
         extra: the float64 rounding check when it was needed, else ``None``.
+        converter: ``"keras"`` (``model.export``), or ``"frozen_graph"`` for
+            an ONNX model that Keras' converter could not make runnable
+            (:mod:`remotetrimmer_tf.export.onnx_graph`).
     """
 
     format: str
@@ -84,6 +87,7 @@ class FormatExport:
     num_checked: int = 0
     check_source: str | None = None
     extra: dict | None = None
+    converter: str = "keras"
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -184,14 +188,33 @@ RUNNERS = {"litert": _run_litert, "tf_saved_model": _run_saved_model,
            "onnx": _run_onnx, "openvino": _run_openvino}
 
 
+def _run(fmt, path, x, label):
+    """The artifact's outputs on ``x``; a runtime that cannot load or run it
+    is a one-line ExportFormatError."""
+    try:
+        return RUNNERS[fmt](path, x)
+    except Exception as err:  # noqa: BLE001 - runtime errors: one line ours
+        raise ExportFormatError(f"{label}: the artifact does not run ({_first_line(err)})") \
+            from None
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {(text[0] if text else '')[:200]}"
+
+
 def _export(model, tmp, fmt):
     try:
         model.export(tmp, format=fmt, verbose=False)
     except Exception as err:  # noqa: BLE001 - Keras / converter errors: one line ours
-        text = str(err).strip().splitlines()
         raise ExportFormatError(
-            f"{fmt} export of '{model.name}' failed ({type(err).__name__}: "
-            f"{(text[0] if text else '')[:200]})") from None
+            f"{fmt} export of '{model.name}' failed ({_first_line(err)})") from None
+    if fmt == "onnx":
+        extra = onnx_graph.extra_inputs(tmp, len(model.inputs))
+        if extra:
+            raise ExportFormatError(
+                f"{fmt} export of '{model.name}': captured tensors became inputs "
+                f"({', '.join(extra[:3])})")
 
 
 def _called(model, x):
@@ -205,26 +228,57 @@ def _called(model, x):
     return None
 
 
+def _check(model, fmt, artifact, x, atol, label, ref):
+    """Parity of the artifact with Keras on ``x`` (None without a check)."""
+    if x is None:
+        return None
+    return compare(model, x, _run(fmt, artifact, x, label), atol=atol, label=label, ref=ref)
+
+
+def _onnx_from_frozen_graph(model, tmp, x, atol, label, ref, keras_error):
+    """Keras' ONNX artifact could not be made or run: convert the frozen
+    graph instead (``onnx_graph.convert_frozen``) and check that."""
+    remove_quietly(tmp)
+    try:
+        onnx_graph.convert_frozen(model, tmp)
+    except Exception as err:  # noqa: BLE001 - converter errors: one line ours
+        raise ExportFormatError(f"{keras_error}; the frozen-graph conversion failed too "
+                                f"({_first_line(err)})") from None
+    if onnx_graph.extra_inputs(tmp, len(model.inputs)):
+        raise ExportFormatError(f"{keras_error}; the frozen-graph conversion has extra "
+                                "inputs too")
+    return _check(model, "onnx", tmp, x, atol, label, ref)
+
+
 def _write(model, path, fmt, x, atol):
-    """Export next to ``path``, check, move into place; the parity figures."""
+    """Export next to ``path``, check, move into place; ``(parity figures,
+    converter)``: ``"keras"`` (``model.export``) or ``"frozen_graph"`` (ONNX
+    that Keras' converter could not make runnable, see ``onnx_graph``)."""
     label = f"{fmt} export of '{model.name}'"
     ref = _called(model, x)
     if fmt != "openvino":
         with atomic_path(path) as tmp:
-            _export(model, tmp, fmt)
-            parity = None if x is None else compare(
-                model, x, RUNNERS[fmt](tmp, x), atol=atol, label=label, ref=ref)
-        return parity
+            converter = "keras"
+            try:
+                if fmt == "onnx":
+                    onnx_graph.register_erfc()
+                _export(model, tmp, fmt)
+                parity = _check(model, fmt, tmp, x, atol, label, ref)
+            except ExportFormatError as err:
+                if fmt != "onnx":
+                    raise
+                converter = "frozen_graph"
+                parity = _onnx_from_frozen_graph(model, tmp, x, atol, label, ref, err)
+        return parity, converter
     folder = temp_sibling(path)
     os.mkdir(folder)
     try:            # model.xml + model.bin: both checked, then both moved
         xml = os.path.join(folder, os.path.basename(path))
         _export(model, xml, fmt)
-        parity = None if x is None else compare(
-            model, x, RUNNERS[fmt](xml, x), atol=atol, label=label, ref=ref)
+        parity = _check(model, fmt, xml, x, atol, label, ref)
         replace_atomic(xml[:-4] + ".bin", path[:-4] + ".bin")
         replace_atomic(xml, path)
-        return parity
+        return parity, "keras"
     finally:
         remove_quietly(folder)
 
@@ -270,9 +324,10 @@ def export_format(model, path, format, *, check=True, check_data=None, num_check
     x, source = _check_inputs(model, check_data, num_check, seed) if check else (None, None)
     if overwrite and os.path.isdir(path) and FORMATS[fmt] is not None:
         shutil.rmtree(path)
-    parity = _write(model, path, fmt, x, atol)
+    parity, converter = _write(model, path, fmt, x, atol)
     size = _size(path) + (_size(path[:-4] + ".bin") if fmt == "openvino" else 0)
-    result = FormatExport(format=fmt, path=path, size_bytes=size, check_source=source)
+    result = FormatExport(format=fmt, path=path, size_bytes=size, check_source=source,
+                          converter=converter)
     if parity:
         result.max_abs_diff = parity["max_abs_diff"]
         result.top1_agreement = parity["top1_agreement"]
