@@ -78,6 +78,22 @@ def test_keras_hub_backbone_exports_to_onnx(tmp_path):
     assert res.max_abs_diff <= 1e-4
 
 
+def test_pruned_keras_hub_vit_exports_to_onnx(tmp_path):
+    """keras-hub's ViT captures tensors Keras' ONNX route turns into inputs,
+    and its MLP uses exact GELU: the frozen-graph route, checked."""
+    pytest.importorskip("keras_hub")
+    if fm.missing_packages("onnx"):
+        pytest.skip("onnx packages not installed")
+    spec = importlib.util.spec_from_file_location(
+        "keras_hub_vit_zoo", os.path.join(os.path.dirname(__file__), "..", "tools",
+                                          "keras_hub_vit_zoo.py"))
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    thin = rt.Pruner(zoo.nested(zoo.backbone("ViT")), importance="l1", ratio=0.5).prune()
+    res = fm.export_format(thin, tmp_path / "vit.onnx", "onnx", num_check=2)
+    assert res.max_abs_diff <= 1e-4
+
+
 def test_a_wrong_artifact_is_refused_and_nothing_written(tmp_path, monkeypatch):
     model = _pruned()
     fmt = AVAILABLE[0]
