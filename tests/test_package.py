@@ -32,7 +32,7 @@ def test_one_version_for_setup_package_citation_and_changelog(monkeypatch):
 def test_extras_declare_what_optional_features_need(monkeypatch):
     extras = _setup_kwargs(monkeypatch)["extras_require"]
     assert {"onnxruntime", "tf2onnx", "onnx"} <= set(extras["onnx"])
-    assert extras["geo"] == ["tifffile"]
+    assert extras["geo"] == ["tifffile", "imagecodecs"]   # imagecodecs: LZW tiles
     assert any(d.startswith("mkdocstrings") for d in extras["docs"])
     names = {re.split(r"[<>=\[]", d)[0] for d in extras["test"]}
     for extra in ("onnx", "geo", "docs"):
