@@ -254,7 +254,8 @@ def _pm(s, scale=1.0, fmt="{:.2f}"):
     if not s:
         return "—"
     text = fmt.format(s["mean"] * scale)
-    return text if s["n"] == 1 else f"{text} ± {fmt.format(s['std'] * scale)}"
+    spread = fmt.replace("+", "").format(s["std"] * scale)   # a spread has no sign
+    return text if s["n"] == 1 else f"{text} ± {spread}"
 
 
 def markdown(report):
