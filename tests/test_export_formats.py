@@ -171,6 +171,25 @@ def test_onnx_of_normalization_and_exact_gelu_runs_with_one_input(adapt, tmp_pat
                                atol=1e-4)
 
 
+def test_grouped_convolution_exports_to_onnx(tmp_path):
+    """Keras runs grouped convolutions on CPU through an XLA function that
+    tf2onnx leaves unconverted: the frozen-graph route inlines it."""
+    if fm.missing_packages("onnx"):
+        pytest.skip("onnx packages not installed")
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((10, 10, 4))
+    x = L.Conv2D(16, 1, name="c1")(inp)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(16, 3, padding="same", groups=4, name="grouped")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = rt.Pruner(keras.Model(inp, L.Dense(3)(x)), importance="l1", ratio=0.5).prune()
+    assert model.get_layer("grouped").groups == 4
+    res = fm.export_format(model, tmp_path / "g.onnx", "onnx")
+    assert res.converter == "frozen_graph" and res.max_abs_diff <= 1e-4
+
+
 def test_exact_gelu_goes_through_keras_onnx_export(tmp_path):
     if fm.missing_packages("onnx"):
         pytest.skip("onnx packages not installed")

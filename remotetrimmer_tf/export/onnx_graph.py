@@ -10,6 +10,12 @@ both met by common models and both closed here:
   artifact asks for inputs nobody can feed. :func:`convert_frozen` freezes the
   traced model first (every capture becomes a constant) and converts that
   graph with ``tf2onnx.convert.from_graph_def``, naming only the model's input.
+- **Grouped convolutions are XLA functions.** On CPU, Keras' TensorFlow
+  backend runs a ``Conv2D(groups > 1)`` through a ``jit_compile`` function
+  (TensorFlow's CPU kernel has no groups), which tf2onnx cannot see into
+  (``StatefulPartitionedCall``: keras-hub's MobileNetV3, for one). The frozen
+  graph drops the must-compile mark (:func:`inlinable`), so the converter
+  inlines the plain convolution.
 - **``Erfc`` has no converter.** TensorFlow's exact GELU
   (``activation="gelu"``, as in ViT MLPs) computes ``erfc``, which tf2onnx
   cannot convert. :func:`register_erfc` adds the handler
@@ -31,7 +37,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["register_erfc", "convert_frozen", "extra_inputs"]
+__all__ = ["register_erfc", "convert_frozen", "inlinable", "extra_inputs"]
+
+# function attributes that keep tf2onnx from inlining a function's body
+_NO_INLINE = ("_XlaMustCompile", "_noinline")
 
 
 def register_erfc():
@@ -71,9 +80,26 @@ def convert_frozen(model, path, opset=None):
     frozen = convert_variables_to_constants_v2(traced)
     register_erfc()
     tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(), name=model.name,
+        inlinable(frozen.graph.as_graph_def()), name=model.name,
         input_names=[t.name for t in frozen.inputs if t.dtype != tf.resource],
         output_names=[t.name for t in frozen.outputs], opset=opset, output_path=path)
+
+
+def inlinable(graph_def):
+    """``graph_def`` with the XLA must-compile and no-inline marks removed
+    from its functions and call nodes (in place; returned), so every
+    function body is inlined and converted op by op."""
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        for key in _NO_INLINE:
+            if key in function.attr:
+                del function.attr[key]
+        nodes += list(function.node_def)
+    for node in nodes:
+        for key in _NO_INLINE:
+            if key in node.attr:
+                del node.attr[key]
+    return graph_def
 
 
 def extra_inputs(path, num_inputs):
