@@ -13,8 +13,10 @@ live in ``tests/conftest.py``; no test file imports from another test file.
   one ``error:`` line naming the flag and the fix, no traceback).
 - `fast_first`: a parametrized sweep whose first cases run in the fast tier
   and the rest only in the full suite (``slow``).
+- `load_tool`: a module of ``tools/`` (a model zoo, a benchmark) by name.
 """
 import hashlib
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -41,6 +43,14 @@ def fast_first(values, keep=1):
     import pytest
     return [v if i < keep else pytest.param(v, marks=pytest.mark.slow)
             for i, v in enumerate(values)]
+
+
+def load_tool(name):
+    """``tools/<name>.py`` imported as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def env():

@@ -4,7 +4,6 @@ openvino where its package is installed), each run by its own runtime and
 compared with Keras; bad formats, missing packages and a wrong artifact are
 refused in one line, nothing written.
 """
-import importlib.util
 import os
 
 import keras
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 import remotetrimmer_tf as rt
+from helpers import load_tool
 from remotetrimmer_tf.export import formats as fm
 from remotetrimmer_tf.export.litert import ParityError
 
@@ -68,11 +68,7 @@ def test_keras_hub_backbone_exports_to_onnx(tmp_path):
     pytest.importorskip("keras_hub")
     if fm.missing_packages("onnx"):
         pytest.skip("onnx packages not installed")
-    spec = importlib.util.spec_from_file_location(
-        "keras_hub_zoo", os.path.join(os.path.dirname(__file__), "..", "tools",
-                                      "keras_hub_zoo.py"))
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = load_tool("keras_hub_zoo")
     thin = rt.Pruner(zoo.backbone("ResNetV1 basic"), importance="l1", ratio=0.5).prune()
     res = fm.export_format(thin, tmp_path / "bb.onnx", "onnx", num_check=2)
     assert res.max_abs_diff <= 1e-4
@@ -84,11 +80,7 @@ def test_pruned_keras_hub_vit_exports_to_onnx(tmp_path):
     pytest.importorskip("keras_hub")
     if fm.missing_packages("onnx"):
         pytest.skip("onnx packages not installed")
-    spec = importlib.util.spec_from_file_location(
-        "keras_hub_vit_zoo", os.path.join(os.path.dirname(__file__), "..", "tools",
-                                          "keras_hub_vit_zoo.py"))
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = load_tool("keras_hub_vit_zoo")
     thin = rt.Pruner(zoo.nested(zoo.backbone("ViT")), importance="l1", ratio=0.5).prune()
     res = fm.export_format(thin, tmp_path / "vit.onnx", "onnx", num_check=2)
     assert res.max_abs_diff <= 1e-4

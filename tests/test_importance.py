@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from remotetrimmer_tf.attention import collect_attention, fold_attention
+from remotetrimmer_tf.export.litert import float64_clone
 from remotetrimmer_tf.graph import DependencyGraph
 from remotetrimmer_tf.importance import (NoScoreError, available, cap, fpgm,
                                          get_importance, l1, l2, random,
@@ -172,25 +173,17 @@ def test_random_is_reproducible(plain):
 
 
 def _loss(model, x, y):
-    """The float64 probe's loss (see _float64_copy)."""
+    """The float64 probe's loss (a ``float64_clone``)."""
     logits = model(x.astype("float64"), training=False)
     fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
     return float(keras.ops.convert_to_numpy(fn(y, logits)))
 
 
-def _float64_copy(model):
-    """The same model computing in float64, so finite differences are exact
-    enough for a step small enough to stay between ReLU kinks."""
-    def to64(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float64"})
-    probe = keras.models.clone_model(model, clone_function=to64)
-    probe.set_weights([w.astype("float64") for w in model.get_weights()])
-    return probe
-
-
 def test_taylor_matches_finite_differences(plain):
     model, graph = plain
-    probe = _float64_copy(model)
+    # float64, so finite differences are exact enough for a step small
+    # enough to stay between ReLU kinks
+    probe = float64_clone(model)
     # BN group: d/dt L(γ_c(1+t), β_c(1+t)) at 0 = γ_c ∂L/∂γ_c + β_c ∂L/∂β_c
     g = group_with(graph, "c2")
     scores = taylor(g, model, data=(X, Y), steps=2, cache={})

@@ -53,6 +53,7 @@ import pathlib
 import numpy as np
 
 from remotetrimmer_tf.data import geotiff
+from remotetrimmer_tf.errors import first_line
 from remotetrimmer_tf.data import splits as splits_lib
 from remotetrimmer_tf.data.registry import IMAGE_EXTENSIONS
 
@@ -315,8 +316,8 @@ def _unreadable(path, e):
     TIFF compressed with a codec tifffile decodes only through imagecodecs
     (LZW, PackBits, JPEG, a floating-point predictor) needs that package;
     a multi-band TIFF without any TIFF reader needs tifffile."""
-    first = str(e).strip().strip("'\"").splitlines()
-    said = f"{type(e).__name__}: {first[0][:120]}" if first else type(e).__name__
+    text = first_line(str(e).strip().strip("'\""), 120)
+    said = f"{type(e).__name__}: {text}" if text else type(e).__name__
     if "imagecodecs" in str(e):
         fix = "pip install imagecodecs (part of remotetrimmer_tf[geo])"
     elif os.path.splitext(str(path))[1].lower() in TIFF_EXTENSIONS and \

@@ -36,6 +36,7 @@ import shutil
 
 import numpy as np
 
+from remotetrimmer_tf.errors import first_line
 from remotetrimmer_tf.export import _io, onnx_graph
 from remotetrimmer_tf.export.parity import compare, keras_outputs
 from remotetrimmer_tf.utils.batches import as_sample_array
@@ -199,8 +200,7 @@ def _run(fmt, path, x, label):
 
 
 def _first_line(err):
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {(text[0] if text else '')[:200]}"
+    return f"{type(err).__name__}: {first_line(err, 200)}"
 
 
 def _export(model, tmp, fmt):
@@ -209,12 +209,6 @@ def _export(model, tmp, fmt):
     except Exception as err:  # noqa: BLE001 - Keras / converter errors: one line ours
         raise ExportFormatError(
             f"{fmt} export of '{model.name}' failed ({_first_line(err)})") from None
-    if fmt == "onnx":
-        extra = onnx_graph.extra_inputs(tmp, len(model.inputs))
-        if extra:
-            raise ExportFormatError(
-                f"{fmt} export of '{model.name}': captured tensors became inputs "
-                f"({', '.join(extra[:3])})")
 
 
 def _called(model, x):
@@ -235,19 +229,37 @@ def _check(model, fmt, artifact, x, atol, label, ref):
     return compare(model, x, _run(fmt, artifact, x, label), atol=atol, label=label, ref=ref)
 
 
-def _onnx_from_frozen_graph(model, tmp, x, atol, label, ref, keras_error):
-    """Keras' ONNX artifact could not be made or run: convert the frozen
-    graph instead (``onnx_graph.convert_frozen``) and check that."""
+def _check_onnx(model, artifact, x, atol, label, ref):
+    """``_check`` of an ONNX file that first must take only the model's
+    inputs (no captured tensor left as an input)."""
+    extra = onnx_graph.extra_inputs(artifact, len(model.inputs))
+    if extra:
+        raise ExportFormatError(f"{label}: captured tensors became inputs "
+                                f"({', '.join(extra[:3])})")
+    return _check(model, "onnx", artifact, x, atol, label, ref)
+
+
+def _write_onnx(model, tmp, x, atol, label, ref):
+    """``(parity, converter)`` of ``tmp``: Keras' ``model.export`` first; where
+    its artifact cannot be made or run, the frozen graph
+    (``onnx_graph.convert_frozen``), checked the same way."""
+    onnx_graph.register_erfc()
+    try:
+        _export(model, tmp, "onnx")
+        return _check_onnx(model, tmp, x, atol, label, ref), "keras"
+    except ExportFormatError as err:
+        keras_error = err
     remove_quietly(tmp)
     try:
         onnx_graph.convert_frozen(model, tmp)
     except Exception as err:  # noqa: BLE001 - converter errors: one line ours
         raise ExportFormatError(f"{keras_error}; the frozen-graph conversion failed too "
                                 f"({_first_line(err)})") from None
-    if onnx_graph.extra_inputs(tmp, len(model.inputs)):
-        raise ExportFormatError(f"{keras_error}; the frozen-graph conversion has extra "
-                                "inputs too")
-    return _check(model, "onnx", tmp, x, atol, label, ref)
+    try:
+        return _check_onnx(model, tmp, x, atol, label, ref), "frozen_graph"
+    except ExportFormatError as err:
+        raise ExportFormatError(f"{keras_error}; the frozen-graph conversion too: "
+                                f"{err}") from None
 
 
 def _write(model, path, fmt, x, atol):
@@ -258,18 +270,10 @@ def _write(model, path, fmt, x, atol):
     ref = _called(model, x)
     if fmt != "openvino":
         with atomic_path(path) as tmp:
-            converter = "keras"
-            try:
-                if fmt == "onnx":
-                    onnx_graph.register_erfc()
-                _export(model, tmp, fmt)
-                parity = _check(model, fmt, tmp, x, atol, label, ref)
-            except ExportFormatError as err:
-                if fmt != "onnx":
-                    raise
-                converter = "frozen_graph"
-                parity = _onnx_from_frozen_graph(model, tmp, x, atol, label, ref, err)
-        return parity, converter
+            if fmt == "onnx":
+                return _write_onnx(model, tmp, x, atol, label, ref)
+            _export(model, tmp, fmt)
+            return _check(model, fmt, tmp, x, atol, label, ref), "keras"
     folder = temp_sibling(path)
     os.mkdir(folder)
     try:            # model.xml + model.bin: both checked, then both moved

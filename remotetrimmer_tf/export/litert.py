@@ -434,32 +434,39 @@ def _parity_stats(ref, got, x):
 ROUNDING_FACTOR = 4.0
 
 
-def float64_outputs(model, x, batch_size=64):
-    """``model``'s outputs on ``x`` computed in float64, or ``None``.
+def float64_clone(model):
+    """A clone of ``model`` whose layers (nested models too) compute in
+    float64, with ``model``'s weights.
 
-    A clone of ``model`` whose layers compute in float64 gets the weights;
-    ``None`` when the model cannot be cloned that way (custom layers that
-    insist on float32).
+    Raises:
+        ValueError: the clone's weights do not line up with the model's.
     """
     import keras
 
     def clone(layer):
         if isinstance(layer, keras.Model):
-            return _float64_clone(layer)
+            return float64_clone(layer)
         config = layer.get_config()
         config["dtype"] = "float64"
         return layer.__class__.from_config(config)
 
-    def _float64_clone(m):
-        c = keras.models.clone_model(m, clone_function=clone)
-        if len(c.weights) != len(m.weights):
-            raise ValueError("weights differ")
-        for d, w in zip(c.weights, m.weights):
-            d.assign(np.asarray(keras.ops.convert_to_numpy(w.value), d.dtype))
-        return c
+    c = keras.models.clone_model(model, clone_function=clone)
+    if len(c.weights) != len(model.weights):
+        raise ValueError("weights differ")
+    for d, w in zip(c.weights, model.weights):
+        d.assign(np.asarray(keras.ops.convert_to_numpy(w.value), d.dtype))
+    return c
 
+
+def float64_outputs(model, x, batch_size=64):
+    """``model``'s outputs on ``x`` computed in float64, or ``None``.
+
+    A clone of ``model`` whose layers compute in float64 gets the weights
+    (:func:`float64_clone`); ``None`` when the model cannot be cloned that
+    way (custom layers that insist on float32).
+    """
     try:
-        m64 = _float64_clone(model)
+        m64 = float64_clone(model)
         outs = [np.asarray(m64(np.asarray(x[i:i + batch_size], np.float64),
                                training=False), np.float64)
                 for i in range(0, len(x), batch_size)]
