@@ -11,7 +11,9 @@
 - The generated reference (tools/docs_reference.py) lists every flag and
   every config field.
 
-`mkdocs build --strict` itself runs in .ci/run.
+- Every relative link of a docs page lands on a page or file of the built
+  site (the fast twin of the link check of `mkdocs build --strict`, which
+  itself runs in .ci/run).
 """
 import ast
 import importlib.util
@@ -187,3 +189,31 @@ def test_mkdocs_yml_lists_every_page():
     assert listed == on_disk, (on_disk - listed, listed - on_disk)
     for page in listed:
         assert os.path.isfile(REPO / "docs" / page), page
+
+
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def _site_target(page, target):
+    """Where a relative link of a docs page lands in the built site: the
+    docs/ tree, with tools/results/ mounted at ``tools/results/`` (hooks.py)."""
+    rel = os.path.normpath(os.path.join(os.path.dirname(_rel(page)), target))
+    if rel.startswith(".."):
+        return REPO / "does-not-exist"     # leaves the site
+    if rel.startswith("tools/results/"):
+        return REPO / rel
+    return REPO / "docs" / rel
+
+
+def test_every_docs_link_resolves_in_the_site():
+    """The fast twin of `mkdocs build --strict`'s link check."""
+    broken = []
+    for page in PAGES:
+        if page.name == "README.md":
+            continue
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not _site_target(page, target).exists():
+                broken.append(f"{_rel(page)} -> {target}")
+    assert not broken, broken
