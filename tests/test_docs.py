@@ -10,7 +10,6 @@
   results table links to a file under tools/results/, and its links exist.
 - The generated reference (tools/docs_reference.py) lists every flag and
   every config field.
-
 - Every relative link of a docs page lands on a page or file of the built
   site (the fast twin of the link check of `mkdocs build --strict`, which
   itself runs in .ci/run).
