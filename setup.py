@@ -19,6 +19,7 @@ EXTRAS = {
     "onnx": ["onnx", "onnxruntime", "tf2onnx"],   # ONNX export
     "openvino": ["openvino"],                      # OpenVINO export
     "geo": ["tifffile", "imagecodecs"],            # multi-band GeoTIFF tiles (LZW, ...)
+    "rasterio": ["rasterio"],                      # the fallback GeoTIFF reader (GDAL)
     "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"],
     "jax": ["jax"],
     "plot": ["matplotlib"],
@@ -27,7 +28,7 @@ EXTRAS = {
 EXTRAS["test"] = sorted(
     {"pytest", "pytest-xdist", "jax[cpu]", "matplotlib", "keras-hub>=0.32"}
     | set(EXTRAS["onnx"]) | set(EXTRAS["openvino"]) | set(EXTRAS["geo"])
-    | set(EXTRAS["docs"]))
+    | set(EXTRAS["rasterio"]) | set(EXTRAS["docs"]))
 
 setup(
     name="remotetrimmer_tf",

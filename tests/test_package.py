@@ -35,7 +35,7 @@ def test_extras_declare_what_optional_features_need(monkeypatch):
     assert extras["geo"] == ["tifffile", "imagecodecs"]   # imagecodecs: LZW tiles
     assert any(d.startswith("mkdocstrings") for d in extras["docs"])
     names = {re.split(r"[<>=\[]", d)[0] for d in extras["test"]}
-    for extra in ("onnx", "geo", "docs"):
+    for extra in ("onnx", "geo", "rasterio", "docs"):
         assert {re.split(r"[<>=\[]", d)[0] for d in extras[extra]} <= names, extra
     assert {"pytest", "jax", "keras-hub", "matplotlib"} <= names
 

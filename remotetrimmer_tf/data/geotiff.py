@@ -23,6 +23,9 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 
 __all__ = ["reader_available", "tiff_info", "read_tiff", "nodata_of", "value_problem"]
@@ -44,6 +47,21 @@ def _rasterio():
         return rasterio
     except ImportError:
         return None
+
+
+@contextlib.contextmanager
+def _rio_open(rio, path):
+    """``rasterio.open`` for one-image tiles: a plain (not georeferenced)
+    TIFF is no warning, and a multi-page TIFF is refused (rasterio would
+    read its first page only) with the fix: tifffile reads every page."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
+        with rio.open(path) as src:
+            if src.subdatasets:
+                raise ValueError(
+                    f"a TIFF of {len(src.subdatasets) + 1} pages, which rasterio reads "
+                    "only the first of: pip install tifffile (remotetrimmer_tf[geo])")
+            yield src
 
 
 def reader_available() -> bool:
@@ -76,7 +94,7 @@ def tiff_info(path):
     rio = _rasterio()
     if rio is None:
         raise ImportError("no TIFF reader: pip install tifffile")
-    with rio.open(path) as src:
+    with _rio_open(rio, path) as src:
         palette = src.count == 1 and bool(src.colorinterp) and \
             src.colorinterp[0].name == "palette"
         return int(src.count), np.dtype(src.dtypes[0]), palette
@@ -99,7 +117,7 @@ def read_tiff(path) -> np.ndarray:
     rio = _rasterio()
     if rio is None:
         raise ImportError("no TIFF reader: pip install tifffile")
-    with rio.open(path) as src:
+    with _rio_open(rio, path) as src:
         return np.moveaxis(src.read(), 0, -1)
 
 
@@ -114,7 +132,7 @@ def nodata_of(path):
             return float(text) if text not in (None, "", "nan", "NaN") else None
         rio = _rasterio()
         if rio is not None:
-            with rio.open(path) as src:
+            with _rio_open(rio, path) as src:
                 nd = src.nodata
             return None if nd is None or np.isnan(nd) else float(nd)
     except (ValueError, OSError):
