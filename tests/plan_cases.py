@@ -13,12 +13,13 @@ recording and the replay read the same thing.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import pathlib
 
 import keras
 import numpy as np
+
+from helpers import load_tool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "tests" / "data" / "plan_recording.json"
@@ -38,10 +39,7 @@ def _mobilenet_v2():
 
 
 def _hub_resnet():
-    spec = importlib.util.spec_from_file_location("keras_hub_zoo",
-                                                  ROOT / "tools" / "keras_hub_zoo.py")
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = load_tool("keras_hub_zoo")
     return zoo.nested(zoo.backbone("ResNetV1 bottleneck"))
 
 

@@ -6,7 +6,6 @@ checks; `configs/demo.py` starts from the packed model (0 training epochs,
 `--config.model.weights=<.npz>`). The packed model of the package itself is
 not needed here: every test packs its own into a temporary folder.
 """
-import importlib.util
 import json
 import pathlib
 
@@ -14,16 +13,13 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import REPO, make_eurosat_folder, save_keras_quietly
+from helpers import load_tool, make_eurosat_folder, REPO, save_keras_quietly
 from remotetrimmer_tf import demo_model
 from remotetrimmer_tf.utils.npz_weights import (load_weights_npz,
                                                 weights_to_arrays,
                                                 write_weights_npz)
 
-_spec = importlib.util.spec_from_file_location(
-    "pack_demo_model", REPO / "tools" / "pack_demo_model.py")
-pack_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pack_tool)
+pack_tool = load_tool("pack_demo_model")
 
 
 def _small(seed=0, classes=4):

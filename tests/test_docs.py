@@ -21,7 +21,7 @@ import re
 
 import pytest
 
-from helpers import REPO
+from helpers import load_tool, REPO
 
 PAGES = sorted([REPO / "README.md"] + list((REPO / "docs").rglob("*.md")))
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
@@ -144,11 +144,7 @@ def test_ci_runs_the_readme_test_command_and_the_docs_build():
 
 
 def _docs_reference():
-    spec = importlib.util.spec_from_file_location(
-        "docs_reference", REPO / "tools" / "docs_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("docs_reference")
 
 
 def test_generated_reference_lists_every_flag_and_field():

@@ -2,7 +2,6 @@
 MACs, AML + KD fine-tune, same-MAC scratch ViT, LiteRT), run end to end on a
 tiny fake EuroSAT folder; its model builder (tools/keras_vits.image_vit)
 prunes exactly; bad flags and folders are one line, exit 2."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,13 +10,11 @@ import numpy as np
 import pytest
 
 import remotetrimmer_tf as rt
-from helpers import REPO, env, make_eurosat_folder
+from helpers import env, load_tool, make_eurosat_folder, REPO
 from remotetrimmer_tf.graph import silence_dropped
 
 sys.path.insert(0, str(REPO / "tools"))
-spec = importlib.util.spec_from_file_location("eurosat_vit", REPO / "tools" / "eurosat_vit.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
+tool = load_tool("eurosat_vit")
 import keras_vits  # noqa: E402  (tools/, put on the path above)
 
 TINY = ["--image_size", "32", "--patch", "8", "--depth", "2", "--width", "32", "--heads", "4",

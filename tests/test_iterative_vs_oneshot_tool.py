@@ -1,19 +1,15 @@
 """tools/iterative_vs_oneshot.py: options, job configs, the table and its verdict
 (from job files written here), and (slow) a tiny end-to-end run."""
-import importlib.util
 import json
 import pathlib
 import sys
 
 import pytest
 
-from helpers import CLASSES
+from helpers import CLASSES, load_tool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("iterative_vs_oneshot",
-                                              ROOT / "tools" / "iterative_vs_oneshot.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
+tool = load_tool("iterative_vs_oneshot")
 SAMPLE = ROOT / "remotetrimmer_tf" / "assets" / "eurosat_sample"
 
 

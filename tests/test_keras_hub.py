@@ -6,8 +6,6 @@ keras_hub_zoo.py``, shared with ``tools/bench_keras_hub.py``); never
 and dead-channel removal leave outputs unchanged, and the pruned plain
 functional model reloads without custom objects.
 """
-import importlib.util
-import pathlib
 
 import keras
 import numpy as np
@@ -15,14 +13,11 @@ import pytest
 
 import remotetrimmer_tf as rt
 from remotetrimmer_tf.graph import DependencyGraph, silence_dropped
-from helpers import assert_close as _assert_close, outputs  # noqa: E402
+from helpers import assert_close as _assert_close, load_tool, outputs  # noqa: E402
 
 keras_hub = pytest.importorskip("keras_hub")
 
-_spec = importlib.util.spec_from_file_location(
-    "keras_hub_zoo", pathlib.Path(__file__).resolve().parents[1] / "tools" / "keras_hub_zoo.py")
-zoo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(zoo)
+zoo = load_tool("keras_hub_zoo")
 
 X = np.random.default_rng(0).standard_normal((2, zoo.SIZE, zoo.SIZE, 3)).astype("float32")
 CNN = [n for n, v in zoo.BACKBONES.items() if v[2] == "cnn"]

@@ -7,7 +7,6 @@ backbone with its preprocessor carried over; ``save_to_preset`` works and
 outputs, in this process and in a fresh one. Models come from their
 constructors (``tools/keras_hub_zoo.py``); nothing is downloaded.
 """
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -18,15 +17,12 @@ import numpy as np
 import pytest
 
 import remotetrimmer_tf as rt
-from helpers import fast_first
+from helpers import fast_first, load_tool
 
 keras_hub = pytest.importorskip("keras_hub")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("keras_hub_zoo",
-                                               REPO / "tools" / "keras_hub_zoo.py")
-zoo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(zoo)
+zoo = load_tool("keras_hub_zoo")
 
 X = np.random.default_rng(0).standard_normal((2, zoo.SIZE, zoo.SIZE, 3)).astype("float32")
 PIXELS = np.random.default_rng(1).uniform(0, 255, (2, zoo.SIZE, zoo.SIZE, 3)).astype(

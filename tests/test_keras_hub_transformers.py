@@ -9,8 +9,6 @@ reloads. The ones that cannot be followed are refused in one line naming the
 layer. The user's model is never touched: pruning adds no node to its layers,
 and training the pruned model leaves its weights as they were.
 """
-import importlib.util
-import pathlib
 
 import keras
 import warnings
@@ -20,15 +18,11 @@ import pytest
 
 import remotetrimmer_tf as rt
 from remotetrimmer_tf.graph import DependencyGraph, silence_dropped
-from helpers import assert_close as _assert_close, fast_first, outputs  # noqa: E402
+from helpers import assert_close as _assert_close, fast_first, load_tool, outputs  # noqa: E402
 
 pytest.importorskip("keras_hub")
 
-_spec = importlib.util.spec_from_file_location(
-    "keras_hub_vit_zoo",
-    pathlib.Path(__file__).resolve().parents[1] / "tools" / "keras_hub_vit_zoo.py")
-zoo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(zoo)
+zoo = load_tool("keras_hub_vit_zoo")
 
 X = np.random.default_rng(0).standard_normal((2, zoo.SIZE, zoo.SIZE, 3)).astype("float32")
 WITH_MHA = ["ViT", "DeiT", "DINOv2 (SwiGLU, registers)", "SigLIP vision tower",

@@ -2,16 +2,12 @@
 each one it can build in a tiny CNN context prunes exactly or is refused in
 one line naming the layer, also with ``unknown="freeze"``; never a crash from
 inside Keras / TensorFlow, never a model that fails when called."""
-import importlib.util
-import pathlib
 
 import keras
 import pytest
+from helpers import load_tool
 
-_SPEC = importlib.util.spec_from_file_location(
-    "layer_sweep", pathlib.Path(__file__).resolve().parents[1] / "tools" / "layer_sweep.py")
-sweep = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(sweep)
+sweep = load_tool("layer_sweep")
 
 # one representative per family in the fast tier; the whole of keras.layers is slow
 FAST = ("Rescaling", "Activation", "LSTM", "Bidirectional", "Lambda", "Conv2D", "Dense",

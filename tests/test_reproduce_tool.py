@@ -1,13 +1,11 @@
 """tools/reproduce.py: job graph, resume bookkeeping and the results table."""
-import importlib.util
 import json
 import os
 import pathlib
+from helpers import load_tool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("reproduce", ROOT / "tools" / "reproduce.py")
-reproduce = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reproduce)
+reproduce = load_tool("reproduce")
 
 
 def _parse(argv):

@@ -22,7 +22,7 @@ from remotetrimmer_tf.budget import PlanCost
 from remotetrimmer_tf.graph import (DependencyGraph, LayerHandler, WeightAxes,
                                     register_handler, silence_dropped)
 from remotetrimmer_tf.surgeon import prune_channels
-from helpers import fast_first
+from helpers import fast_first, load_tool
 
 TOKENS, WIDTH = 6, 16
 X = np.random.default_rng(0).standard_normal((2, TOKENS, 8)).astype("float32")
@@ -496,13 +496,7 @@ def test_subclassed_model_with_its_own_weights_is_refused_in_one_line():
 
 # ------------------------------------------------------------------ keras.io ViT
 def _keras_vits():
-    import importlib.util
-    import pathlib
-    spec = importlib.util.spec_from_file_location(
-        "keras_vits", pathlib.Path(__file__).resolve().parents[1] / "tools" / "keras_vits.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("keras_vits")
 
 
 def test_keras_io_vit_example_prunes_exactly_and_reloads(tmp_path):
