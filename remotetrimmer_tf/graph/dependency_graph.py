@@ -21,6 +21,7 @@ from ..errors import PruningError, PruningTypeError, first_line
 from .builder import GraphBuilder, LayerNode, NodeView
 from .channel_group import ChannelGroup, Member
 from .functional_view import composite_reason, functional_view, graph_of
+from .handlers.probed import refusal_reason
 from .handlers.registry import get_handler
 from .layout import LAST, input_axes, node_axes, to_last
 
@@ -245,6 +246,8 @@ class DependencyGraph:
         elif isinstance(op, keras.layers.Layer) and op._flatten_layers(
                 include_self=False, recursive=False):
             msg += f" (a composite layer that cannot be inlined: {composite_reason(op)})"
+        elif refusal_reason(op):
+            msg += f" ({refusal_reason(op)})"
         if b.unknown == "error":
             raise PruningError(
                 msg + ". Way out: register a handler with "

@@ -21,13 +21,16 @@ them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .weight_axes import WeightAxes, slice_weights
 
 _REGISTRY: Dict[Any, "LayerHandler"] = {}
+# Asked, in order, for an object no registered class matches (``probed``:
+# a user's layer proven to act channel by channel).
+_FALLBACKS: List[Callable[[Any], Optional["LayerHandler"]]] = []
 
 
 class LayerHandler:
@@ -189,7 +192,19 @@ def get_handler(obj):
         h = _REGISTRY.get(cls.__name__)
         if h is not None:
             return h
+    for fallback in _FALLBACKS:
+        h = fallback(obj)
+        if h is not None:
+            return h
     return None
+
+
+def register_fallback(fallback: Callable[[Any], Optional[LayerHandler]]):
+    """Ask ``fallback(obj)`` for a handler when no registered class matches
+    ``obj`` (it returns a ``LayerHandler`` or None)."""
+    if fallback not in _FALLBACKS:
+        _FALLBACKS.append(fallback)
+    return fallback
 
 
 def weight_axes_of(layer) -> Dict[int, WeightAxes]:

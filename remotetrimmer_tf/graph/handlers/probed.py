@@ -1,0 +1,172 @@
+"""Custom layers that act channel by channel, recognised by a proof.
+
+A user's own layer with per-channel weights (a ViT's class token and
+position table, a layer scale, a learned bias) has no registered handler.
+Instead of refusing it, :func:`channelwise_problem` tries to *prove* that it
+acts channel by channel, the way the surgeon will rebuild it:
+
+1. it is a leaf layer (no sub-layers) of the user's own code (not Keras',
+   not keras-hub's: those have handlers or a named refusal), built from one
+   input whose last axis has ``C`` channels, with at least one weight, and
+   every weight has ``C`` entries on its last axis;
+2. its output has ``C`` channels on the last axis;
+3. ``from_config(get_config())`` rebuilt at full width with the layer's
+   weights gives the layer's output on random data, and rebuilt at a
+   narrower width ``K`` (two channel subsets: about half, and the last
+   channel alone) with the weights sliced to ``K`` on their last axis, it
+   gives exactly the layer's output channels ``K`` from input channels ``K``.
+
+A layer that passes is handled by :class:`ChannelwiseHandler`: channel
+``c`` in is channel ``c`` out, every weight is sliced on its last axis, and
+the config is kept (the layer sizes its weights from its input). A layer
+that fails is refused as before, the reason appended to the refusal
+(:func:`refusal_reason`). The proof runs once per layer object, on copies:
+the user's layer is only called.
+
+Example:
+    >>> import remotetrimmer_tf as rt
+    >>> class LayerScale(keras.layers.Layer):
+    ...     def build(self, shape):
+    ...         self.gamma = self.add_weight(shape=(shape[-1],), initializer="ones")
+    ...     def call(self, x):
+    ...         return x * self.gamma
+    >>> inp = keras.Input((8, 16))
+    >>> x = LayerScale(name="scale")(keras.layers.Dense(32, name="fc")(inp))
+    >>> model = keras.Model(inp, keras.layers.Dense(4)(x))
+    >>> small = rt.Pruner(model, importance="l1", ratio=0.5).prune()
+    >>> small.get_layer("fc").units, tuple(small.get_layer("scale").gamma.shape)
+    (16, (16,))
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Optional
+
+import numpy as np
+
+from .registry import LayerHandler, register_fallback
+from .weight_axes import WeightAxes
+
+__all__ = ["ChannelwiseHandler", "channelwise_problem", "refusal_reason"]
+
+_FOREIGN = ("keras.", "keras_hub.", "keras_nlp.", "keras_cv.", "tf_keras.", "tensorflow.",
+            "remotetrimmer_tf.")
+_PROOFS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class ChannelwiseHandler(LayerHandler):
+    """A layer proven to act channel by channel: channel ``c`` in is channel
+    ``c`` out, every weight carries the channels on its last axis."""
+
+    follows_channels_first = False
+
+    def propagate(self, node, ctx):
+        ctx.channelwise(node, node.in_maps[0])
+        return [node.in_maps[0]]
+
+    def weight_axes(self, layer):
+        return {i: WeightAxes(out_axis=-1, in_axis=-1) for i in range(len(layer.weights))}
+
+
+CHANNELWISE = ChannelwiseHandler()
+
+
+def _is_candidate(layer) -> bool:
+    import keras
+    if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.Model):
+        return False
+    module = type(layer).__module__ + "."
+    return not module.startswith(_FOREIGN) and bool(layer.weights) and not \
+        layer._flatten_layers(include_self=False, recursive=False)
+
+
+def _input_shape(layer):
+    shapes = getattr(layer, "_build_shapes_dict", None) or {}
+    if len(shapes) != 1:
+        return None
+    shape = next(iter(shapes.values()))
+    if not isinstance(shape, (tuple, list)) or not shape or \
+            not all(d is None or isinstance(d, int) for d in shape):
+        return None
+    return tuple(shape)
+
+
+def _probe_input(shape, rng):
+    dims = [2] + [3 if d is None else int(d) for d in shape[1:]]
+    return rng.standard_normal(dims).astype("float32")
+
+
+def _rebuilt(layer, x, weights):
+    """``from_config(get_config())`` called on ``x`` with ``weights`` set."""
+    copy = type(layer).from_config(layer.get_config())
+    copy(x)
+    if [tuple(w.shape) for w in copy.weights] != [tuple(w.shape) for w in weights]:
+        raise ValueError("its weights are not sized by its input's channels")
+    copy.set_weights(weights)
+    return np.asarray(copy(x))
+
+
+def _same(a, b) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6))
+
+
+def _prove(layer) -> Optional[str]:
+    shape = _input_shape(layer)
+    if shape is None or shape[-1] is None or len(shape) < 2:
+        return "it was not built from one input with a known channel count"
+    c = int(shape[-1])
+    weights = [np.asarray(w) for w in layer.get_weights()]
+    if c < 2 or any(w.ndim == 0 or w.shape[-1] != c for w in weights):
+        return f"not every weight has its {c} channels on the last axis"
+    x = _probe_input(shape, np.random.default_rng(0))
+    try:
+        y = np.asarray(layer(x))
+    except Exception:                  # noqa: BLE001 - any failure: not proven
+        return "it cannot be called on a plain array"
+    if y.ndim < 1 or y.shape[-1] != c:
+        return f"its output does not keep the {c} channels on the last axis"
+    subsets = [np.sort(np.random.default_rng(1).permutation(c)[:max(1, c // 2)]),
+               np.array([c - 1])]
+    try:
+        if not _same(_rebuilt(layer, x, weights), y):
+            return "from_config(get_config()) does not rebuild it"
+        for keep in subsets:
+            part = _rebuilt(layer, x[..., keep], [w[..., keep] for w in weights])
+            if not _same(part, y[..., keep]):
+                return "its output channels are not computed channel by channel"
+    except Exception as err:           # noqa: BLE001 - any failure: not proven
+        text = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        return f"it cannot be rebuilt at a narrower width ({text})"
+    return None
+
+
+def channelwise_problem(layer) -> Optional[str]:
+    """Why ``layer`` is not proven channel-wise (None: proven); cached per
+    layer object. Only for leaf layers of the user's own code with weights."""
+    if not _is_candidate(layer):
+        return "not a leaf layer of your own code with weights"
+    try:
+        return _PROOFS[layer]
+    except KeyError:
+        pass
+    except TypeError:                  # pragma: no cover - an unhashable layer
+        return _prove(layer)
+    problem = _prove(layer)
+    _PROOFS[layer] = problem
+    return problem
+
+
+def refusal_reason(layer) -> Optional[str]:
+    """The clause a refusal of ``layer`` adds (None: nothing to add)."""
+    if not _is_candidate(layer):
+        return None
+    problem = channelwise_problem(layer)
+    return None if problem is None else f"not provably channel-wise: {problem}"
+
+
+def _fallback(obj):
+    return CHANNELWISE if _is_candidate(obj) and channelwise_problem(obj) is None else None
+
+
+register_fallback(_fallback)
