@@ -68,6 +68,18 @@ class BiasAndFloor(L.Layer):
         return ops.maximum(x + self.bias, self.floor)
 
 
+@keras.saving.register_keras_serializable(PKG)
+class GeM(L.Layer):
+    """Generalised-mean pooling: one exponent shared by every channel."""
+
+    def build(self, shape):
+        self.p = self.add_weight(shape=(1,), initializer=keras.initializers.Constant(3.0))
+
+    def call(self, x):
+        x = ops.power(ops.maximum(x, 1e-6), self.p)
+        return ops.power(ops.mean(x, axis=(1, 2)), 1.0 / self.p)
+
+
 class ChannelFlip(L.Layer):
     """Reverses the channels: channel c out is channel C-1-c in."""
 
@@ -179,6 +191,15 @@ def test_two_per_channel_weights_in_a_conv_net_prune_exactly():
     n = small.get_layer("c1").filters
     assert n < 16 and [tuple(w.shape) for w in layer.weights] == [(1, 1, n), (n,)]
     assert not layer.floor.trainable
+
+
+def test_a_shared_weight_stays_whole_gem_pooling():
+    inp = keras.Input((10, 10, 3))
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
+    model = keras.Model(inp, L.Dense(2, name="head")(GeM(name="gem")(x)))
+    small = _assert_exact(model)
+    assert small.get_layer("c1").filters == 8
+    np.testing.assert_array_equal(small.get_layer("gem").get_weights()[0], [3.0])
 
 
 def test_the_proof_is_what_picks_the_handler():

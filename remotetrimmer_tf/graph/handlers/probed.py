@@ -7,20 +7,22 @@ acts channel by channel, the way the surgeon will rebuild it:
 
 1. it is a leaf layer (no sub-layers) of the user's own code (not Keras',
    not keras-hub's: those have handlers or a named refusal), built from one
-   input whose last axis has ``C`` channels, with at least one weight, and
-   every weight has ``C`` entries on its last axis;
+   input whose last axis has ``C`` channels, with at least one weight; a
+   weight with ``C`` entries on its last axis is per-channel, any other is
+   shared by every channel (a GeM pooling's exponent);
 2. its output has ``C`` channels on the last axis;
 3. ``from_config(get_config())`` rebuilt at full width with the layer's
    weights gives the layer's output on random data, and rebuilt at a
    narrower width ``K`` (two channel subsets: about half, and the last
-   channel alone) with the weights sliced to ``K`` on their last axis, it
+   channel alone) with the per-channel weights sliced to ``K`` on their last
+   axis and the shared ones whole, it
    gives exactly the layer's output channels ``K`` from input channels ``K``.
 
 A layer that passes is handled by :class:`ChannelwiseHandler`: channel
-``c`` in is channel ``c`` out, every weight is sliced on its last axis, and
-the config is kept (the layer sizes its weights from its input). A layer
-that fails is refused as before, the reason appended to the refusal
-(:func:`refusal_reason`). The proof runs once per layer object, on copies:
+``c`` in is channel ``c`` out, every per-channel weight is sliced on its
+last axis, and the config is kept (the layer sizes its weights from its
+input). A layer that fails is refused as before, the reason appended to the
+refusal (:func:`refusal_reason`). The proof runs once per layer object, on copies:
 the user's layer is only called.
 
 Example:
@@ -49,14 +51,14 @@ from .weight_axes import WeightAxes
 
 __all__ = ["ChannelwiseHandler", "channelwise_problem", "refusal_reason"]
 
-_FOREIGN = ("keras.", "keras_hub.", "keras_nlp.", "keras_cv.", "tf_keras.", "tensorflow.",
-            "remotetrimmer_tf.")
+_FOREIGN = ("keras.", "keras_hub.", "keras_nlp.", "keras_cv.", "tf_keras.", "tensorflow.")
 _PROOFS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class ChannelwiseHandler(LayerHandler):
     """A layer proven to act channel by channel: channel ``c`` in is channel
-    ``c`` out, every weight carries the channels on its last axis."""
+    ``c`` out; its per-channel weights carry the channels on their last axis,
+    its shared weights none."""
 
     follows_channels_first = False
 
@@ -65,7 +67,9 @@ class ChannelwiseHandler(LayerHandler):
         return [node.in_maps[0]]
 
     def weight_axes(self, layer):
-        return {i: WeightAxes(out_axis=-1, in_axis=-1) for i in range(len(layer.weights))}
+        shape = _input_shape(layer)
+        per = _per_channel(layer.weights, shape[-1]) if shape else []
+        return {i: WeightAxes(out_axis=-1, in_axis=-1) for i in per}
 
 
 CHANNELWISE = ChannelwiseHandler()
@@ -111,14 +115,19 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6))
 
 
+def _per_channel(weights, c):
+    """Indices of the weights with the ``c`` channels on their last axis (the
+    others are shared by every channel: a GeM exponent, a temperature)."""
+    return [i for i, w in enumerate(weights) if w.ndim >= 1 and w.shape[-1] == c]
+
+
 def _prove(layer) -> Optional[str]:
     shape = _input_shape(layer)
     if shape is None or shape[-1] is None or len(shape) < 2:
         return "it was not built from one input with a known channel count"
     c = int(shape[-1])
     weights = [np.asarray(w) for w in layer.get_weights()]
-    if c < 2 or any(w.ndim == 0 or w.shape[-1] != c for w in weights):
-        return f"not every weight has its {c} channels on the last axis"
+    per = set(_per_channel(weights, c))
     x = _probe_input(shape, np.random.default_rng(0))
     try:
         y = np.asarray(layer(x))
@@ -127,12 +136,13 @@ def _prove(layer) -> Optional[str]:
     if y.ndim < 1 or y.shape[-1] != c:
         return f"its output does not keep the {c} channels on the last axis"
     subsets = [np.sort(np.random.default_rng(1).permutation(c)[:max(1, c // 2)]),
-               np.array([c - 1])]
+               np.array([c - 1])] if c > 1 else []
     try:
         if not _same(_rebuilt(layer, x, weights), y):
             return "from_config(get_config()) does not rebuild it"
         for keep in subsets:
-            part = _rebuilt(layer, x[..., keep], [w[..., keep] for w in weights])
+            part = _rebuilt(layer, x[..., keep],
+                            [w[..., keep] if i in per else w for i, w in enumerate(weights)])
             if not _same(part, y[..., keep]):
                 return "its output channels are not computed channel by channel"
     except Exception as err:           # noqa: BLE001 - any failure: not proven
