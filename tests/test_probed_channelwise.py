@@ -125,6 +125,14 @@ class MixingMatrix(L.Layer):
         return ops.matmul(x, self.w)
 
 
+class TwoOutputs(L.Layer):
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="random_normal")
+
+    def call(self, x):
+        return x * self.w, x + self.w
+
+
 def token_model():
     """Tokens -> class token -> position table -> a LayerScale'd MLP whose
     hidden width prunes; a Dense head on the class token."""
@@ -214,6 +222,7 @@ def test_the_proof_is_what_picks_the_handler():
     (MeanScale(name="odd"), "not computed channel by channel"),
     (SizedByConfig(16, name="odd"), "cannot be rebuilt at a narrower width"),
     (MixingMatrix(name="odd"), "cannot be rebuilt at a narrower width"),
+    (lambda x: TwoOutputs(name="odd")(x)[0], "several outputs"),
 ])
 def test_layers_that_are_not_channelwise_are_refused_in_one_line(layer, why):
     model = conv_model(layer)

@@ -130,9 +130,12 @@ def _prove(layer) -> Optional[str]:
     per = set(_per_channel(weights, c))
     x = _probe_input(shape, np.random.default_rng(0))
     try:
-        y = np.asarray(layer(x))
+        y = layer(x)
     except Exception:                  # noqa: BLE001 - any failure: not proven
         return "it cannot be called on a plain array"
+    if isinstance(y, (list, tuple, dict)):
+        return "it has several outputs"
+    y = np.asarray(y)
     if y.ndim < 1 or y.shape[-1] != c:
         return f"its output does not keep the {c} channels on the last axis"
     subsets = [np.sort(np.random.default_rng(1).permutation(c)[:max(1, c // 2)]),
