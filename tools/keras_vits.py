@@ -2,7 +2,9 @@
 ``tools/bench_transformers.py``): the keras.io "Image classification with
 Vision Transformer" example (``Patches`` / ``PatchEncoder`` layers, Flatten
 head), a functional pre-norm ViT, a post-norm one with ``key_dim != value_dim``,
-one with grouped-query attention and a gated (SiLU) MLP, and a subclassed
+one with grouped-query attention and a gated (SiLU) MLP, one whose class
+token, position table and layer scales are the user's own layers without a
+handler (proven channel-wise: ``graph/handlers/probed.py``), and a subclassed
 ``keras.Model``. Small sizes, random weights.
 
 ``image_vit`` builds the classic ViT classifier at any size (patchify
@@ -99,6 +101,59 @@ def functional_vit(norm="pre", attention="mha", mlp="gelu", value_dim=None):
             x = L.LayerNormalization()(x + feed(x))
     x = L.GlobalAveragePooling1D()(L.LayerNormalization()(x))
     return keras.Model(inp, L.Dense(CLASSES, name="head")(x), name=f"vit_{norm}_{attention}")
+
+
+@keras.saving.register_keras_serializable("keras_vits")
+class OwnClassToken(L.Layer):
+    """A user's class token: no handler is registered for it."""
+
+    def build(self, shape):
+        self.token = self.add_weight(name="token", shape=(1, 1, shape[-1]),
+                                     initializer="random_normal")
+
+    def call(self, x):
+        token = ops.repeat(ops.cast(self.token, x.dtype), ops.shape(x)[0], axis=0)
+        return ops.concatenate([token, x], axis=1)
+
+
+@keras.saving.register_keras_serializable("keras_vits")
+class OwnPositionTable(L.Layer):
+    """A user's learned position table (tokens, width): no handler."""
+
+    def build(self, shape):
+        self.table = self.add_weight(name="table", shape=(1, shape[1], shape[2]),
+                                     initializer="random_normal")
+
+    def call(self, x):
+        return x + ops.cast(self.table, x.dtype)
+
+
+@keras.saving.register_keras_serializable("keras_vits")
+class OwnLayerScale(L.Layer):
+    """A user's CaiT-style layer scale (per-channel gamma): no handler."""
+
+    def build(self, shape):
+        self.gamma = self.add_weight(name="gamma", shape=(shape[-1],),
+                                     initializer=keras.initializers.Constant(0.1))
+
+    def call(self, x):
+        return x * ops.cast(self.gamma, x.dtype)
+
+
+def own_layers_vit():
+    """Class token, position table and layer scales as the user's own layers
+    (no handler for any of them); pre-norm MHA blocks, class-token head."""
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = OwnPositionTable(name="position")(OwnClassToken(name="class_token")(_patchify(inp)))
+    for i in range(2):
+        h = L.LayerNormalization()(x)
+        h = L.MultiHeadAttention(4, WIDTH // 4, name=f"attn{i}")(h, h)
+        x = x + OwnLayerScale(name=f"scale_attn{i}")(h)
+        h = L.Dense(2 * WIDTH, activation="gelu", name=f"fc{i}")(L.LayerNormalization()(x))
+        h = OwnLayerScale(name=f"scale_fc{i}")(h)
+        x = x + OwnLayerScale(name=f"scale_mlp{i}")(L.Dense(WIDTH, name=f"down{i}")(h))
+    x = L.LayerNormalization()(x)[:, 0]
+    return keras.Model(inp, L.Dense(CLASSES, name="head")(x), name="vit_own_layers")
 
 
 class Block(L.Layer):
@@ -222,5 +277,7 @@ MODELS = {
     "functional ViT, pre-norm MHA, GELU MLP": functional_vit,
     "functional ViT, post-norm, key_dim != value_dim": lambda: functional_vit("post", value_dim=4),
     "functional ViT, GQA, gated SiLU MLP": lambda: functional_vit(attention="gqa", mlp="gated"),
+    "functional ViT, own class-token / position / layer-scale layers (no handler)":
+        own_layers_vit,
     "subclassed ViT (class MyViT(keras.Model))": subclassed_vit,
 }
