@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 from keras import layers as L
+from keras import ops
 
 import remotetrimmer_tf as rt
 from remotetrimmer_tf.graph import (DependencyGraph, activation_kind, register_activation,
@@ -152,11 +153,11 @@ def test_pruner_layernorm_opt_in_warns_and_marks():
 
 def test_unknown_layer_error_names_a_real_option():
     class Opaque(keras.layers.Layer):     # owns a weight: not traced as a composite
-        def build(self, shape):
+        def build(self, shape):             # and mixes its channels: not channel-wise
             self.k = self.add_weight(shape=(), initializer="ones")
 
         def call(self, x):
-            return x * self.k
+            return x * self.k + ops.mean(x, axis=-1, keepdims=True)
 
     inp = keras.Input((8, 8, 3))
     x = L.Conv2D(6, 3, padding="same", name="c1")(inp)
