@@ -249,12 +249,12 @@ class DependencyGraph:
         elif refusal_reason(op):
             msg += f" ({refusal_reason(op)})"
         if b.unknown == "error":
+            lam = isinstance(op, keras.layers.Lambda)
             raise PruningError(
-                msg + ". Way out: register a handler with "
-                "remotetrimmer_tf.graph.register_handler(<class>, <LayerHandler>) "
-                "(see docs/custom_layers.md); or pass unknown='freeze' to Pruner "
-                "(or DependencyGraph) to leave the channels around it unpruned; "
-                "or replace the layer (a Lambda by keras.ops calls).")
+                msg + ". Way out: " + ("replace it by keras.ops calls, or " if lam else "")
+                + "register a handler (remotetrimmer_tf.graph.register_handler, see "
+                "docs/custom_layers.md), or pass unknown='freeze' to Pruner (or "
+                "DependencyGraph) to leave the channels around it unpruned.")
         return b.opaque(view, f"{kind} '{name}' ({type(op).__name__}) has no handler")
 
     # ------------------------------------------------------------- groups
