@@ -133,6 +133,18 @@ class TwoOutputs(L.Layer):
         return x * self.w, x + self.w
 
 
+class Counting(L.Layer):
+    """Per-channel weight, but its call counts (a state update)."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, x):
+        self.calls.assign_add(1.0)
+        return x * self.w
+
+
 def token_model():
     """Tokens -> class token -> position table -> a LayerScale'd MLP whose
     hidden width prunes; a Dense head on the class token."""
@@ -223,15 +235,19 @@ def test_the_proof_is_what_picks_the_handler():
     (SizedByConfig(16, name="odd"), "cannot be rebuilt at a narrower width"),
     (MixingMatrix(name="odd"), "cannot be rebuilt at a narrower width"),
     (lambda x: TwoOutputs(name="odd")(x)[0], "several outputs"),
+    (Counting(name="odd"), "changes its own weights"),
 ])
 def test_layers_that_are_not_channelwise_are_refused_in_one_line(layer, why):
     model = conv_model(layer)
+    before = [w.copy() for w in model.get_weights()]
     with pytest.raises(PruningError) as err:
         rt.Pruner(model, importance="l1", ratio=0.5).prune()
     msg = str(err.value)
     assert "\n" not in msg and "'odd'" in msg and "not provably channel-wise" in msg, msg
     assert why in msg, msg
     assert "unknown='freeze'" in msg
+    for a, b in zip(before, model.get_weights()):       # the proof left them as they were
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_refused_layer_is_frozen_on_request_and_the_rest_prunes():

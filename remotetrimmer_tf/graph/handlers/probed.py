@@ -23,7 +23,8 @@ A layer that passes is handled by :class:`ChannelwiseHandler`: channel
 last axis, and the config is kept (the layer sizes its weights from its
 input). A layer that fails is refused as before, the reason appended to the
 refusal (:func:`refusal_reason`). The proof runs once per layer object, on copies:
-the user's layer is only called.
+the user's layer is only called (a call that changes its weights is undone
+and refused).
 
 Example:
     >>> import remotetrimmer_tf as rt
@@ -119,6 +120,16 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6))
 
 
+def _restore(layer, weights) -> bool:
+    """Put ``weights`` back if calling ``layer`` changed them (a layer that
+    counts or tracks in ``call``); whether it did."""
+    now = layer.get_weights()
+    if all(np.array_equal(a, b) for a, b in zip(weights, now)):
+        return False
+    layer.set_weights(weights)
+    return True
+
+
 def _per_channel(weights, c):
     """Indices of the weights with the ``c`` channels on their last axis (the
     others are shared by every channel: a GeM exponent, a temperature)."""
@@ -137,6 +148,10 @@ def _prove(layer) -> Optional[str]:
         y = layer(x)
     except Exception:                  # noqa: BLE001 - any failure: not proven
         return "it cannot be called on a plain array"
+    finally:
+        changed = _restore(layer, weights)
+    if changed:
+        return "calling it changes its own weights"
     if isinstance(y, (list, tuple, dict)):
         return "it has several outputs"
     y = np.asarray(y)
