@@ -21,10 +21,10 @@ acts channel by channel, the way the surgeon will rebuild it:
 A layer that passes is handled by :class:`ChannelwiseHandler`: channel
 ``c`` in is channel ``c`` out, every per-channel weight is sliced on its
 last axis, and the config is kept (the layer sizes its weights from its
-input). A layer that fails is refused as before, the reason appended to the
-refusal (:func:`refusal_reason`). The proof runs once per layer object, on copies:
-the user's layer is only called (a call that changes its weights is undone
-and refused).
+input). A layer that fails is refused as before, the reason appended to
+the refusal (:func:`refusal_reason`). The proof runs once per layer object,
+on copies: the user's layer is only called (a call that changes its weights
+is undone and refused).
 
 Example:
     >>> import remotetrimmer_tf as rt
