@@ -252,6 +252,7 @@ def test_three_rounds_end_to_end_end_at_the_one_shot_size(assets, tiny_run, tmp_
     assert (wd / "rounds/round_2/model_finetuned.keras").is_file()
 
 
+@pytest.mark.slow
 def test_rounds_to_a_macs_target_end_under_it(assets, tmp_path):
     """Only the last round prunes to the target; the earlier ones follow the
     ratio the one-shot search reached. The budget line keeps the folded

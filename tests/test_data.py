@@ -360,6 +360,7 @@ def test_demo_sample():
 SHARED = REPO.parent / "shared" / "data"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "eurosat" / "2750").is_dir(),
                     reason="../shared/data not present")
 def test_shared_data_counts():

@@ -74,6 +74,7 @@ def test_keras_hub_backbone_exports_to_onnx(tmp_path):
     assert res.max_abs_diff <= 1e-4
 
 
+@pytest.mark.slow
 def test_pruned_keras_hub_vit_exports_to_onnx(tmp_path):
     """keras-hub's ViT captures tensors Keras' ONNX route turns into inputs,
     and its MLP uses exact GELU: the frozen-graph route, checked."""

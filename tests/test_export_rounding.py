@@ -51,6 +51,7 @@ def test_float64_reference_matches_keras_to_rounding():
     assert 0 < np.abs(ref - exact).max() < 1e-4 * scale
 
 
+@pytest.mark.slow
 def test_correct_export_of_a_rounding_amplifying_model_passes(tmp_path):
     model = _loud_net()
     x = _x()

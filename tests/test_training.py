@@ -438,6 +438,7 @@ def test_fit_with_teacher_adds_the_distillation_term_exactly(data):
     assert teacher.trainable and all(l.trainable for l in teacher.layers)
 
 
+@pytest.mark.slow
 def test_distillation_pulls_the_student_towards_the_teacher(data):
     x, y = data
     teacher = tiny_model(7)
