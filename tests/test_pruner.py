@@ -86,6 +86,7 @@ def test_round_to_and_min_channels(resnet):
     assert widths(small) == [4, 4, 4, 4, 5]
 
 
+@pytest.mark.slow
 def test_round_mode_down_and_nearest(resnet):
     # planned widths at 0.7: [19, 19, 38, 76, 153]
     down = Pruner(resnet, "l1", 0.7, round_to=16, round_mode="down").prune()

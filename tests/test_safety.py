@@ -249,6 +249,7 @@ def test_damaged_artifact_and_changed_data_are_rerun(assets, tmp_path, monkeypat
     assert calls == []
 
 
+@pytest.mark.slow
 def test_force_and_explicit_stages(assets, tmp_path, monkeypatch):
     from remotetrimmer_tf.pipeline import PipelineError, run_pipeline
     calls, log = [], []
@@ -300,6 +301,7 @@ def test_full_disk_one_line_and_resumable(assets, tmp_path, monkeypatch):
     assert calls == ["finetune", "evaluate", "export", "report"]
 
 
+@pytest.mark.slow
 def test_leftover_temporaries_removed_on_next_start(assets, tmp_path, monkeypatch):
     from remotetrimmer_tf.pipeline import run_pipeline
     calls, log = [], []
