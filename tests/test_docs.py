@@ -25,6 +25,7 @@ from helpers import load_tool, REPO
 
 PAGES = sorted([REPO / "README.md"] + list((REPO / "docs").rglob("*.md")))
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
+LINK = re.compile(r"\]\(([^)#]+)(?:#[^)]*)?\)")      # a markdown link's target
 NOT_RUNNABLE = re.compile(r"<!--\s*not-runnable:\s*(.*?)\s*-->\s*$")
 # Pages whose blocks train or time models (a minute or more on 2 cores).
 SLOW_PAGES = {"guides/remotetrimmer.md", "guides/export.md", "guides/own_data.md",
@@ -130,7 +131,7 @@ def test_readme_is_the_front_door():
         for cell in row.strip("|").split("|")[1:]:
             if re.search(r"\d", cell):
                 assert "](tools/results/" in cell, f"a number without its source: {cell}"
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+    for target in LINK.findall(text):
         if not target.startswith("http"):
             assert (REPO / target).exists(), f"README links to a missing {target}"
 
@@ -185,8 +186,6 @@ def test_mkdocs_yml_lists_every_page():
     for page in listed:
         assert os.path.isfile(REPO / "docs" / page), page
 
-
-LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 
 def _site_target(page, target):

@@ -80,6 +80,25 @@ class GeM(L.Layer):
         return ops.power(ops.mean(x, axis=(1, 2)), 1.0 / self.p)
 
 
+class ActScale(L.Layer):
+    """Per-channel gain then an activation, which may be a Python lambda
+    (Keras cannot deserialise it; the in-process rebuild keeps it)."""
+
+    def __init__(self, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get(activation)
+
+    def build(self, shape):
+        self.gain = self.add_weight(shape=(shape[-1],), initializer="random_normal")
+
+    def call(self, x):
+        return self.activation(x * self.gain)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "activation": keras.activations.serialize(self.activation)}
+
+
 class ChannelFlip(L.Layer):
     """Reverses the channels: channel c out is channel C-1-c in."""
 
@@ -220,6 +239,13 @@ def test_a_shared_weight_stays_whole_gem_pooling():
     small = _assert_exact(model)
     assert small.get_layer("c1").filters == 8
     np.testing.assert_array_equal(small.get_layer("gem").get_weights()[0], [3.0])
+
+
+def test_a_layer_holding_a_lambda_is_proven_as_the_surgeon_rebuilds_it():
+    model = conv_model(ActScale(lambda t: t * 0.5, name="act"))
+    small = _assert_exact(model)
+    assert small.get_layer("c1").filters == 8
+    assert tuple(small.get_layer("act").gain.shape) == (8,)
 
 
 def test_the_proof_is_what_picks_the_handler():

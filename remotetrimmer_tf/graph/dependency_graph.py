@@ -246,8 +246,8 @@ class DependencyGraph:
         elif isinstance(op, keras.layers.Layer) and op._flatten_layers(
                 include_self=False, recursive=False):
             msg += f" (a composite layer that cannot be inlined: {composite_reason(op)})"
-        elif refusal_reason(op):
-            msg += f" ({refusal_reason(op)})"
+        elif (reason := refusal_reason(op)) is not None:
+            msg += f" ({reason})"
         if b.unknown == "error":
             lam = isinstance(op, keras.layers.Lambda)
             raise PruningError(

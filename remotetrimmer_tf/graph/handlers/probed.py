@@ -11,7 +11,8 @@ acts channel by channel, the way the surgeon will rebuild it:
    weight with ``C`` entries on its last axis is per-channel, any other is
    shared by every channel (a GeM pooling's exponent);
 2. its output has ``C`` channels on the last axis;
-3. ``from_config(get_config())`` rebuilt at full width with the layer's
+3. ``from_config(get_config())`` (in process, as the surgeon rebuilds it:
+   ``utils.in_process``) rebuilt at full width with the layer's
    weights gives the layer's output on random data, and rebuilt at a
    narrower width ``K`` (two channel subsets: about half, and the last
    channel alone) with the per-channel weights sliced to ``K`` on their last
@@ -45,8 +46,10 @@ from __future__ import annotations
 import weakref
 from typing import Optional
 
+import keras
 import numpy as np
 
+from ...utils.in_process import config_of, from_config
 from .registry import LayerHandler, register_fallback
 from .weight_axes import WeightAxes
 
@@ -77,7 +80,6 @@ CHANNELWISE = ChannelwiseHandler()
 
 
 def _is_candidate(layer) -> bool:
-    import keras
     if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.Model):
         return False
     module = type(layer).__module__ + "."
@@ -105,9 +107,10 @@ class _NotSized(ValueError):
     pass
 
 
-def _rebuilt(layer, x, weights):
-    """``from_config(get_config())`` called on ``x`` with ``weights`` set."""
-    copy = type(layer).from_config(layer.get_config())
+def _rebuilt(layer, config, x, weights):
+    """A copy of ``layer`` from ``config`` (``config_of(layer)``, rebuilt in
+    process as the surgeon does) called on ``x`` with ``weights`` set."""
+    copy = from_config(type(layer), *config)
     copy(x)
     if [tuple(w.shape) for w in copy.weights] != [tuple(w.shape) for w in weights]:
         raise _NotSized("its weights are not sized by its input's channels")
@@ -160,10 +163,11 @@ def _prove(layer) -> Optional[str]:
     subsets = [np.sort(np.random.default_rng(1).permutation(c)[:max(1, c // 2)]),
                np.array([c - 1])] if c > 1 else []
     try:
-        if not _same(_rebuilt(layer, x, weights), y):
+        config = config_of(layer)
+        if not _same(_rebuilt(layer, config, x, weights), y):
             return "from_config(get_config()) does not rebuild it"
         for keep in subsets:
-            part = _rebuilt(layer, x[..., keep],
+            part = _rebuilt(layer, config, x[..., keep],
                             [w[..., keep] if i in per else w for i, w in enumerate(weights)])
             if not _same(part, y[..., keep]):
                 return "its output channels are not computed channel by channel"
@@ -198,7 +202,7 @@ def refusal_reason(layer) -> Optional[str]:
 
 
 def _fallback(obj):
-    return CHANNELWISE if _is_candidate(obj) and channelwise_problem(obj) is None else None
+    return CHANNELWISE if channelwise_problem(obj) is None else None
 
 
 register_fallback(_fallback)
